@@ -1,0 +1,1 @@
+//! Shared test peers and helpers for relay integration tests.
