@@ -58,6 +58,7 @@
 //! | [`replay`] | the replay ring behind `Last-Event-ID` |
 //! | [`sanitize`] | escaping user text for logs and re-broadcast |
 //! | [`ids`] | trace/request id formatting from caller-supplied randomness |
+//! | [`discord`] | Discord Gateway v10 session, dispatch → link events, REST requests and rate limits |
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -72,3 +73,4 @@ pub mod replay;
 pub mod sanitize;
 pub mod sse;
 pub mod validate;
+pub mod discord;

@@ -1,0 +1,9 @@
+//! The Discord side: Gateway v10 session, dispatch translation, REST rate limits.
+//!
+//! Everything here follows Discord's developer documentation; `shared/reference/discord.md`
+//! sums up the facts with their sources.
+pub mod dispatch;
+pub mod ratelimit;
+pub mod rest;
+pub mod session;
+pub mod voice_cache;

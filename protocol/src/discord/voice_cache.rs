@@ -1,0 +1,1 @@
+//! TODO: discord::voice_cache
