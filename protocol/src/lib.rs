@@ -64,6 +64,7 @@
 
 pub mod backoff;
 pub mod bucket;
+pub mod discord;
 pub mod frame;
 pub mod ids;
 pub mod link_session;
@@ -73,4 +74,3 @@ pub mod replay;
 pub mod sanitize;
 pub mod sse;
 pub mod validate;
-pub mod discord;
