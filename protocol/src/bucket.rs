@@ -554,6 +554,12 @@ mod tests {
         assert_eq!(b.try_take(t + ms(999)), Err(ms(1)));
         assert_eq!(b.try_take(t + ms(1000)), Ok(()));
 
+        // A take stamped earlier than the last one must not rewind the refill clock.
+        let mut b = TokenBucket::new(LimitConfig::new(2, 1, ms(1000)).unwrap(), t).unwrap();
+        assert_eq!(b.try_take(t), Ok(()));
+        assert_eq!(b.try_take(t - ms(300)), Ok(()));
+        assert_eq!(b.try_take(t + ms(999)), Err(ms(1)));
+
         let mut lim = limiter(LimitConfig::new(1, 1, ms(1000)).unwrap());
         assert!(lim.check("u", "c", t).is_allowed());
         assert_eq!(
