@@ -608,7 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn a_million_users_cost_what_the_last_two_refill_times_hold() {
+    fn endless_new_users_cost_only_the_last_two_fill_times() {
         // Fill time 1 s; one new user per millisecond for 20 s.
         let cfg = LimitConfig::new(2, 2, ms(1000)).unwrap();
         let mut lim = limiter(cfg);
