@@ -1,1 +1,10 @@
-//! relay-runtime: the IO drivers (filled in by the edge and gateway work).
+//! relay-runtime: the blocking IO drivers that put `relay-protocol`'s machines to work.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`ws_io`] | a non-blocking WebSocket one thread drives, woken by other threads |
+//! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
+#![warn(missing_docs)]
+
+pub mod hub;
+pub mod ws_io;
