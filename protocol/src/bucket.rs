@@ -369,9 +369,9 @@ impl RateLimiter for KeyedLimiter {
         // high-water mark; `wait_from` adds the gap between the two.
         let now = self.observe(at);
         let due = self.auto_sweep
-            && self.last_sweep.map_or(true, |s| {
-                now.saturating_duration_since(s) >= self.rate.fill_time
-            });
+            && self
+                .last_sweep
+                .is_none_or(|s| now.saturating_duration_since(s) >= self.rate.fill_time);
         if due {
             self.sweep(now);
         }
