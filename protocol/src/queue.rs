@@ -167,7 +167,12 @@ impl CommandQueue {
             enqueued_at: now,
             attempts: 0,
             waiting,
-            deadline: waiting.then(|| now + self.config.reply_timeout),
+            // An unrepresentable deadline (absurd timeout) means "never".
+            deadline: if waiting {
+                now.checked_add(self.config.reply_timeout)
+            } else {
+                None
+            },
         });
         Ok(())
     }
@@ -177,7 +182,7 @@ impl CommandQueue {
         let mut entry = self.pending.pop_front()?;
         entry.attempts = entry.attempts.saturating_add(1);
         if entry.deadline.is_none() {
-            entry.deadline = Some(now + self.config.reply_timeout);
+            entry.deadline = now.checked_add(self.config.reply_timeout);
         }
         self.in_flight.push_back(entry);
         self.in_flight.back().map(|e| &e.command)
