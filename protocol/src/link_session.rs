@@ -47,10 +47,8 @@ use crate::frame::{
 use crate::payload::{EventBody, VoiceSnapshot};
 use crate::queue::{CommandQueue, Completion, QueueConfig, QueueFull};
 
-// TEMP until backoff lands: replace these two lines and `mod temp_backoff` with
-// `use crate::backoff::Backoff;` and `pub use crate::backoff::BackoffConfig;`.
-use temp_backoff::Backoff;
-pub use temp_backoff::BackoffConfig;
+use crate::backoff::Backoff;
+pub use crate::backoff::BackoffConfig;
 
 /// A secret string (the link token) whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -526,9 +524,11 @@ impl LinkSession {
         self.drain_completions();
     }
 
-    /// Accepts a command. `waiting`: a caller blocks on its reply, so it times out
-    /// after the reply timeout even while queued; otherwise the timeout starts when
-    /// it is written. The command's `requestId` must be unique.
+    /// Accepts a command. `waiting`: a caller blocks on its reply if the link is up,
+    /// so the command times out after the reply timeout. While the link is down the
+    /// caller is answered at once (`Queued`, HTTP 202) and waits for nothing, so the
+    /// command is queued without a caller deadline and its reply timeout starts
+    /// only when it is written after the reconnect. The `requestId` must be unique.
     pub fn submit(
         &mut self,
         now: Instant,
@@ -538,8 +538,9 @@ impl LinkSession {
         if self.state == LinkState::Stopped {
             return Err(SubmitError::Stopped);
         }
-        self.queue.push(now, command, waiting)?;
-        if self.state == LinkState::Connected {
+        let connected = self.state == LinkState::Connected;
+        self.queue.push(now, command, waiting && connected)?;
+        if connected {
             self.flush(now);
             Ok(Submitted::Sending)
         } else {
@@ -738,73 +739,6 @@ impl LinkSession {
     }
 }
 
-// TEMP until backoff lands: a minimal copy of the API being built in `crate::backoff`.
-mod temp_backoff {
-    use std::time::Duration;
-
-    /// Reconnect delay settings.
-    #[derive(Debug, Clone, PartialEq)]
-    pub struct BackoffConfig {
-        /// The first delay.
-        pub base: Duration,
-        /// The longest delay.
-        pub cap: Duration,
-        /// ± this fraction of the nominal delay.
-        pub jitter: f64,
-    }
-
-    impl Default for BackoffConfig {
-        fn default() -> Self {
-            Self {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(30),
-                jitter: 0.2,
-            }
-        }
-    }
-
-    /// Doubling delays with jitter.
-    #[derive(Debug, Clone)]
-    pub(crate) struct Backoff {
-        cfg: BackoffConfig,
-        attempts: u32,
-    }
-
-    impl Backoff {
-        /// No failures yet.
-        pub(crate) fn new(cfg: BackoffConfig) -> Self {
-            Self { cfg, attempts: 0 }
-        }
-
-        /// The n-th delay is `base·2ⁿ⁻¹`, capped, times `1 + jitter·(2·random − 1)`, capped.
-        pub(crate) fn next_delay(&mut self, random: f64) -> Duration {
-            self.attempts = self.attempts.saturating_add(1);
-            let doublings = (self.attempts - 1).min(31);
-            let nominal = self
-                .cfg
-                .base
-                .saturating_mul(1u32 << doublings)
-                .min(self.cfg.cap);
-            let factor = 1.0 + self.cfg.jitter * (2.0 * random - 1.0);
-            if factor.is_finite() && factor >= 0.0 {
-                nominal.mul_f64(factor).min(self.cfg.cap)
-            } else {
-                nominal
-            }
-        }
-
-        /// After a success.
-        pub(crate) fn reset(&mut self) {
-            self.attempts = 0;
-        }
-
-        /// Failures since the last reset.
-        pub(crate) fn attempts(&self) -> u32 {
-            self.attempts
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -918,6 +852,32 @@ mod tests {
         assert_eq!(s.submit(t0, cmd(3), true), Ok(Submitted::Sending));
         assert_eq!(sent(&drain(&mut s)), ["r3"]);
         assert_eq!(s.queue().in_flight_len(), 4);
+    }
+
+    #[test]
+    fn a_caller_never_waits_on_a_command_queued_while_down() {
+        // The HTTP handler always asks to wait; while the link is down it answers
+        // 202 instead, so the queued command must not time out with nobody waiting.
+        let mut s = session();
+        let t0 = origin();
+        s.start(t0);
+        s.handle_connect_failed(t0, ConnectError::Refused, 0.5);
+        assert_eq!(s.submit(t0, cmd(0), true), Ok(Submitted::Queued));
+        // A minute of failed reconnects, far past the 5 s reply timeout.
+        let mut now = t0;
+        let mut outs = Vec::new();
+        while now < t0 + 60 * S {
+            now = s.poll_timeout().expect("a reconnect is always scheduled");
+            s.handle_timeout(now);
+            outs.extend(drain(&mut s));
+            if s.state() == LinkState::Connecting {
+                s.handle_connect_failed(now, ConnectError::Refused, 0.5);
+            }
+        }
+        assert!(completed(&outs).is_empty(), "{outs:?}");
+        s.handle_timeout(now + 31 * S);
+        s.handle_connected(now + 31 * S);
+        assert_eq!(sent(&drain(&mut s)), ["r0"]);
     }
 
     #[test]
