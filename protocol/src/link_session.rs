@@ -390,7 +390,7 @@ impl LinkSession {
     pub fn new(config: LinkConfig) -> Self {
         Self {
             queue: CommandQueue::new(config.queue.clone()),
-            backoff: Backoff::new(config.backoff.clone()),
+            backoff: Backoff::new(config.backoff),
             config,
             state: LinkState::Idle,
             timers: TimerTable::default(),
