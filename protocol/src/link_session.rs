@@ -1256,7 +1256,7 @@ mod tests {
                     prop_assert!(cmd.is_ok());
                     let n: usize = cmd.unwrap().request_id()[1..].parse().unwrap_or(usize::MAX);
                     // FIFO per connection: requeued first, then newer, never out of order.
-                    prop_assert!(seen.connection_sends.last().map_or(true, |&last| last < n));
+                    prop_assert!(seen.connection_sends.last().is_none_or(|&last| last < n));
                     seen.connection_sends.push(n);
                 }
                 LinkOutput::Completed(c) => {
