@@ -530,3 +530,804 @@ pub fn fuzz_dispatch(bytes: &[u8]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::payload::{VoiceJoined, VoiceLeft};
+
+    const GUILD: &str = "290926798626357999";
+    const OTHER_GUILD: &str = "41771983423143937";
+
+    fn events(t: &mut Translator, name: &str, d: Value) -> Vec<EventBody> {
+        match t.handle_dispatch(name, &d) {
+            Translated::Events(events) => events,
+            other => panic!("{name}: expected events, got {other:?}"),
+        }
+    }
+
+    fn one_event(t: &mut Translator, name: &str, d: Value) -> EventBody {
+        let mut e = events(t, name, d);
+        assert_eq!(e.len(), 1, "{e:?}");
+        e.remove(0)
+    }
+
+    /// Modelled on the MESSAGE_CREATE example of Discord's message.mdx.
+    fn message_create() -> Value {
+        json!({
+            "type": 0, "tts": false, "timestamp": "2017-07-11T17:27:07.299000+00:00", "pinned": false,
+            "mentions": [{
+                "username": "Mason", "public_flags": 131141, "id": "53908099506183680", "global_name": "Mason",
+                "discriminator": "0", "avatar": "a_bab14f271d565501444b2ca3be944b25",
+                "member": {"roles": [], "mute": false, "joined_at": "2015-04-26T06:26:56.936000+00:00", "deaf": false}
+            }],
+            "mention_roles": [], "mention_everyone": false,
+            "member": {
+                "roles": [], "premium_since": null, "pending": false, "nick": null, "mute": false,
+                "joined_at": "2015-04-26T06:26:56.936000+00:00", "flags": 0, "deaf": false,
+                "communication_disabled_until": null, "avatar": null
+            },
+            "id": "334385199974967042", "flags": 0, "embeds": [], "edited_timestamp": null,
+            "content": "Supa Hot", "components": [], "channel_type": 0, "channel_id": "290926798999357250",
+            "author": {
+                "username": "Mason", "public_flags": 131141, "id": "53908099506183680", "global_name": "Mason Jar",
+                "discriminator": "0", "avatar_decoration_data": null, "avatar": "a_bab14f271d565501444b2ca3be944b25"
+            },
+            "attachments": [], "guild_id": GUILD
+        })
+    }
+
+    /// Modelled on voice.mdx's voice state, as VOICE_STATE_UPDATE sends it (with `member.user`).
+    fn voice_update(user: &str, channel: Option<&str>, name: &str) -> Value {
+        json!({
+            "member": {
+                "user": {"username": name, "public_flags": 0, "id": user, "global_name": null,
+                         "discriminator": "0", "avatar": format!("{name}-avatar")},
+                "roles": [], "mute": false, "joined_at": "2021-05-01T10:00:00.000000+00:00", "deaf": false,
+                "flags": 0, "avatar": null, "nick": null, "premium_since": null, "pending": false,
+                "communication_disabled_until": null
+            },
+            "user_id": user, "suppress": false, "session_id": "90326bd25d71d39b9ef95b299e3872ff",
+            "self_video": false, "self_mute": false, "self_deaf": false, "request_to_speak_timestamp": null,
+            "mute": false, "guild_id": GUILD, "deaf": false, "channel_id": channel
+        })
+    }
+
+    /// A full GUILD_CREATE: voice_states without `guild_id`, members with `user`.
+    fn guild_create(voice: &[(&str, &str)], members: &[(&str, &str)]) -> Value {
+        let states: Vec<Value> = voice
+            .iter()
+            .map(|(user, channel)| {
+                json!({"user_id": user, "channel_id": channel, "session_id": "abc", "deaf": false, "mute": false,
+                       "self_deaf": false, "self_mute": true, "self_video": false, "suppress": false,
+                       "request_to_speak_timestamp": null})
+            })
+            .collect();
+        let members: Vec<Value> = members
+            .iter()
+            .map(|(user, name)| {
+                json!({"user": {"id": user, "username": name, "global_name": null, "avatar": null, "discriminator": "0"},
+                       "roles": [], "joined_at": "2021-05-01T10:00:00.000000+00:00", "deaf": false, "mute": false})
+            })
+            .collect();
+        json!({
+            "id": GUILD, "name": "relay test", "icon": null, "owner_id": "80351110224678912",
+            "joined_at": "2021-05-01T10:00:00.000000+00:00", "large": false, "unavailable": false,
+            "member_count": 3, "voice_states": states, "members": members,
+            "channels": [{"id": "157733188964188161", "type": 2, "name": "General"}],
+            "threads": [], "presences": [], "stage_instances": [], "guild_scheduled_events": [],
+            "soundboard_sounds": []
+        })
+    }
+
+    fn joined(channel: &str, user: &str, name: &str, avatar: Option<&str>) -> EventBody {
+        EventBody::VoiceJoined(VoiceJoined {
+            guild_id: GUILD.into(),
+            channel_id: channel.into(),
+            user_id: user.into(),
+            username: name.into(),
+            avatar: avatar.map(Into::into),
+        })
+    }
+
+    fn left(channel: Option<&str>, user: &str) -> EventBody {
+        EventBody::VoiceLeft(VoiceLeft {
+            guild_id: GUILD.into(),
+            channel_id: channel.map(Into::into),
+            user_id: user.into(),
+        })
+    }
+
+    /// Applies the voice events in `events` to `view`, as a browser does.
+    fn replay(view: &mut VoiceSnapshot, events: &[EventBody]) {
+        for e in events {
+            match e {
+                EventBody::VoiceJoined(j) => view.apply_joined(j),
+                EventBody::VoiceLeft(l) => view.apply_left(l),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn snowflake_time_matches_discords_example() {
+        let ms = snowflake_time_ms(41_771_983_423_143_937);
+        assert_eq!(rfc3339_millis(ms), "2015-04-26T06:26:56.934Z");
+        assert_eq!(snowflake_time_ms(0), DISCORD_EPOCH_MS);
+        let _ = snowflake_time_ms(u64::MAX);
+    }
+
+    #[test]
+    fn message_create_forwards_the_contract_fields() {
+        let mut t = Translator::new(None);
+        let body = one_event(&mut t, "MESSAGE_CREATE", message_create());
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"type": "messageCreate", "data": {
+                "id": "334385199974967042", "channelId": "290926798999357250", "guildId": GUILD,
+                "author": {"id": "53908099506183680", "username": "Mason",
+                           "avatar": "a_bab14f271d565501444b2ca3be944b25", "bot": false},
+                "content": "Supa Hot", "timestamp": "2017-07-11T17:27:07.299000+00:00"
+            }}),
+            "username (not global_name), timestamp as given"
+        );
+    }
+
+    #[test]
+    fn message_create_without_timestamp_uses_the_snowflake_time() {
+        let mut t = Translator::new(None);
+        let mut d = message_create();
+        d["id"] = json!(41_771_983_423_143_937u64);
+        d.as_object_mut().unwrap().remove("timestamp");
+        let EventBody::MessageCreate(m) = one_event(&mut t, "MESSAGE_CREATE", d) else {
+            unreachable!()
+        };
+        assert_eq!(m.id, "41771983423143937", "integer ids come out as strings");
+        assert_eq!(
+            m.timestamp,
+            Timestamp::Text("2015-04-26T06:26:56.934Z".into())
+        );
+    }
+
+    #[test]
+    fn webhook_and_own_bot_messages_are_forwarded() {
+        let mut t = Translator::new(None);
+        let mut d = message_create();
+        d["webhook_id"] = json!("223704706495545344");
+        d["author"] = json!({"id": "223704706495545344", "username": "Captain Hook", "avatar": null, "discriminator": "0000"});
+        d.as_object_mut().unwrap().remove("member");
+        let EventBody::MessageCreate(m) = one_event(&mut t, "MESSAGE_CREATE", d) else {
+            unreachable!()
+        };
+        assert_eq!(m.author.username, "Captain Hook");
+        assert!(
+            m.author.bot,
+            "a webhook's pseudo-user is not a person typing"
+        );
+        assert_eq!(m.author.avatar, None);
+
+        let mut d = message_create();
+        d["author"] = json!({"id": "111", "username": "relay", "avatar": null, "bot": true, "discriminator": "0"});
+        let EventBody::MessageCreate(m) = one_event(&mut t, "MESSAGE_CREATE", d) else {
+            unreachable!()
+        };
+        assert!(m.author.bot);
+        assert_eq!(m.author.id, "111");
+    }
+
+    #[test]
+    fn message_create_without_author_is_skipped() {
+        let mut t = Translator::new(None);
+        let mut d = message_create();
+        d.as_object_mut().unwrap().remove("author");
+        assert_eq!(
+            t.handle_dispatch("MESSAGE_CREATE", &d),
+            Translated::Skipped(Skipped {
+                event: "MESSAGE_CREATE",
+                reason: SkipReason::Missing("author")
+            })
+        );
+        d["author"] = json!({"id": "not-a-snowflake", "username": "x"});
+        let Translated::Skipped(s) = t.handle_dispatch("MESSAGE_CREATE", &d) else {
+            panic!()
+        };
+        assert_eq!(s.reason, SkipReason::WrongType("author.id"));
+        assert_eq!(
+            s.to_string(),
+            "MESSAGE_CREATE skipped: field `author.id` has the wrong type"
+        );
+        assert!(matches!(
+            t.handle_dispatch("MESSAGE_CREATE", &json!([1, 2])),
+            Translated::Skipped(Skipped {
+                reason: SkipReason::NotAnObject,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn message_update_never_treats_missing_as_cleared() {
+        let mut t = Translator::new(None);
+        let body = one_event(
+            &mut t,
+            "MESSAGE_UPDATE",
+            json!({"id": "334385199974967042", "channel_id": "290926798999357250", "guild_id": GUILD,
+                   "embeds": [{"type": "link", "url": "https://example.com"}]}),
+        );
+        assert_eq!(
+            serde_json::to_value(&body).unwrap()["data"],
+            json!({"id": "334385199974967042", "channelId": "290926798999357250", "guildId": GUILD})
+        );
+
+        let mut full = message_create();
+        full["content"] = json!("Supa Hot (edited)");
+        full["edited_timestamp"] = json!("2017-07-11T17:30:00.000000+00:00");
+        let EventBody::MessageUpdate(m) = one_event(&mut t, "MESSAGE_UPDATE", full) else {
+            unreachable!()
+        };
+        assert_eq!(m.content.as_deref(), Some("Supa Hot (edited)"));
+        assert_eq!(
+            m.edited_timestamp,
+            Some(Timestamp::Text("2017-07-11T17:30:00.000000+00:00".into()))
+        );
+    }
+
+    #[test]
+    fn deletes_single_and_bulk() {
+        let mut t = Translator::new(None);
+        let body = one_event(
+            &mut t,
+            "MESSAGE_DELETE",
+            json!({"id": "1", "channel_id": "2", "guild_id": GUILD}),
+        );
+        assert_eq!(body.type_name(), "messageDelete");
+        let e = events(
+            &mut t,
+            "MESSAGE_DELETE_BULK",
+            json!({"ids": ["10", 11], "channel_id": "2", "guild_id": GUILD}),
+        );
+        let ids: Vec<_> = e
+            .iter()
+            .map(|e| match e {
+                EventBody::MessageDelete(d) => d.id.as_str(),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(ids, ["10", "11"]);
+        assert!(matches!(
+            t.handle_dispatch(
+                "MESSAGE_DELETE_BULK",
+                &json!({"ids": ["10", "x"], "channel_id": "2"})
+            ),
+            Translated::Skipped(Skipped {
+                reason: SkipReason::WrongType("ids"),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn reactions_with_unicode_custom_and_nameless_emoji() {
+        let mut t = Translator::new(None);
+        let base = json!({
+            "user_id": "80351110224678912", "type": 0, "message_id": "334385199974967042",
+            "message_author_id": "53908099506183680", "channel_id": "290926798999357250", "guild_id": GUILD,
+            "burst": false, "burst_colors": [],
+            "member": {"user": {"id": "80351110224678912", "username": "Nelly", "avatar": null}, "roles": []}
+        });
+        let emoji = |e: Value| {
+            let mut d = base.clone();
+            d["emoji"] = e;
+            d
+        };
+        let cases = [
+            (json!({"id": null, "name": "🔥"}), None, Some("🔥")),
+            (
+                json!({"id": "41771983429993937", "name": "LUL", "animated": false}),
+                Some("41771983429993937"),
+                Some("LUL"),
+            ),
+            (
+                json!({"id": "41771983429993937", "name": null}),
+                Some("41771983429993937"),
+                None,
+            ),
+        ];
+        for (e, id, name) in cases {
+            let EventBody::ReactionAdd(r) = one_event(&mut t, "MESSAGE_REACTION_ADD", emoji(e))
+            else {
+                unreachable!()
+            };
+            assert_eq!(r.emoji.id.as_deref(), id);
+            assert_eq!(r.emoji.name.as_deref(), name);
+            assert_eq!(r.user_id, "80351110224678912");
+            assert_eq!(r.message_id, "334385199974967042");
+        }
+        let mut no_emoji = base.clone();
+        no_emoji.as_object_mut().unwrap().remove("emoji");
+        assert!(matches!(
+            t.handle_dispatch("MESSAGE_REACTION_ADD", &no_emoji),
+            Translated::Skipped(Skipped {
+                reason: SkipReason::Missing("emoji"),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn typing_start_seconds_become_rfc3339_millis() {
+        let mut t = Translator::new(None);
+        let d = json!({"user_id": "80351110224678912", "timestamp": 1_700_000_000, "channel_id": "290926798999357250",
+                       "guild_id": GUILD, "member": {"user": {"id": "80351110224678912", "username": "Nelly"}}});
+        let body = one_event(&mut t, "TYPING_START", d);
+        assert_eq!(
+            serde_json::to_value(&body).unwrap()["data"]["timestamp"],
+            "2023-11-14T22:13:20.000Z"
+        );
+        for bad in [json!(-1), json!(1.5), json!(u64::MAX), json!(true)] {
+            let d = json!({"user_id": "1", "channel_id": "2", "timestamp": bad});
+            assert!(
+                matches!(
+                    t.handle_dispatch("TYPING_START", &d),
+                    Translated::Skipped(Skipped {
+                        reason: SkipReason::WrongType("timestamp"),
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn voice_join_move_mute_leave_through_dispatch() {
+        let mut t = Translator::new(None);
+        let (user, a, b) = (
+            "80351110224678912",
+            "157733188964188161",
+            "157733188964188162",
+        );
+        let av = Some("nelly-avatar");
+        assert_eq!(
+            events(
+                &mut t,
+                "VOICE_STATE_UPDATE",
+                voice_update(user, Some(a), "nelly")
+            ),
+            [joined(a, user, "nelly", av)],
+            "unknown origin: a plain join"
+        );
+        assert_eq!(
+            events(
+                &mut t,
+                "VOICE_STATE_UPDATE",
+                voice_update(user, Some(b), "nelly")
+            ),
+            [left(Some(a), user), joined(b, user, "nelly", av)],
+            "move: left, then joined"
+        );
+        let mut muted = voice_update(user, Some(b), "nelly");
+        muted["self_mute"] = json!(true);
+        muted["self_deaf"] = json!(true);
+        assert_eq!(events(&mut t, "VOICE_STATE_UPDATE", muted), []);
+        assert_eq!(
+            events(
+                &mut t,
+                "VOICE_STATE_UPDATE",
+                voice_update(user, None, "nelly")
+            ),
+            [left(Some(b), user)]
+        );
+        assert_eq!(
+            events(
+                &mut t,
+                "VOICE_STATE_UPDATE",
+                voice_update(user, None, "nelly")
+            ),
+            [],
+            "a repeated leave is not news"
+        );
+        assert!(t.voice().is_empty());
+    }
+
+    #[test]
+    fn guild_create_seeds_and_later_emits_the_difference() {
+        let mut t = Translator::new(None);
+        let mut view = VoiceSnapshot::default();
+        let e = events(
+            &mut t,
+            "READY",
+            json!({"v": 10, "user": {"id": "111", "username": "relay", "bot": true},
+                   "guilds": [{"id": GUILD, "unavailable": true}], "session_id": "s1",
+                   "resume_gateway_url": "wss://gateway-us-east1-b.discord.gg", "application": {"id": "111", "flags": 0}}),
+        );
+        assert!(e.is_empty());
+        let e = events(
+            &mut t,
+            "GUILD_CREATE",
+            guild_create(
+                &[("1", "100"), ("2", "100")],
+                &[("1", "ann"), ("111", "relay")],
+            ),
+        );
+        assert_eq!(
+            e,
+            [
+                joined("100", "1", "ann", None),
+                joined("100", "2", "", None)
+            ]
+        );
+        replay(&mut view, &e);
+        assert_eq!(view, t.voice_snapshot());
+
+        // A new session: READY keeps the guild, its GUILD_CREATE brings the difference.
+        let e = events(
+            &mut t,
+            "READY",
+            json!({"guilds": [{"id": GUILD, "unavailable": true}], "session_id": "s2"}),
+        );
+        assert!(e.is_empty(), "no wipe while browsers hold the view");
+        let e = events(
+            &mut t,
+            "GUILD_CREATE",
+            guild_create(&[("1", "100"), ("3", "200")], &[("3", "cy")]),
+        );
+        assert_eq!(e, [left(Some("100"), "2"), joined("200", "3", "cy", None)]);
+        replay(&mut view, &e);
+        assert_eq!(view, t.voice_snapshot());
+
+        // The guild goes into an outage, then the bot loses every guild.
+        let e = events(
+            &mut t,
+            "GUILD_DELETE",
+            json!({"id": GUILD, "unavailable": true}),
+        );
+        assert_eq!(e, [left(Some("100"), "1"), left(Some("200"), "3")]);
+        replay(&mut view, &e);
+        let e = events(&mut t, "GUILD_CREATE", guild_create(&[("1", "100")], &[]));
+        replay(&mut view, &e);
+        let e = events(&mut t, "READY", json!({"guilds": []}));
+        assert_eq!(e, [left(Some("100"), "1")]);
+        replay(&mut view, &e);
+        assert_eq!(view, t.voice_snapshot());
+        assert_eq!(view, VoiceSnapshot::default());
+    }
+
+    #[test]
+    fn unavailable_guild_create_changes_nothing() {
+        let mut t = Translator::new(None);
+        let _ = events(&mut t, "GUILD_CREATE", guild_create(&[("1", "100")], &[]));
+        let e = events(
+            &mut t,
+            "GUILD_CREATE",
+            json!({"id": GUILD, "unavailable": true}),
+        );
+        assert!(e.is_empty());
+        assert_eq!(t.voice().len(), 1);
+        let mut no_states = guild_create(&[], &[]);
+        no_states.as_object_mut().unwrap().remove("voice_states");
+        assert!(matches!(
+            t.handle_dispatch("GUILD_CREATE", &no_states),
+            Translated::Skipped(Skipped {
+                reason: SkipReason::Missing("voice_states"),
+                ..
+            })
+        ));
+        assert_eq!(t.voice().len(), 1, "a skipped seed does not wipe the guild");
+    }
+
+    #[test]
+    fn guild_filter_drops_other_guilds_and_direct_messages() {
+        let mut t = Translator::new(Some(format!("0{GUILD}")));
+        assert_eq!(t.guild_filter(), Some(GUILD));
+        assert_eq!(events(&mut t, "MESSAGE_CREATE", message_create()).len(), 1);
+
+        let mut other = message_create();
+        other["guild_id"] = json!(OTHER_GUILD);
+        assert_eq!(
+            t.handle_dispatch("MESSAGE_CREATE", &other),
+            Translated::Filtered
+        );
+        let mut dm = message_create();
+        dm.as_object_mut().unwrap().remove("guild_id");
+        assert_eq!(
+            t.handle_dispatch("MESSAGE_CREATE", &dm),
+            Translated::Filtered
+        );
+
+        let mut vs = voice_update("1", Some("100"), "ann");
+        vs["guild_id"] = json!(OTHER_GUILD);
+        assert_eq!(
+            t.handle_dispatch("VOICE_STATE_UPDATE", &vs),
+            Translated::Filtered
+        );
+        let mut gc = guild_create(&[("1", "100")], &[]);
+        gc["id"] = json!(OTHER_GUILD);
+        assert_eq!(t.handle_dispatch("GUILD_CREATE", &gc), Translated::Filtered);
+        assert!(
+            t.voice().is_empty(),
+            "the cache holds only the filtered guild"
+        );
+
+        let _ = events(
+            &mut t,
+            "VOICE_STATE_UPDATE",
+            voice_update("1", Some("100"), "ann"),
+        );
+        assert_eq!(t.voice().len(), 1);
+    }
+
+    #[test]
+    fn unknown_and_bookkeeping_events() {
+        let mut t = Translator::new(None);
+        assert_eq!(
+            t.handle_dispatch("PRESENCE_UPDATE", &json!({})),
+            Translated::Unhandled
+        );
+        assert_eq!(
+            t.handle_dispatch("RESUMED", &json!({})),
+            Translated::Events(vec![])
+        );
+        assert!(Translated::Filtered.into_events().is_empty());
+    }
+
+    #[test]
+    fn snapshot_after_a_sequence() {
+        let mut t = Translator::new(None);
+        let _ = t.handle_dispatch(
+            "GUILD_CREATE",
+            &guild_create(&[("1", "100"), ("2", "100")], &[("1", "ann"), ("2", "bob")]),
+        );
+        let _ = t.handle_dispatch("VOICE_STATE_UPDATE", &voice_update("3", Some("200"), "cy"));
+        let _ = t.handle_dispatch("VOICE_STATE_UPDATE", &voice_update("1", Some("200"), "ann"));
+        let _ = t.handle_dispatch("VOICE_STATE_UPDATE", &voice_update("2", None, "bob"));
+        assert_eq!(
+            serde_json::to_value(t.voice_snapshot()).unwrap(),
+            json!({"channels": {"200": [
+                {"guildId": GUILD, "userId": "3", "username": "cy", "avatar": "cy-avatar"},
+                {"guildId": GUILD, "userId": "1", "username": "ann", "avatar": "ann-avatar"}
+            ]}})
+        );
+    }
+
+    /// One step of a voice scenario over 2 guilds × 4 users × 3 channels.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Update {
+            guild: usize,
+            user: u8,
+            channel: Option<u8>,
+            member: bool,
+            muted: bool,
+        },
+        Create {
+            guild: usize,
+            states: Vec<(u8, u8)>,
+        },
+        Delete {
+            guild: usize,
+        },
+        Ready {
+            keep: Vec<usize>,
+        },
+    }
+
+    const GUILDS: [&str; 2] = [GUILD, OTHER_GUILD];
+
+    fn channel_of(guild: usize, c: u8) -> String {
+        (1000 * (guild as u64 + 1) + u64::from(c)).to_string()
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let guild = 0..GUILDS.len();
+        prop_oneof![
+            8 => (guild.clone(), 0u8..4, proptest::option::of(0u8..3), any::<bool>(), any::<bool>())
+                .prop_map(|(guild, user, channel, member, muted)| Op::Update { guild, user, channel, member, muted }),
+            1 => (guild.clone(), proptest::collection::vec((0u8..4, 0u8..3), 0..5))
+                .prop_map(|(guild, states)| Op::Create { guild, states }),
+            1 => guild.clone().prop_map(|guild| Op::Delete { guild }),
+            1 => proptest::sample::subsequence(vec![0usize, 1], 0..=2).prop_map(|keep| Op::Ready { keep }),
+        ]
+    }
+
+    type Model = std::collections::BTreeMap<(String, String), String>;
+
+    fn model_of(snapshot: &VoiceSnapshot) -> Model {
+        snapshot
+            .channels
+            .iter()
+            .flat_map(|(c, ms)| {
+                ms.iter()
+                    .map(move |m| ((m.guild_id.clone(), m.user_id.clone()), c.clone()))
+            })
+            .collect()
+    }
+
+    fn run(
+        t: &mut Translator,
+        model: &mut Model,
+        op: &Op,
+    ) -> Result<Vec<EventBody>, TestCaseError> {
+        let out = match op {
+            Op::Update {
+                guild,
+                user,
+                channel,
+                member,
+                muted,
+            } => {
+                let g = GUILDS[*guild];
+                let key = (g.to_string(), user.to_string());
+                let ch = channel.map(|c| channel_of(*guild, c));
+                let mut d = voice_update(&user.to_string(), ch.as_deref(), &format!("user{user}"));
+                d["guild_id"] = json!(g);
+                d["self_mute"] = json!(muted);
+                if !member {
+                    d.as_object_mut().unwrap().remove("member");
+                }
+                let before = model.get(&key).cloned();
+                let e = events(t, "VOICE_STATE_UPDATE", d);
+                let kinds: Vec<_> = e.iter().map(EventBody::type_name).collect();
+                match (&before, &ch) {
+                    (None, None) => prop_assert!(kinds.is_empty()),
+                    (Some(a), Some(b)) if a == b => prop_assert!(kinds.is_empty()),
+                    (None, Some(_)) => prop_assert_eq!(kinds, ["voice.joined"]),
+                    (Some(_), Some(_)) => prop_assert_eq!(kinds, ["voice.left", "voice.joined"]),
+                    (Some(_), None) => prop_assert_eq!(kinds, ["voice.left"]),
+                }
+                match ch {
+                    Some(c) => model.insert(key, c),
+                    None => model.remove(&key),
+                };
+                e
+            }
+            Op::Create { guild, states } => {
+                let g = GUILDS[*guild];
+                let states: Vec<(String, String)> = states
+                    .iter()
+                    .map(|(u, c)| (u.to_string(), channel_of(*guild, *c)))
+                    .collect();
+                let refs: Vec<(&str, &str)> = states
+                    .iter()
+                    .map(|(u, c)| (u.as_str(), c.as_str()))
+                    .collect();
+                let mut d = guild_create(&refs, &[]);
+                d["id"] = json!(g);
+                model.retain(|(mg, _), _| mg != g);
+                for (u, c) in states {
+                    model.insert((g.to_string(), u), c);
+                }
+                events(t, "GUILD_CREATE", d)
+            }
+            Op::Delete { guild } => {
+                let g = GUILDS[*guild];
+                model.retain(|(mg, _), _| mg != g);
+                events(t, "GUILD_DELETE", json!({"id": g}))
+            }
+            Op::Ready { keep } => {
+                let keep: Vec<&str> = keep.iter().map(|g| GUILDS[*g]).collect();
+                model.retain(|(mg, _), _| keep.contains(&mg.as_str()));
+                let guilds: Vec<Value> = keep
+                    .iter()
+                    .map(|g| json!({"id": g, "unavailable": true}))
+                    .collect();
+                events(t, "READY", json!({"guilds": guilds}))
+            }
+        };
+        Ok(out)
+    }
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[0-9]{1,21}".prop_map(Value::String),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        let key = prop_oneof![
+            proptest::sample::select(vec![
+                "id",
+                "channel_id",
+                "guild_id",
+                "user_id",
+                "message_id",
+                "author",
+                "member",
+                "user",
+                "username",
+                "avatar",
+                "bot",
+                "webhook_id",
+                "content",
+                "timestamp",
+                "edited_timestamp",
+                "emoji",
+                "name",
+                "ids",
+                "voice_states",
+                "members",
+                "unavailable",
+                "guilds",
+            ])
+            .prop_map(String::from),
+            ".{0,6}",
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key.clone(), inner), 0..10)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The cache follows a model `(guild, user) → channel`, each update emits
+        /// exactly the documented events, and replaying every emitted event onto an
+        /// empty snapshot gives the cache's snapshot, member order included.
+        #[test]
+        fn voice_events_replay_to_the_cache(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut t = Translator::new(None);
+            let mut model = Model::new();
+            let mut view = VoiceSnapshot::default();
+            for op in &ops {
+                let e = run(&mut t, &mut model, op)?;
+                replay(&mut view, &e);
+                let snap = t.voice_snapshot();
+                prop_assert_eq!(&view, &snap, "after {:?}", op);
+                prop_assert_eq!(&model_of(&snap), &model, "after {:?}", op);
+            }
+        }
+
+        /// No JSON under any handled name panics, and whatever the input, the voice
+        /// events emitted still replay to the cache's snapshot.
+        #[test]
+        fn any_json_is_safe(
+            steps in proptest::collection::vec((proptest::sample::select(HANDLED_EVENTS.to_vec()), arb_json()), 1..8),
+            filtered in any::<bool>(),
+        ) {
+            let mut t = Translator::new(filtered.then(|| GUILD.to_string()));
+            let mut view = VoiceSnapshot::default();
+            for (name, d) in &steps {
+                let e = t.handle_dispatch(name, d).into_events();
+                replay(&mut view, &e);
+                if filtered {
+                    let only_ours = e.iter().all(|e| match e {
+                        EventBody::VoiceJoined(j) => j.guild_id == GUILD,
+                        EventBody::VoiceLeft(l) => l.guild_id == GUILD,
+                        _ => true,
+                    });
+                    prop_assert!(only_ours);
+                }
+            }
+            prop_assert_eq!(view, t.voice_snapshot());
+        }
+
+        /// Real-shaped payloads with one field replaced by arbitrary JSON never panic.
+        #[test]
+        fn mutated_real_payloads_are_safe(which in 0usize..4, field in 0usize..8, junk in arb_json()) {
+            let mut d = match which {
+                0 => message_create(),
+                1 => voice_update("1", Some("100"), "ann"),
+                2 => guild_create(&[("1", "100")], &[("1", "ann")]),
+                _ => json!({"user_id": "1", "channel_id": "2", "message_id": "3", "emoji": {"id": null, "name": "x"}, "timestamp": 1}),
+            };
+            let keys: Vec<String> = d.as_object().unwrap().keys().cloned().collect();
+            let key = keys[field % keys.len()].clone();
+            d[key.as_str()] = junk;
+            let mut t = Translator::new(None);
+            for name in HANDLED_EVENTS {
+                let _ = t.handle_dispatch(name, &d);
+            }
+        }
+    }
+}

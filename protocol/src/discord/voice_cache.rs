@@ -366,3 +366,203 @@ fn left(guild_id: &str, user_id: &str, channel_id: Option<String>) -> VoiceChang
         user_id: user_id.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str) -> Option<Profile> {
+        Some(Profile {
+            username: name.into(),
+            avatar: Some(format!("{name}-hash")),
+        })
+    }
+
+    fn st(user: &str, channel: Option<&str>, profile: Option<Profile>) -> VoiceState {
+        VoiceState {
+            user_id: user.into(),
+            channel_id: channel.map(Into::into),
+            profile,
+        }
+    }
+
+    fn joined(guild: &str, channel: &str, user: &str, name: &str) -> VoiceChange {
+        VoiceChange::Joined(VoiceJoined {
+            guild_id: guild.into(),
+            channel_id: channel.into(),
+            user_id: user.into(),
+            username: name.into(),
+            avatar: if name.is_empty() {
+                None
+            } else {
+                Some(format!("{name}-hash"))
+            },
+        })
+    }
+
+    fn left(guild: &str, channel: &str, user: &str) -> VoiceChange {
+        super::left(guild, user, Some(channel.into()))
+    }
+
+    /// Applies `changes` to `view` and checks it now equals the cache's snapshot.
+    fn replay(view: &mut VoiceSnapshot, changes: &[VoiceChange], cache: &VoiceCache) {
+        for c in changes {
+            c.apply_to(view);
+        }
+        assert_eq!(*view, cache.snapshot(None));
+    }
+
+    #[test]
+    fn join_move_mute_leave() {
+        let mut cache = VoiceCache::new();
+        let mut view = VoiceSnapshot::default();
+
+        let c = cache.apply("g", st("u", Some("a"), p("ann")));
+        assert_eq!(c, vec![joined("g", "a", "u", "ann")]);
+        replay(&mut view, &c, &cache);
+
+        let c = cache.apply("g", st("u", Some("b"), p("ann")));
+        assert_eq!(
+            c,
+            vec![left("g", "a", "u"), joined("g", "b", "u", "ann")],
+            "a move is a leave, then a join"
+        );
+        replay(&mut view, &c, &cache);
+
+        // Mute (same channel), even with a new name: nothing, and the name stays.
+        let c = cache.apply("g", st("u", Some("b"), p("renamed")));
+        assert!(c.is_empty());
+        assert_eq!(cache.get("g", "u").unwrap().username, "ann");
+        replay(&mut view, &c, &cache);
+
+        let c = cache.apply("g", st("u", None, None));
+        assert_eq!(c, vec![left("g", "b", "u")]);
+        replay(&mut view, &c, &cache);
+        assert!(cache.is_empty());
+
+        // A leave nobody knew of, e.g. delivered twice: nothing.
+        assert!(cache.apply("g", st("u", None, p("ann"))).is_empty());
+    }
+
+    #[test]
+    fn a_move_without_member_keeps_the_known_profile() {
+        let mut cache = VoiceCache::new();
+        let _ = cache.apply("g", st("u", Some("a"), p("ann")));
+        let c = cache.apply("g", st("u", Some("b"), None));
+        assert_eq!(c[1], joined("g", "b", "u", "ann"));
+    }
+
+    #[test]
+    fn seeding_emits_the_difference() {
+        let mut cache = VoiceCache::new();
+        let mut view = VoiceSnapshot::default();
+        let c = cache.seed_guild(
+            "g",
+            vec![
+                st("a", Some("1"), None),
+                st("b", Some("1"), None),
+                st("c", Some("2"), None),
+            ],
+            vec![
+                ("a".into(), p("ann").unwrap()),
+                ("b".into(), p("bob").unwrap()),
+            ],
+        );
+        assert_eq!(
+            c,
+            vec![
+                joined("g", "1", "a", "ann"),
+                joined("g", "1", "b", "bob"),
+                joined("g", "2", "c", ""),
+            ]
+        );
+        replay(&mut view, &c, &cache);
+
+        // After an outage: b moved, c left, d came; a unchanged.
+        let c = cache.seed_guild(
+            "g",
+            vec![
+                st("a", Some("1"), None),
+                st("b", Some("2"), None),
+                st("d", Some("1"), p("dan")),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            c,
+            vec![
+                left("g", "1", "b"),
+                left("g", "2", "c"),
+                joined("g", "2", "b", "bob"),
+                joined("g", "1", "d", "dan"),
+            ],
+            "leaves first; a moved member keeps its known profile"
+        );
+        replay(&mut view, &c, &cache);
+        assert_eq!(view.channels["1"][0].user_id, "a", "a kept its place");
+    }
+
+    #[test]
+    fn idle_profiles_name_a_later_join_and_are_bounded() {
+        let mut cache = VoiceCache::new();
+        let members = (0..MAX_IDLE_PROFILES + 10)
+            .map(|i| (i.to_string(), p(&format!("m{i}")).unwrap()))
+            .collect();
+        let _ = cache.seed_guild("g", vec![], members);
+        assert_eq!(cache.idle.len(), MAX_IDLE_PROFILES);
+        let c = cache.apply("g", st("7", Some("1"), None));
+        assert_eq!(c, vec![joined("g", "1", "7", "m7")]);
+        assert!(
+            !cache.idle.contains_key(&("g".into(), "7".into())),
+            "in-voice profiles live in the entry"
+        );
+        let _ = cache.apply("g", st("7", None, None));
+        let c = cache.apply("g", st("7", Some("1"), None));
+        assert_eq!(
+            c,
+            vec![joined("g", "1", "7", "")],
+            "a member who left voice is forgotten"
+        );
+        let _ = cache.remove_guild("g");
+        assert!(cache.idle.is_empty());
+    }
+
+    #[test]
+    fn dropping_guilds_emits_leaves() {
+        let mut cache = VoiceCache::new();
+        let mut view = VoiceSnapshot::default();
+        let mut all = Vec::new();
+        for (g, u, ch) in [("g1", "a", "1"), ("g1", "b", "2"), ("g2", "a", "3")] {
+            all.extend(cache.apply(g, st(u, Some(ch), p(u))));
+        }
+        replay(&mut view, &all, &cache);
+
+        let c = cache.retain_guilds(&["g2".to_string()]);
+        assert_eq!(c, vec![left("g1", "1", "a"), left("g1", "2", "b")]);
+        replay(&mut view, &c, &cache);
+
+        let c = cache.remove_guild("g2");
+        assert_eq!(c, vec![left("g2", "3", "a")]);
+        replay(&mut view, &c, &cache);
+        assert!(cache.remove_guild("g2").is_empty());
+        assert!(view.channels.is_empty());
+    }
+
+    #[test]
+    fn snapshot_lists_join_order_and_filters_by_guild() {
+        let mut cache = VoiceCache::new();
+        let _ = cache.apply("g1", st("z", Some("1"), p("zed")));
+        let _ = cache.apply("g1", st("a", Some("1"), p("ann")));
+        let _ = cache.apply("g2", st("q", Some("9"), p("quinn")));
+        let all = cache.snapshot(None);
+        let order: Vec<&str> = all.channels["1"].iter().map(|m| &*m.user_id).collect();
+        assert_eq!(order, ["z", "a"]);
+        let only = cache.snapshot(Some("g2"));
+        assert_eq!(only.channels.len(), 1);
+        assert_eq!(only.channels["9"][0].username, "quinn");
+        assert_eq!(cache.len(), 3);
+        cache.clear();
+        assert!(cache.is_empty());
+        assert_eq!(cache.snapshot(None), VoiceSnapshot::default());
+    }
+}
