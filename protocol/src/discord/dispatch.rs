@@ -432,7 +432,7 @@ fn voice_state(o: &Fields) -> Result<VoiceState, SkipReason> {
         .filter(|u| {
             u.get("id")
                 .and_then(parse_id)
-                .map_or(true, |id| id == user_id)
+                .is_none_or(|id| id == user_id)
         })
         .and_then(profile);
     Ok(VoiceState {

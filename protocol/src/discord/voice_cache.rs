@@ -275,7 +275,7 @@ impl VoiceCache {
         let guilds = self
             .guilds
             .iter()
-            .filter(|(g, _)| guild_id.map_or(true, |want| want == g.as_str()));
+            .filter(|(g, _)| guild_id.is_none_or(|want| want == g.as_str()));
         for (guild, users) in guilds {
             for (user, entry) in users {
                 channels.entry(entry.channel_id.clone()).or_default().push((
