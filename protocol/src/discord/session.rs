@@ -987,7 +987,7 @@ impl GatewaySession {
             self.send_heartbeat(now);
         }
         if let Some(auth) = self.auth_pending {
-            let spaced = self.auth_ready_at(auth).map_or(true, |at| at <= now);
+            let spaced = self.auth_ready_at(auth).is_none_or(|at| at <= now);
             if spaced && self.sent.len() < SEND_LIMIT {
                 self.auth_pending = None;
                 self.send_auth(now, auth);
@@ -2113,7 +2113,7 @@ mod tests {
                         s.handle_timeout(now);
                         // Otherwise the driver would spin on a deadline that never moves.
                         prop_assert!(
-                            s.poll_timeout().map_or(true, |at| at > now),
+                            s.poll_timeout().is_none_or(|at| at > now),
                             "a timer is still due after handle_timeout"
                         );
                     }
