@@ -273,12 +273,15 @@ pub fn encode_emoji(emoji: &str) -> Result<String, BuildError> {
         .strip_prefix('<')
         .and_then(|e| e.strip_suffix('>'))
         .unwrap_or(emoji);
-    let inner = inner.strip_prefix("a:").unwrap_or(inner);
-    let inner = inner.strip_prefix(':').unwrap_or(inner);
-    let Some((name, emoji_id)) = inner.split_once(':') else {
-        return Err(BuildError::InvalidEmoji {
-            reason: "custom emoji must be name:id",
-        });
+    let parts: Vec<&str> = inner.split(':').collect();
+    let (name, emoji_id) = match parts[..] {
+        [name, emoji_id] => (name, emoji_id),
+        ["" | "a", name, emoji_id] => (name, emoji_id),
+        _ => {
+            return Err(BuildError::InvalidEmoji {
+                reason: "custom emoji must be name:id",
+            })
+        }
     };
     // Discord's emoji names are letters, digits and underscores, at most 32.
     let name_ok = (1..=32).contains(&name.len())
@@ -472,4 +475,526 @@ pub fn fuzz_response(bytes: &[u8]) {
         }
         Reply::Ack => assert!((200..300).contains(&status)),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{AddReaction, SendMessage, TriggerTyping, VoiceMove, VoiceMute};
+    use proptest::prelude::*;
+
+    fn req(cmd: CommandBody) -> RestRequest {
+        build_request(&cmd, "user-42").unwrap()
+    }
+
+    fn body_json(r: &RestRequest) -> Value {
+        serde_json::from_str(r.body.as_deref().expect("a body")).unwrap()
+    }
+
+    fn pairs(h: &[(&str, &str)]) -> Vec<(String, String)> {
+        h.iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn react(emoji: &str) -> Result<RestRequest, BuildError> {
+        build_request(
+            &CommandBody::AddReaction(AddReaction {
+                channel_id: "1".into(),
+                message_id: "2".into(),
+                emoji: emoji.into(),
+            }),
+            "a",
+        )
+    }
+
+    /// Inverse of `percent_encode`, for checking what Discord will read.
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    const REASON_42: &str = "relay%3A%20requested%20by%20user-42";
+
+    #[test]
+    fn send_message_posts_content_that_pings_nobody() {
+        let r = req(CommandBody::SendMessage(SendMessage {
+            channel_id: "123".into(),
+            content: "hi @everyone".into(),
+        }));
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::Post, "/channels/123/messages")
+        );
+        assert_eq!(
+            r.headers,
+            pairs(&[
+                ("User-Agent", USER_AGENT),
+                ("Content-Type", "application/json")
+            ])
+        );
+        assert_eq!(
+            body_json(&r),
+            json!({"content": "hi @everyone", "allowed_mentions": {"parse": []}})
+        );
+        assert_eq!(r.route.as_str(), "POST /channels/123/messages");
+        assert_eq!(
+            r.url(API_BASE),
+            "https://discord.com/api/v10/channels/123/messages"
+        );
+        assert_eq!(
+            r.header("authorization"),
+            None,
+            "the token is the driver's business"
+        );
+    }
+
+    #[test]
+    fn add_reaction_puts_an_encoded_emoji_without_body() {
+        let r = react("🔥").unwrap();
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (
+                Method::Put,
+                "/channels/1/messages/2/reactions/%F0%9F%94%A5/@me"
+            )
+        );
+        assert_eq!(r.headers, pairs(&[("User-Agent", USER_AGENT)]));
+        assert_eq!(r.body, None);
+        assert_eq!(
+            r.route.as_str(),
+            "PUT /channels/1/messages/:id/reactions/:emoji/@me"
+        );
+    }
+
+    #[test]
+    fn emoji_are_encoded_codepoint_for_codepoint() {
+        let cases = [
+            ("🔥", "%F0%9F%94%A5"),
+            ("👍🏽", "%F0%9F%91%8D%F0%9F%8F%BD"),
+            ("❤️", "%E2%9D%A4%EF%B8%8F"),
+            (
+                "👨‍👩‍👧",
+                "%F0%9F%91%A8%E2%80%8D%F0%9F%91%A9%E2%80%8D%F0%9F%91%A7",
+            ),
+            ("#️⃣", "%23%EF%B8%8F%E2%83%A3"),
+            ("LUL:41771983429993937", "LUL:41771983429993937"),
+            ("<:LUL:41771983429993937>", "LUL:41771983429993937"),
+            ("<a:party_1:5>", "party_1:5"),
+            ("a:party:5", "party:5"),
+            ("a:5", "a:5"),
+            (":a:5", "a:5"),
+        ];
+        for (emoji, want) in cases {
+            assert_eq!(encode_emoji(emoji).as_deref(), Ok(want), "{emoji}");
+            assert_eq!(
+                react(emoji).unwrap().path,
+                format!("/channels/1/messages/2/reactions/{want}/@me")
+            );
+        }
+        for bad in [
+            "",
+            "LUL:",
+            ":5",
+            "LUL:12a",
+            "bad name:5",
+            "a/b:5",
+            "x:../5",
+            "<:x:5",
+        ] {
+            assert!(
+                matches!(encode_emoji(bad), Err(BuildError::InvalidEmoji { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            encode_emoji(&"🔥".repeat(33)).is_err(),
+            "longer than any real emoji"
+        );
+        assert_eq!(percent_encode("a-._~/?#%"), "a-._~%2F%3F%23%25");
+    }
+
+    #[test]
+    fn typing_posts_without_body() {
+        let r = req(CommandBody::TypingStart(TriggerTyping {
+            channel_id: "7".into(),
+        }));
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::Post, "/channels/7/typing")
+        );
+        assert_eq!(r.headers, pairs(&[("User-Agent", USER_AGENT)]));
+        assert_eq!(r.body, None);
+    }
+
+    #[test]
+    fn voice_move_patches_the_member_and_names_the_actor() {
+        let r = req(CommandBody::VoiceMove(VoiceMove {
+            guild_id: "10".into(),
+            user_id: "20".into(),
+            channel_id: Some("30".into()),
+        }));
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            (Method::Patch, "/guilds/10/members/20")
+        );
+        assert_eq!(
+            r.headers,
+            pairs(&[
+                ("User-Agent", USER_AGENT),
+                ("Content-Type", "application/json"),
+                ("X-Audit-Log-Reason", REASON_42),
+            ])
+        );
+        assert_eq!(body_json(&r), json!({"channel_id": "30"}));
+        assert_eq!(r.route.as_str(), "PATCH /guilds/10/members/:id");
+        let r = req(CommandBody::VoiceMove(VoiceMove {
+            guild_id: "10".into(),
+            user_id: "20".into(),
+            channel_id: None,
+        }));
+        assert_eq!(
+            body_json(&r),
+            json!({"channel_id": null}),
+            "null disconnects"
+        );
+    }
+
+    #[test]
+    fn voice_mute_patches_the_member() {
+        for mute in [true, false] {
+            let r = req(CommandBody::VoiceMute(VoiceMute {
+                guild_id: "10".into(),
+                user_id: "20".into(),
+                mute,
+            }));
+            assert_eq!(
+                (r.method, r.path.as_str()),
+                (Method::Patch, "/guilds/10/members/20")
+            );
+            assert_eq!(body_json(&r), json!({ "mute": mute }));
+            assert_eq!(r.header("x-audit-log-reason"), Some(REASON_42));
+        }
+    }
+
+    #[test]
+    fn ids_that_are_not_digits_are_refused() {
+        for bad in [
+            "",
+            "12a",
+            "../1",
+            "1/2",
+            "1?x",
+            " 1",
+            "-1",
+            "123456789012345678901",
+        ] {
+            let cmds = [
+                CommandBody::SendMessage(SendMessage {
+                    channel_id: bad.into(),
+                    content: "x".into(),
+                }),
+                CommandBody::TypingStart(TriggerTyping {
+                    channel_id: bad.into(),
+                }),
+                CommandBody::AddReaction(AddReaction {
+                    channel_id: "1".into(),
+                    message_id: bad.into(),
+                    emoji: "🔥".into(),
+                }),
+                CommandBody::VoiceMove(VoiceMove {
+                    guild_id: "1".into(),
+                    user_id: "2".into(),
+                    channel_id: Some(bad.into()),
+                }),
+                CommandBody::VoiceMute(VoiceMute {
+                    guild_id: bad.into(),
+                    user_id: "2".into(),
+                    mute: true,
+                }),
+            ];
+            let fields = [
+                "channelId",
+                "channelId",
+                "messageId",
+                "channelId",
+                "guildId",
+            ];
+            for (cmd, field) in cmds.iter().zip(fields) {
+                assert_eq!(
+                    build_request(cmd, "a"),
+                    Err(BuildError::InvalidId { field }),
+                    "{bad:?}"
+                );
+            }
+        }
+        assert!(build_request(
+            &CommandBody::TypingStart(TriggerTyping {
+                channel_id: "12345678901234567890".into()
+            }),
+            "a"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn content_length_is_checked_in_characters() {
+        let send = |content: String| {
+            build_request(
+                &CommandBody::SendMessage(SendMessage {
+                    channel_id: "1".into(),
+                    content,
+                }),
+                "a",
+            )
+        };
+        assert!(
+            send("é".repeat(2000)).is_ok(),
+            "4000 bytes but 2000 characters"
+        );
+        assert_eq!(
+            send("é".repeat(2001)),
+            Err(BuildError::ContentTooLong { chars: 2001 })
+        );
+        assert_eq!(send(String::new()), Err(BuildError::EmptyContent));
+    }
+
+    #[test]
+    fn audit_log_reason_is_encoded_and_capped() {
+        assert_eq!(
+            audit_log_reason("Zoë\r\nX-Evil: 1").as_deref(),
+            Some("relay%3A%20requested%20by%20Zo%C3%ABX-Evil%3A%201"),
+            "control characters dropped, the rest encoded: no header injection"
+        );
+        assert_eq!(audit_log_reason(""), None);
+        assert_eq!(audit_log_reason(" \n "), None);
+        let long = audit_log_reason(&"é".repeat(400)).unwrap();
+        assert!(long.len() <= MAX_AUDIT_REASON_LEN, "{}", long.len());
+        assert!(
+            long.len() > MAX_AUDIT_REASON_LEN - 6,
+            "cut only as much as needed"
+        );
+        assert!(long.ends_with("%C3%A9"), "never cut inside a character");
+        let decoded = percent_decode(&long);
+        assert!(format!("relay: requested by {}", "é".repeat(400)).starts_with(&decoded));
+        let no_reason = build_request(
+            &CommandBody::VoiceMute(VoiceMute {
+                guild_id: "1".into(),
+                user_id: "2".into(),
+                mute: true,
+            }),
+            "",
+        )
+        .unwrap();
+        assert_eq!(no_reason.header("X-Audit-Log-Reason"), None);
+    }
+
+    fn error(status: u16, body: &str) -> (String, String) {
+        match interpret_response(status, &RateLimitHeaders::default(), body.as_bytes()) {
+            Reply::Error { code, message } => (code, message),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn responses_become_replies() {
+        let none = RateLimitHeaders::default();
+        assert_eq!(interpret_response(200, &none, br#"{"id":"1"}"#), Reply::Ack);
+        assert_eq!(interpret_response(204, &none, b""), Reply::Ack);
+        assert_eq!(
+            error(
+                400,
+                r#"{"code": 50035, "message": "Invalid Form Body", "errors": {"content": {}}}"#
+            ),
+            (
+                "discord_bad_request".into(),
+                "Discord answered HTTP 400 Bad Request, error 50035: invalid form body".into()
+            )
+        );
+        assert_eq!(
+            error(400, r#"{"code": 40032, "message": "Target user is not connected to voice."}"#).1,
+            "Discord answered HTTP 400 Bad Request, error 40032: target user is not connected to voice"
+        );
+        assert_eq!(
+            error(403, r#"{"code": 50013, "message": "Missing Permissions"}"#),
+            (
+                "discord_forbidden".into(),
+                "Discord answered HTTP 403 Forbidden, error 50013: missing permissions".into()
+            )
+        );
+        assert_eq!(
+            error(404, r#"{"code": 10008, "message": "Unknown Message"}"#),
+            (
+                "discord_not_found".into(),
+                "Discord answered HTTP 404 Not Found, error 10008: unknown message".into()
+            )
+        );
+        assert_eq!(
+            error(400, r#"{"code": 10014}"#).0,
+            "discord_not_found",
+            "the JSON code wins"
+        );
+        assert_eq!(
+            error(404, "<html>nope</html>"),
+            (
+                "discord_not_found".into(),
+                "Discord answered HTTP 404 Not Found".into()
+            )
+        );
+        assert_eq!(
+            error(400, r#"{"code": 77777}"#).1,
+            "Discord answered HTTP 400 Bad Request, error 77777"
+        );
+        assert_eq!(error(401, "").0, "discord_unauthorized");
+        assert_eq!(
+            error(502, "<html>bad gateway</html>").0,
+            "discord_unavailable"
+        );
+        assert_eq!(error(302, "").0, "discord_error");
+    }
+
+    #[test]
+    fn a_429_becomes_rate_limited_in_milliseconds() {
+        let none = RateLimitHeaders::default();
+        let body =
+            br#"{"message": "You are being rate limited.", "retry_after": 64.57, "global": false}"#;
+        assert_eq!(
+            interpret_response(429, &none, body),
+            Reply::RateLimited {
+                retry_after_ms: 64_570,
+                global: false
+            }
+        );
+        let body = br#"{"message": "x", "retry_after": 0.0011, "global": true, "code": 0}"#;
+        assert_eq!(
+            interpret_response(429, &none, body),
+            Reply::RateLimited {
+                retry_after_ms: 2,
+                global: true
+            },
+            "rounded up, never early"
+        );
+        let headers =
+            RateLimitHeaders::from_pairs([("Retry-After", "3"), ("X-RateLimit-Scope", "global")]);
+        assert_eq!(
+            interpret_response(429, &headers, b"<html>cloudflare</html>"),
+            Reply::RateLimited {
+                retry_after_ms: 3000,
+                global: true
+            },
+            "no JSON body: the headers say how long"
+        );
+        assert_eq!(
+            interpret_response(429, &none, b""),
+            Reply::RateLimited {
+                retry_after_ms: 1000,
+                global: false
+            }
+        );
+        let negative = br#"{"retry_after": -5, "global": "yes"}"#;
+        assert_eq!(
+            interpret_response(429, &none, negative),
+            Reply::RateLimited {
+                retry_after_ms: 1000,
+                global: false
+            }
+        );
+    }
+
+    #[test]
+    fn error_body_reads_only_numbers_and_flags() {
+        assert_eq!(
+            ErrorBody::parse(
+                br#"{"code": 50013, "retry_after": 1.5, "global": true, "message": "m"}"#
+            ),
+            ErrorBody {
+                code: Some(50013),
+                retry_after: Some(Duration::from_millis(1500)),
+                global: true
+            }
+        );
+        assert_eq!(ErrorBody::parse(b"[1,2]"), ErrorBody::default());
+        assert_eq!(ErrorBody::parse(&[0xff, 0xfe]), ErrorBody::default());
+        let deep = "[".repeat(60_000);
+        assert_eq!(ErrorBody::parse(deep.as_bytes()), ErrorBody::default());
+    }
+
+    /// Bodies that carry `marker` wherever Discord's text could go.
+    fn body_with(marker: String) -> impl Strategy<Value = Vec<u8>> {
+        let m = marker.clone();
+        prop_oneof![
+            (any::<u32>(), proptest::option::of(0.0f64..100.0)).prop_map(move |(code, retry)| {
+                json!({"code": code, "message": m, "retry_after": retry, "errors": {m.clone(): {"_errors": [{"code": m, "message": m}]}}})
+                    .to_string()
+                    .into_bytes()
+            }),
+            (proptest::collection::vec(any::<u8>(), 0..64), proptest::collection::vec(any::<u8>(), 0..64))
+                .prop_map(move |(a, b)| [a, marker.clone().into_bytes(), b].concat()),
+            "[ -~]{0,40}".prop_map(|s| format!(r#"{{"code": "{s}", "message": "{s}"}}"#).into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn replies_never_echo_the_body(
+            (marker, body) in "Zq[a-z]{6}".prop_flat_map(|m| (Just(m.clone()), body_with(m))),
+            status in any::<u16>(),
+            retry_after in proptest::option::of("[ -~]{0,12}"),
+        ) {
+            let headers = RateLimitHeaders::from_pairs(retry_after.as_deref().map(|v| ("Retry-After", v)));
+            match interpret_response(status, &headers, &body) {
+                Reply::Ack => prop_assert!((200..300).contains(&status)),
+                Reply::RateLimited { retry_after_ms, .. } => {
+                    prop_assert_eq!(status, 429);
+                    prop_assert!(retry_after_ms <= MAX_WAIT_MS);
+                }
+                Reply::Error { code, message } => {
+                    prop_assert!(!message.contains(&marker) && !code.contains(&marker), "{}", message);
+                    prop_assert!(message.is_ascii() && message.len() < 120, "{}", message);
+                    prop_assert!(code.starts_with("discord_"));
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_interpreted_without_panic(status in any::<u16>(), body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = interpret_response(status, &RateLimitHeaders::default(), &body);
+            #[cfg(feature = "fuzzing")]
+            fuzz_response(&[&status.to_le_bytes()[..], &body].concat());
+        }
+
+        #[test]
+        fn unicode_emoji_round_trip_through_the_encoding(emoji in "[^:]{1,8}") {
+            if let Ok(seg) = encode_emoji(&emoji) {
+                prop_assert!(seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+                prop_assert_eq!(percent_decode(&seg), emoji);
+            }
+        }
+
+        #[test]
+        fn audit_reasons_are_header_safe_and_bounded(actor in any::<String>()) {
+            if let Some(r) = audit_log_reason(&actor) {
+                prop_assert!(!r.is_empty() && r.len() <= MAX_AUDIT_REASON_LEN);
+                prop_assert!(r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+                let decoded = percent_decode(&r);
+                prop_assert!(decoded.starts_with("relay: requested by "));
+                prop_assert!(!decoded.chars().any(char::is_control));
+            }
+        }
+    }
+
+    const MAX_WAIT_MS: u64 = super::super::ratelimit::MAX_WAIT.as_millis() as u64;
 }
