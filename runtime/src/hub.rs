@@ -31,6 +31,9 @@ pub struct Delivery {
     pub channel_id: Option<Arc<str>>,
     /// The whole SSE block: `id:`, `event:`, `data:` lines and the blank line.
     pub bytes: Arc<[u8]>,
+    /// The `data:` payload alone (the `SseEvent` JSON), for other transports
+    /// such as the legacy WebSocket bridge.
+    pub json: Arc<str>,
     /// When the event entered relay (link frame read), for delivery latency.
     pub received_at: Instant,
 }
@@ -253,6 +256,7 @@ mod tests {
             event_type: kind.into(),
             channel_id: channel.map(Into::into),
             bytes: format!("id: {id}\n\n").into_bytes().into(),
+            json: "{}".into(),
             received_at: Instant::now(),
         }
     }
@@ -306,6 +310,7 @@ mod tests {
             event_type: "gateway.status".into(),
             channel_id: None,
             bytes: Arc::from(&b""[..]),
+            json: "{}".into(),
             received_at: Instant::now(),
         });
         hub.broadcast_state("gateway.status", status);

@@ -3,8 +3,12 @@
 //! | module | owns |
 //! |---|---|
 //! | [`ws_io`] | a non-blocking WebSocket one thread drives, woken by other threads |
+//! | [`clock`] | wall clock, ids and epoch: the time and randomness protocol machines take as arguments |
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
+//! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod hub;
+pub mod link_client;
 pub mod ws_io;

@@ -361,7 +361,7 @@ trait NoneOrPast {
 
 impl NoneOrPast for Option<Instant> {
     fn is_none_or_past(&self, now: Instant) -> bool {
-        self.map_or(true, |t| t <= now)
+        self.is_none_or(|t| t <= now)
     }
 }
 
@@ -418,7 +418,7 @@ impl RestLimiter {
         if let Some(wait) = self.global_wait(now) {
             return Err(wait);
         }
-        if self.next_sweep.map_or(true, |t| t <= now) {
+        if self.next_sweep.is_none_or(|t| t <= now) {
             self.evict_expired(now);
         }
         let key = self.key_for(route);
@@ -1042,7 +1042,7 @@ mod tests {
 
     impl Server {
         fn handle(&mut self, now: Instant) -> (u16, RateLimitHeaders) {
-            if self.reset_at.map_or(true, |t| t <= now) {
+            if self.reset_at.is_none_or(|t| t <= now) {
                 self.count = 0;
                 self.reset_at = Some(now + self.window);
             }
@@ -1215,9 +1215,9 @@ mod tests {
                 .chain([(junk_name.as_str(), "1")])
                 .collect();
             let h = RateLimitHeaders::from_pairs(pairs);
-            prop_assert!(h.reset_after.map_or(true, |d| d <= MAX_WAIT));
-            prop_assert!(h.retry_after.map_or(true, |d| d <= MAX_WAIT));
-            prop_assert!(h.bucket.as_ref().map_or(true, |b| b.len() <= MAX_BUCKET_ID_LEN));
+            prop_assert!(h.reset_after.is_none_or(|d| d <= MAX_WAIT));
+            prop_assert!(h.retry_after.is_none_or(|d| d <= MAX_WAIT));
+            prop_assert!(h.bucket.as_ref().is_none_or(|b| b.len() <= MAX_BUCKET_ID_LEN));
             // Whatever came in, the limiter can take it.
             let t0 = t0();
             let mut lim = RestLimiter::new();
