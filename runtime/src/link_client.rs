@@ -184,17 +184,24 @@ impl<E: LinkEvents> Driver<E> {
     /// Feeds every complete incoming message to the session.
     fn read_all(&mut self) {
         loop {
-            let Some(conn) = self.conn.as_mut() else { return };
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
             match conn.read() {
                 Ok(None) => return,
                 Ok(Some(Incoming::Text(text))) => {
-                    self.shared.session.lock().handle_text(Instant::now(), &text);
+                    self.shared
+                        .session
+                        .lock()
+                        .handle_text(Instant::now(), &text);
                     // Publish as we go so one burst of frames does not wait for the last.
                     self.drain();
                 }
-                Ok(Some(Incoming::Pong(payload))) => {
-                    self.shared.session.lock().handle_pong(Instant::now(), &payload)
-                }
+                Ok(Some(Incoming::Pong(payload))) => self
+                    .shared
+                    .session
+                    .lock()
+                    .handle_pong(Instant::now(), &payload),
                 Ok(Some(Incoming::Closed(code))) => {
                     self.lost(code);
                     return;
