@@ -6,9 +6,13 @@
 //! | [`clock`] | wall clock, ids and epoch: the time and randomness protocol machines take as arguments |
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
+//! | [`discord_gateway`] | the gateway's Discord thread: drives `GatewaySession`, translates dispatches |
+//! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod discord_gateway;
+pub mod discord_rest;
 pub mod hub;
 pub mod link_client;
 pub mod ws_io;

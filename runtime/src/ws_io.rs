@@ -72,6 +72,17 @@ pub fn connect(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Result<WsConn, ConnectError> {
+    connect_with_config(url, headers, timeout, ws_config())
+}
+
+/// [`connect`] with another socket configuration: Discord's gateway messages are
+/// not bound by the link's 1 MiB.
+pub fn connect_with_config(
+    url: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+    config: WebSocketConfig,
+) -> Result<WsConn, ConnectError> {
     let mut request = url
         .into_client_request()
         .map_err(|e| ConnectError::Io(format!("bad URL: {e}")))?;
@@ -108,8 +119,8 @@ pub fn connect(
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| ConnectError::Io(e.to_string()))?;
     let (ws, _resp): (_, Response) =
-        tungstenite::client_tls_with_config(request, stream, Some(ws_config()), None).map_err(
-            |e| match e {
+        tungstenite::client_tls_with_config(request, stream, Some(config), None).map_err(|e| {
+            match e {
                 tungstenite::HandshakeError::Failure(WsError::Http(resp)) => {
                     match resp.status().as_u16() {
                         401 => ConnectError::Unauthorized,
@@ -117,8 +128,8 @@ pub fn connect(
                     }
                 }
                 other => ConnectError::Io(other.to_string()),
-            },
-        )?;
+            }
+        })?;
     WsConn::new(ws).map_err(|e| ConnectError::Io(e.to_string()))
 }
 
