@@ -6,9 +6,11 @@
 //! | [`clock`] | wall clock, ids and epoch: the time and randomness protocol machines take as arguments |
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
+//! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod hub;
 pub mod link_client;
+pub mod sim_discord;
 pub mod ws_io;
