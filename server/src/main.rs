@@ -5,6 +5,10 @@
 #[allow(dead_code)]
 mod auth;
 #[allow(dead_code)]
+mod logging;
+#[allow(dead_code)]
+mod metrics;
+#[allow(dead_code)]
 mod secret;
 
 fn main() {
