@@ -389,7 +389,7 @@ mod tests {
             format,
             &Record::builder()
                 .level(Level::Info)
-                .target("relay_server::edge")
+                .target("relay::edge")
                 .args(format_args!("{msg}"))
                 .key_values(kvs)
                 .build(),
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(map["ts"], "2026-11-25T23:59:59.999Z");
         assert_eq!(map["level"], "INFO");
         assert_eq!(map["msg"], "command acked");
-        assert_eq!(map["target"], "relay_server::edge");
+        assert_eq!(map["target"], "relay::edge");
         assert_eq!(map["traceId"], "t1");
         assert_eq!(map["requestId"], "r1");
     }
@@ -501,15 +501,12 @@ mod tests {
 
     #[test]
     fn spec_parsing_and_matching() {
-        let spec = LogSpec::parse("warn, relay_server=debug ,relay_server::edge=TRACE,ureq=off")
-            .unwrap_or_default();
-        assert_eq!(
-            spec.level_for("relay_server::edge::sse"),
-            LevelFilter::Trace
-        );
-        assert_eq!(spec.level_for("relay_server::edge"), LevelFilter::Trace);
-        assert_eq!(spec.level_for("relay_server::gateway"), LevelFilter::Debug);
-        assert_eq!(spec.level_for("relay_server_extra"), LevelFilter::Warn);
+        let spec =
+            LogSpec::parse("warn, relay=debug ,relay::edge=TRACE,ureq=off").unwrap_or_default();
+        assert_eq!(spec.level_for("relay::edge::sse"), LevelFilter::Trace);
+        assert_eq!(spec.level_for("relay::edge"), LevelFilter::Trace);
+        assert_eq!(spec.level_for("relay::gateway"), LevelFilter::Debug);
+        assert_eq!(spec.level_for("relay_extra"), LevelFilter::Warn);
         assert_eq!(spec.level_for("ureq::pool"), LevelFilter::Off);
         assert_eq!(spec.level_for("tungstenite"), LevelFilter::Warn);
         assert_eq!(spec.max_level(), LevelFilter::Trace);
@@ -540,7 +537,7 @@ mod tests {
         // No logger is installed in unit tests, so this only proves the call shape handlers use.
         let (trace, request, ms) = ("t", String::from("r"), 12u64);
         log::info!(traceId = trace, requestId = request.as_str(), latencyMs = ms; "command acked");
-        log::warn!(target: "relay_server::edge", traceId:% = trace; "display-captured {}", 1);
+        log::warn!(target: "relay::edge", traceId:% = trace; "display-captured {}", 1);
     }
 
     #[test]
