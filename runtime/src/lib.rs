@@ -8,6 +8,7 @@
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
 //! | [`discord_gateway`] | the gateway's Discord thread: drives `GatewaySession`, translates dispatches |
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
+//! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -15,4 +16,5 @@ pub mod discord_gateway;
 pub mod discord_rest;
 pub mod hub;
 pub mod link_client;
+pub mod sim_discord;
 pub mod ws_io;

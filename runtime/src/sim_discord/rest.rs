@@ -1,0 +1,656 @@
+//! The simulated REST API under `/api/v10`: the routes relay calls, bot-token auth,
+//! Discord's rate-limit headers with per-route buckets and a global limit, forced
+//! 429s for tests, and a record of every request.
+//!
+//! Order of checks: 404/405 (route) → 401 (token) → forced 429 → global 429 →
+//! bucket 429 → the route's own 400/404 → success. Every routed answer after the auth
+//! check carries the bucket's `X-RateLimit-*` headers, except global 429s.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::guild::ChannelKind;
+use super::{ids, RateLimit, Shared};
+
+/// Request bodies are cut at this size (Discord allows 25 MiB; relay sends < 10 KiB).
+const MAX_BODY: u64 = 1024 * 1024;
+/// Requests kept for [`super::SimDiscord::requests`].
+const MAX_RECORDED: usize = 10_000;
+
+/// One REST request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The request target as sent: path and query, still percent-encoded.
+    pub path: String,
+    /// Every header, names lowercased, in the order received (`authorization` included).
+    pub headers: Vec<(String, String)>,
+    /// The body (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+/// One accepted `PATCH /guilds/{g}/members/{u}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The member changed.
+    pub user_id: String,
+    /// `X-Audit-Log-Reason`, percent-decoded.
+    pub reason: Option<String>,
+    /// The JSON body that was applied.
+    pub change: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Route {
+    Gateway,
+    GatewayBot,
+    CreateMessage,
+    CreateReaction,
+    Typing,
+    ModifyMember,
+}
+
+impl Route {
+    fn method(self) -> &'static str {
+        match self {
+            Route::Gateway | Route::GatewayBot => "GET",
+            Route::CreateMessage | Route::Typing => "POST",
+            Route::CreateReaction => "PUT",
+            Route::ModifyMember => "PATCH",
+        }
+    }
+
+    /// The opaque `X-RateLimit-Bucket`: like Discord's, it names the route, not the
+    /// channel or guild (those get separate counters under the same bucket id).
+    fn bucket_id(self) -> &'static str {
+        match self {
+            Route::Gateway | Route::GatewayBot => "41f9cd5d28af77da04563bcb1d67fdfd",
+            Route::CreateMessage => "80c17d2f203122d936070c88c8d10f33",
+            Route::CreateReaction => "d7ebd0e5cc25b4e52b46ffb4a3ce0a4c",
+            Route::Typing => "b1d3ad8de7d8f09c1b2a3f0c4e5d6a7b",
+            Route::ModifyMember => "c4e0a1b2d3f4e5a6b7c8d9e0f1a2b3c4",
+        }
+    }
+
+    fn limit(self, shared: &Shared) -> RateLimit {
+        let limits = &shared.config.rate_limits;
+        match self {
+            Route::Gateway | Route::GatewayBot => limits.gateway,
+            Route::CreateMessage => limits.messages,
+            Route::CreateReaction => limits.reactions,
+            Route::Typing => limits.typing,
+            Route::ModifyMember => limits.members,
+        }
+    }
+}
+
+struct Bucket {
+    remaining: u32,
+    reset_at: Instant,
+}
+
+#[derive(Default)]
+pub(super) struct RestState {
+    pub(super) requests: VecDeque<RecordedRequest>,
+    pub(super) audit: Vec<AuditEntry>,
+    pub(super) forced: u32,
+    pub(super) forced_global: bool,
+    buckets: HashMap<(Route, String), Bucket>,
+    /// Start of the current one-second global window and requests in it.
+    global: Option<(Instant, u32)>,
+}
+
+/// An answer before it is turned into a tiny_http response.
+struct Reply {
+    status: u16,
+    body: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            body: Some(body),
+            headers: Vec::new(),
+        }
+    }
+
+    fn empty() -> Self {
+        Reply {
+            status: 204,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: u16, code: u32, message: &str) -> Self {
+        Reply::json(status, json!({ "message": message, "code": code }))
+    }
+}
+
+/// Serves REST requests until the server is unblocked at shutdown.
+pub(super) fn serve(shared: Arc<Shared>, server: Arc<tiny_http::Server>) {
+    loop {
+        match server.recv() {
+            Ok(request) => handle(&shared, request),
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
+            // An accept error from tiny_http's listener: keep serving.
+            Err(_) => continue,
+        }
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+}
+
+fn handle(shared: &Shared, mut request: tiny_http::Request) {
+    let method = request.method().as_str().to_owned();
+    let path = request.url().to_owned();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    let _ = request.as_reader().take(MAX_BODY).read_to_end(&mut body);
+    let recorded = RecordedRequest {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    // Recorded before answering: a test that sees the answer's dispatch also sees the request.
+    {
+        let mut rest = shared.rest.lock();
+        if rest.requests.len() >= MAX_RECORDED {
+            rest.requests.pop_front();
+        }
+        rest.requests.push_back(recorded.clone());
+    }
+    let reply = answer(shared, &recorded);
+    let mut response = tiny_http::Response::from_data(match &reply.body {
+        Some(v) => v.to_string().into_bytes(),
+        None => Vec::new(),
+    })
+    .with_status_code(reply.status);
+    let content_type = reply
+        .body
+        .as_ref()
+        .map(|_| ("Content-Type", "application/json"));
+    let extra = reply.headers.iter().map(|(n, v)| (*n, v.as_str()));
+    for (name, value) in content_type.into_iter().chain(extra) {
+        // Every value here is ours and ASCII, so this never skips one.
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// Finds the route and its major resource (channel or guild id) in a raw path.
+fn route_of(path: &str) -> Option<(Route, Vec<&str>)> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let rest = path.strip_prefix("/api/v10/")?;
+    let segs: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let route = match segs.as_slice() {
+        ["gateway"] => Route::Gateway,
+        ["gateway", "bot"] => Route::GatewayBot,
+        ["channels", _, "messages"] => Route::CreateMessage,
+        ["channels", _, "messages", _, "reactions", _, me]
+            if *me == "@me" || me.eq_ignore_ascii_case("%40me") =>
+        {
+            Route::CreateReaction
+        }
+        ["channels", _, "typing"] => Route::Typing,
+        ["guilds", _, "members", _] => Route::ModifyMember,
+        _ => return None,
+    };
+    Some((route, segs))
+}
+
+fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
+    let Some((route, segs)) = route_of(&req.path) else {
+        return Reply::error(404, 0, "404: Not Found");
+    };
+    if req.method != route.method() {
+        return Reply::error(405, 0, "405: Method Not Allowed");
+    }
+    let expected = format!("Bot {}", shared.config.token);
+    if route != Route::Gateway && req.header("authorization") != Some(expected.as_str()) {
+        return Reply::error(401, 0, "401: Unauthorized");
+    }
+    let major = match route {
+        Route::Gateway | Route::GatewayBot => "",
+        _ => segs[1],
+    };
+    let now = Instant::now();
+    let limit = route.limit(shared);
+    let mut rate_headers = {
+        let mut rest = shared.rest.lock();
+        if rest.forced > 0 {
+            rest.forced -= 1;
+            let global = rest.forced_global;
+            return too_many(route, limit, shared.config.forced_retry_after, global);
+        }
+        let per_sec = shared.config.global_limit_per_sec;
+        let window = match rest.global {
+            Some((start, n)) if now.duration_since(start) < Duration::from_secs(1) => (start, n),
+            _ => (now, 0),
+        };
+        if window.1 >= per_sec {
+            let retry = Duration::from_secs(1).saturating_sub(now.duration_since(window.0));
+            return too_many(route, limit, retry, true);
+        }
+        rest.global = Some((window.0, window.1 + 1));
+        let bucket = rest
+            .buckets
+            .entry((route, major.to_owned()))
+            .or_insert(Bucket {
+                remaining: limit.limit,
+                reset_at: now + limit.window,
+            });
+        if now >= bucket.reset_at {
+            bucket.remaining = limit.limit;
+            bucket.reset_at = now + limit.window;
+        }
+        let reset_after = bucket.reset_at.saturating_duration_since(now);
+        if bucket.remaining == 0 {
+            return too_many(route, limit, reset_after, false);
+        }
+        bucket.remaining -= 1;
+        bucket_headers(route, limit.limit, bucket.remaining, reset_after)
+    };
+    let mut reply = match route {
+        Route::Gateway => Reply::json(200, json!({ "url": shared.gateway_url })),
+        Route::GatewayBot => gateway_bot(shared),
+        Route::CreateMessage => create_message(shared, segs[1], req),
+        Route::CreateReaction => create_reaction(shared, segs[1], segs[3], segs[5]),
+        Route::Typing => typing(shared, segs[1]),
+        Route::ModifyMember => modify_member(shared, segs[1], segs[3], req),
+    };
+    reply.headers.append(&mut rate_headers);
+    reply
+}
+
+fn bucket_headers(
+    route: Route,
+    limit: u32,
+    remaining: u32,
+    reset_after: Duration,
+) -> Vec<(&'static str, String)> {
+    let reset_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        + reset_after;
+    vec![
+        ("X-RateLimit-Limit", limit.to_string()),
+        ("X-RateLimit-Remaining", remaining.to_string()),
+        (
+            "X-RateLimit-Reset",
+            format!("{:.3}", reset_at.as_secs_f64()),
+        ),
+        (
+            "X-RateLimit-Reset-After",
+            format!("{:.3}", reset_after.as_secs_f64()),
+        ),
+        ("X-RateLimit-Bucket", route.bucket_id().to_owned()),
+    ]
+}
+
+/// A 429. A bucket one names the bucket (scope `user`); a global one says
+/// `X-RateLimit-Global: true` (scope `global`). Both carry `Retry-After` in whole seconds.
+fn too_many(route: Route, limit: RateLimit, retry_after: Duration, global: bool) -> Reply {
+    let secs = retry_after.as_secs_f64();
+    let mut reply = Reply::json(
+        429,
+        json!({
+            "message": "You are being rate limited.",
+            "retry_after": (secs * 1000.0).round() / 1000.0,
+            "global": global,
+        }),
+    );
+    reply
+        .headers
+        .push(("Retry-After", (secs.ceil() as u64).to_string()));
+    if global {
+        reply.headers.push(("X-RateLimit-Global", "true".into()));
+        reply.headers.push(("X-RateLimit-Scope", "global".into()));
+    } else {
+        reply
+            .headers
+            .extend(bucket_headers(route, limit.limit, 0, retry_after));
+        reply.headers.push(("X-RateLimit-Scope", "user".into()));
+    }
+    reply
+}
+
+fn gateway_bot(shared: &Shared) -> Reply {
+    let identifies = shared.state.lock().gw.identifies;
+    let day_ms: u128 = 24 * 60 * 60 * 1000;
+    let reset_after = day_ms.saturating_sub(shared.started.elapsed().as_millis());
+    Reply::json(
+        200,
+        json!({
+            "url": shared.gateway_url,
+            "shards": 1,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": 1000u64.saturating_sub(identifies),
+                "reset_after": reset_after as u64,
+                "max_concurrency": 1,
+            },
+        }),
+    )
+}
+
+fn unknown_channel() -> Reply {
+    Reply::error(404, 10003, "Unknown Channel")
+}
+
+fn parse_body(req: &RecordedRequest) -> Result<serde_json::Map<String, Value>, Reply> {
+    match serde_json::from_str::<Value>(&req.body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid_form(
+            "_errors",
+            "BASE_TYPE_DICT",
+            "Must be an object.",
+        )),
+        Err(_) => Err(Reply::error(
+            400,
+            50109,
+            "The request body contains invalid JSON.",
+        )),
+    }
+}
+
+fn invalid_form(field: &str, code: &str, message: &str) -> Reply {
+    let errors = if field == "_errors" {
+        json!({ "_errors": [{ "code": code, "message": message }] })
+    } else {
+        json!({ field: { "_errors": [{ "code": code, "message": message }] } })
+    };
+    Reply::json(
+        400,
+        json!({ "message": "Invalid Form Body", "code": 50035, "errors": errors }),
+    )
+}
+
+fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> Reply {
+    let body = match parse_body(req) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let content = match body.get("content") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return invalid_form("content", "BASE_TYPE_STRING", "Must be a string."),
+    };
+    if content.chars().count() > 2000 {
+        return invalid_form(
+            "content",
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 2000 or fewer in length.",
+        );
+    }
+    let mut st = shared.state.lock();
+    if st.guild.channel(channel_id).is_none() {
+        return unknown_channel();
+    }
+    if content.trim().is_empty() {
+        return Reply::error(400, 50006, "Cannot send an empty message");
+    }
+    match st.create_message(ids::BOT_USER, channel_id, content) {
+        Some(mut message) => {
+            if let Some(nonce) = body.get("nonce") {
+                message["nonce"] = nonce.clone();
+            }
+            Reply::json(200, message)
+        }
+        None => unknown_channel(),
+    }
+}
+
+fn create_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &str) -> Reply {
+    let mut st = shared.state.lock();
+    if st.guild.channel(channel_id).is_none() {
+        return unknown_channel();
+    }
+    if !is_snowflake(message_id) {
+        return Reply::error(404, 10008, "Unknown Message");
+    }
+    let Some(emoji) = parse_emoji(emoji) else {
+        return Reply::error(400, 10014, "Unknown Emoji");
+    };
+    st.add_reaction(ids::BOT_USER, channel_id, message_id, emoji);
+    Reply::empty()
+}
+
+fn typing(shared: &Shared, channel_id: &str) -> Reply {
+    let mut st = shared.state.lock();
+    if st.guild.channel(channel_id).is_none() {
+        return unknown_channel();
+    }
+    st.typing(ids::BOT_USER, channel_id);
+    Reply::empty()
+}
+
+fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedRequest) -> Reply {
+    if guild_id != ids::GUILD {
+        return Reply::error(404, 10004, "Unknown Guild");
+    }
+    let body = match parse_body(req) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let mut guard = shared.state.lock();
+    let st = &mut *guard;
+    let Some(user) = st.guild.user(user_id).cloned() else {
+        return Reply::error(404, 10007, "Unknown Member");
+    };
+    let in_voice = st.guild.voice.contains_key(user_id);
+    // Validate everything before changing anything.
+    let target = match body.get("channel_id") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(id)) => match st.guild.channel(id) {
+            Some(c) if c.kind == ChannelKind::Voice => Some(Some(c.id)),
+            _ => {
+                return invalid_form(
+                    "channel_id",
+                    "CHANNEL_TYPE_INVALID",
+                    "Channel is not a voice channel.",
+                )
+            }
+        },
+        Some(_) => {
+            return invalid_form(
+                "channel_id",
+                "NUMBER_TYPE_COERCE",
+                "Value is not snowflake.",
+            )
+        }
+    };
+    let mut flags = [None, None];
+    for (slot, key) in flags.iter_mut().zip(["mute", "deaf"]) {
+        match body.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => *slot = Some(*b),
+            Some(_) => {
+                return invalid_form(key, "BASE_TYPE_BOOLEAN", "Must be either true or false.")
+            }
+        }
+    }
+    if (target.is_some() || flags.iter().any(Option::is_some)) && !in_voice {
+        return Reply::error(400, 40032, "Target user is not connected to voice.");
+    }
+    if target == Some(None) {
+        st.set_voice(user_id, None);
+    } else if let Some(state) = st.guild.voice.get_mut(user_id) {
+        // One VOICE_STATE_UPDATE carries a move and a mute change together.
+        let before = (state.channel_id.clone(), state.mute, state.deaf);
+        if let Some(Some(channel)) = target {
+            state.channel_id = channel.to_owned();
+        }
+        state.mute = flags[0].unwrap_or(state.mute);
+        state.deaf = flags[1].unwrap_or(state.deaf);
+        if before != (state.channel_id.clone(), state.mute, state.deaf) {
+            let d = st.guild.voice_update(user_id);
+            st.dispatch("VOICE_STATE_UPDATE", d);
+        }
+    }
+    let member = st.guild.member_json(&user, true);
+    drop(guard);
+    let reason = req.header("x-audit-log-reason").map(|r| {
+        String::from_utf8_lossy(&percent_decode(r).unwrap_or_else(|| r.as_bytes().to_vec()))
+            .into_owned()
+    });
+    let mut rest = shared.rest.lock();
+    if rest.audit.len() >= MAX_RECORDED {
+        rest.audit.remove(0);
+    }
+    rest.audit.push(AuditEntry {
+        user_id: user_id.to_owned(),
+        reason,
+        change: req.body.clone(),
+    });
+    Reply::json(200, member)
+}
+
+fn is_snowflake(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Decodes `%XX` escapes; `None` on a bad escape or a raw non-ASCII byte.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b if b.is_ascii() => {
+                out.push(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The emoji object of a reaction path segment: `name:id` (custom) → `{id, name}`,
+/// a unicode emoji → `{id: null, name}`. `None` (Discord's 10014) when the segment is
+/// not percent-encoded UTF-8, or is plain ASCII text rather than an emoji.
+fn parse_emoji(segment: &str) -> Option<Value> {
+    let decoded = String::from_utf8(percent_decode(segment)?).ok()?;
+    if let Some((name, id)) = decoded.split_once(':') {
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        return (name_ok && is_snowflake(id)).then(|| json!({ "id": id, "name": name }));
+    }
+    let looks_like_emoji = !decoded.is_empty()
+        && decoded.chars().count() <= 16
+        && !decoded.is_ascii()
+        && !decoded
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c.is_ascii_alphabetic());
+    looks_like_emoji.then(|| json!({ "id": null, "name": decoded }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emoji_segments_decode_like_discord() {
+        assert_eq!(
+            parse_emoji("%F0%9F%94%A5"),
+            Some(json!({ "id": null, "name": "🔥" }))
+        );
+        // Keeps every codepoint, FE0F and ZWJ included.
+        let family = "👨\u{200d}👩\u{200d}👧";
+        let encoded: String = family.bytes().map(|b| format!("%{b:02X}")).collect();
+        assert_eq!(parse_emoji(&encoded).unwrap()["name"], family);
+        assert_eq!(
+            parse_emoji("LUL:41771983429993937"),
+            Some(json!({ "id": "41771983429993937", "name": "LUL" }))
+        );
+        assert_eq!(
+            parse_emoji("LUL%3A41771983429993937"),
+            Some(json!({ "id": "41771983429993937", "name": "LUL" }))
+        );
+        // Truncated UTF-8, bad escapes, raw non-ASCII, wrappers and plain words are refused.
+        for bad in [
+            "%F0%9F%94",
+            "%ZZ",
+            "%F",
+            "🔥",
+            "<:LUL:41771983429993937>",
+            "a:LUL:41771983429993937",
+            "LUL:abc",
+            "fire",
+            "",
+        ] {
+            assert_eq!(parse_emoji(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn routes_match_raw_paths() {
+        let r = |p| route_of(p).map(|(r, _)| r);
+        assert_eq!(r("/api/v10/gateway/bot"), Some(Route::GatewayBot));
+        assert_eq!(
+            r("/api/v10/channels/1/messages"),
+            Some(Route::CreateMessage)
+        );
+        assert_eq!(
+            r("/api/v10/channels/1/messages/2/reactions/%F0%9F%94%A5/@me"),
+            Some(Route::CreateReaction)
+        );
+        assert_eq!(
+            r("/api/v10/channels/1/messages/2/reactions/x/%40me"),
+            Some(Route::CreateReaction)
+        );
+        assert_eq!(r("/api/v10/channels/1/typing?x=1"), Some(Route::Typing));
+        assert_eq!(r("/api/v10/guilds/1/members/2"), Some(Route::ModifyMember));
+        assert_eq!(r("/api/v9/gateway/bot"), None);
+        assert_eq!(
+            r("/api/v10/channels/1/messages/2/reactions/x/someone"),
+            None
+        );
+    }
+}

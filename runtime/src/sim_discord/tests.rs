@@ -1,0 +1,901 @@
+//! Loopback tests of the simulator: a real tungstenite client on the gateway and a
+//! raw HTTP/1.1 client on REST, each test with its own simulator.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+use super::*;
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// Longest any single wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(2);
+
+fn start() -> SimDiscord {
+    start_with(SimConfig::default())
+}
+
+fn start_with(config: SimConfig) -> SimDiscord {
+    SimDiscord::start(SimConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        ..config
+    })
+    .expect("simulator starts")
+}
+
+fn connect(url: &str) -> Ws {
+    let (mut ws, _) = tungstenite::connect(url).expect("gateway upgrade");
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+    }
+    ws
+}
+
+fn gateway(sim: &SimDiscord) -> Ws {
+    connect(&format!("{}/?v=10&encoding=json", sim.gateway_url()))
+}
+
+fn send(ws: &mut Ws, payload: Value) {
+    ws.send(Message::text(payload.to_string())).unwrap();
+}
+
+/// The next JSON frame; panics on close or after [`WAIT`].
+fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame in time") {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Close(f) => panic!("closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Skips frames until the close frame; returns its code.
+fn recv_close(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(f)) => return f.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+fn next_dispatch(ws: &mut Ws, name: &str) -> Value {
+    loop {
+        let frame = recv(ws);
+        if frame["t"] == name {
+            return frame;
+        }
+    }
+}
+
+fn identify(ws: &mut Ws, token: &str, intents: u64) {
+    send(
+        ws,
+        json!({ "op": 2, "d": { "token": token, "intents": intents,
+            "properties": { "os": "linux", "browser": "relay", "device": "relay" } } }),
+    );
+}
+
+/// Connects, reads Hello, identifies with relay's intents; returns READY and GUILD_CREATE.
+fn session(sim: &SimDiscord, intents: u64) -> (Ws, Value, Value) {
+    let mut ws = gateway(sim);
+    assert_eq!(recv(&mut ws)["op"], 10);
+    identify(&mut ws, sim.bot_token(), intents);
+    let ready = recv(&mut ws);
+    let guild = recv(&mut ws);
+    (ws, ready, guild)
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct HttpReply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpReply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`). `path` is below the API base.
+fn http(
+    sim: &SimDiscord,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpReply {
+    let base = sim.api_base();
+    let host = base
+        .strip_prefix("http://")
+        .and_then(|b| b.split('/').next())
+        .unwrap()
+        .to_owned();
+    let mut s = TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = format!(
+        "{method} /api/v10{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: DiscordBot (https://example.invalid, 1)\r\n"
+    );
+    if let Some(t) = token {
+        head += &format!("Authorization: Bot {t}\r\n");
+    }
+    for (n, v) in extra {
+        head += &format!("{n}: {v}\r\n");
+    }
+    let body = body.unwrap_or("");
+    head += &format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    HttpReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn post_message(sim: &SimDiscord, channel: &str, content: &str) -> HttpReply {
+    let body = json!({ "content": content, "allowed_mentions": { "parse": [] } }).to_string();
+    http(
+        sim,
+        "POST",
+        &format!("/channels/{channel}/messages"),
+        Some(sim.bot_token()),
+        &[],
+        Some(&body),
+    )
+}
+
+// ---------- gateway ----------
+
+#[test]
+fn simulator_handle_is_shareable_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SimDiscord>();
+}
+
+#[test]
+fn identify_gets_hello_ready_and_guild_create() {
+    let sim = start();
+    let mut ws = gateway(&sim);
+    let hello = recv(&mut ws);
+    assert_eq!(
+        hello,
+        json!({ "op": 10, "d": { "heartbeat_interval": 200 }, "s": null, "t": null })
+    );
+    identify(&mut ws, sim.bot_token(), intents::RELAY);
+    let ready = recv(&mut ws);
+    assert_eq!(
+        (ready["op"].clone(), ready["t"].clone(), ready["s"].clone()),
+        (json!(0), json!("READY"), json!(1))
+    );
+    let d = &ready["d"];
+    assert_eq!(d["v"], 10);
+    assert_eq!(d["user"]["id"], ids::BOT_USER);
+    assert_eq!(d["user"]["bot"], true);
+    assert_eq!(
+        d["guilds"],
+        json!([{ "id": ids::GUILD, "unavailable": true }])
+    );
+    assert_eq!(d["session_id"].as_str().map(str::len), Some(32));
+    assert_eq!(d["resume_gateway_url"], sim.resume_gateway_url());
+    assert_eq!(d["application"], json!({ "id": ids::BOT_USER, "flags": 0 }));
+
+    let guild = recv(&mut ws);
+    assert_eq!(
+        (guild["t"].clone(), guild["s"].clone()),
+        (json!("GUILD_CREATE"), json!(2))
+    );
+    let g = &guild["d"];
+    assert_eq!(
+        (g["id"].as_str(), g["name"].as_str()),
+        (Some(ids::GUILD), Some(GUILD_NAME))
+    );
+    let voice = g["voice_states"].as_array().unwrap();
+    assert!(!voice.is_empty());
+    for v in voice {
+        assert!(
+            v.get("guild_id").is_none(),
+            "GUILD_CREATE voice states have no guild_id"
+        );
+        assert!(v["user_id"].is_string() && v["channel_id"].is_string());
+    }
+    let members = g["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1 + demo_users().len());
+    assert!(members.iter().all(|m| m["user"]["id"].is_string()));
+    let kinds: Vec<_> = g["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_u64())
+        .collect();
+    assert!(kinds.contains(&Some(0)) && kinds.contains(&Some(2)));
+    assert_eq!(sim.identify_count(), 1);
+    assert_eq!(sim.connections(), 1);
+    assert_eq!(sim.received_ops()[0]["op"], 2);
+    sim.shutdown();
+}
+
+#[test]
+fn heartbeats_are_acked_until_silenced() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    send(&mut ws, json!({ "op": 1, "d": 2 }));
+    assert_eq!(
+        recv(&mut ws),
+        json!({ "op": 11, "d": null, "s": null, "t": null })
+    );
+    assert_eq!(sim.heartbeats_received(), 1);
+
+    sim.set_ack_heartbeats(false);
+    send(&mut ws, json!({ "op": 1, "d": 2 }));
+    wait_until("the second heartbeat", || sim.heartbeats_received() == 2);
+    // Had an ACK been sent, it would come before this dispatch.
+    sim.dispatch("TEST_EVENT", json!({ "n": 1 }));
+    let next = recv(&mut ws);
+    assert_eq!(
+        (next["t"].clone(), next["s"].clone()),
+        (json!("TEST_EVENT"), json!(3))
+    );
+}
+
+#[test]
+fn resume_replays_missed_dispatches_in_order_then_resumed() {
+    let sim = start();
+    let (mut ws, ready, _) = session(&sim, intents::RELAY);
+    let sid = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    sim.dispatch("TEST_EVENT", json!({ "n": 1 }));
+    assert_eq!(recv(&mut ws)["s"], 3);
+    drop(ws); // a bare TCP drop keeps the session resumable
+    sim.dispatch("TEST_EVENT", json!({ "n": 2 }));
+    sim.dispatch("TEST_EVENT", json!({ "n": 3 }));
+
+    let mut ws = connect(&format!("{}?v=10&encoding=json", sim.resume_gateway_url()));
+    assert_eq!(recv(&mut ws)["op"], 10);
+    send(
+        &mut ws,
+        json!({ "op": 6, "d": { "token": sim.bot_token(), "session_id": sid, "seq": 3 } }),
+    );
+    for (s, n) in [(4, 2), (5, 3)] {
+        let f = recv(&mut ws);
+        assert_eq!(
+            (f["t"].clone(), f["s"].clone(), f["d"]["n"].clone()),
+            (json!("TEST_EVENT"), json!(s), json!(n))
+        );
+    }
+    let resumed = recv(&mut ws);
+    assert_eq!(
+        (resumed["t"].clone(), resumed["s"].clone()),
+        (json!("RESUMED"), json!(6))
+    );
+    sim.dispatch("TEST_EVENT", json!({ "n": 4 }));
+    assert_eq!(recv(&mut ws)["s"], 7);
+    assert_eq!(sim.resume_count(), 1);
+    assert_eq!(sim.identify_count(), 1);
+    assert_eq!(sim.last_resume(), Some((sid, 3)));
+    assert!(sim.connection_urls()[1].starts_with("/resume?"));
+}
+
+#[test]
+fn resume_refusals_op9_false_and_4007() {
+    let sim = start();
+    let mut ws = gateway(&sim);
+    recv(&mut ws);
+    send(
+        &mut ws,
+        json!({ "op": 6, "d": { "token": sim.bot_token(), "session_id": "nope", "seq": 1 } }),
+    );
+    assert_eq!(
+        recv(&mut ws),
+        json!({ "op": 9, "d": false, "s": null, "t": null })
+    );
+
+    let (_first, ready, _) = session(&sim, intents::RELAY);
+    let sid = ready["d"]["session_id"].clone();
+    let mut ws = gateway(&sim);
+    recv(&mut ws);
+    send(
+        &mut ws,
+        json!({ "op": 6, "d": { "token": sim.bot_token(), "session_id": sid, "seq": 99 } }),
+    );
+    assert_eq!(recv_close(&mut ws), Some(4007));
+    assert!(sim.session_ids().is_empty(), "4007 ends the session");
+}
+
+#[test]
+fn reconnect_and_invalid_session_on_demand() {
+    let sim = start();
+    let (mut ws, ready, _) = session(&sim, intents::RELAY);
+    sim.send_reconnect();
+    assert_eq!(
+        recv(&mut ws),
+        json!({ "op": 7, "d": null, "s": null, "t": null })
+    );
+    sim.invalidate_session(true);
+    assert_eq!(recv(&mut ws)["d"], true);
+    assert_eq!(
+        sim.session_ids(),
+        vec![ready["d"]["session_id"].as_str().unwrap().to_owned()]
+    );
+    sim.invalidate_session(false);
+    assert_eq!(
+        recv(&mut ws),
+        json!({ "op": 9, "d": false, "s": null, "t": null })
+    );
+    assert!(sim.session_ids().is_empty());
+    // The connection may identify again from scratch.
+    identify(&mut ws, sim.bot_token(), intents::RELAY);
+    assert_eq!(next_dispatch(&mut ws, "READY")["s"], 1);
+    assert_eq!(sim.identify_count(), 2);
+}
+
+#[test]
+fn bad_identify_and_bad_frames_get_discords_close_codes() {
+    let sim = start_with(SimConfig {
+        allowed_privileged_intents: 0,
+        ..SimConfig::default()
+    });
+    let case = |url_query: &str, frames: &[Value]| {
+        let mut ws = connect(&format!("{}/{url_query}", sim.gateway_url()));
+        for f in frames {
+            send(&mut ws, f.clone());
+        }
+        recv_close(&mut ws)
+    };
+    let q = "?v=10&encoding=json";
+    let no_priv = intents::RELAY & !intents::MESSAGE_CONTENT;
+    let ident = |token: &str, intents: Value| json!({ "op": 2, "d": { "token": token, "intents": intents } });
+    assert_eq!(case(q, &[ident("wrong", json!(no_priv))]), Some(4004));
+    assert_eq!(
+        case(q, &[ident(sim.bot_token(), json!(1u64 << 18))]),
+        Some(4013)
+    );
+    assert_eq!(case(q, &[ident(sim.bot_token(), json!("all"))]), Some(4013));
+    assert_eq!(
+        case(q, &[ident(sim.bot_token(), json!(intents::RELAY))]),
+        Some(4014)
+    );
+    assert_eq!(case("?v=9&encoding=json", &[]), Some(4012));
+    assert_eq!(case("?v=10&encoding=etf", &[]), Some(4002));
+    assert_eq!(case(q, &[json!("not a payload")]), Some(4001));
+    assert_eq!(case(q, &[json!({ "op": 8, "d": {} })]), Some(4003));
+    assert_eq!(case(q, &[json!({ "op": 99, "d": null })]), Some(4001));
+    let twice = ident(sim.bot_token(), json!(no_priv));
+    assert_eq!(case(q, &[twice.clone(), twice]), Some(4005));
+    let mut ws = gateway(&sim);
+    ws.send(Message::text("{nope")).unwrap();
+    assert_eq!(recv_close(&mut ws), Some(4002));
+    assert_eq!(
+        sim.identify_count(),
+        1,
+        "only the first identify of the twice case"
+    );
+}
+
+#[test]
+fn close_with_and_drop_connections() {
+    let sim = start();
+    let (mut ws, ready, _) = session(&sim, intents::RELAY);
+    let sid = ready["d"]["session_id"].as_str().unwrap().to_owned();
+    sim.close_with(4000);
+    assert_eq!(recv_close(&mut ws), Some(4000));
+    assert_eq!(
+        sim.session_ids(),
+        vec![sid.clone()],
+        "4000 keeps the session"
+    );
+
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    wait_until("two open connections at most", || {
+        sim.open_connections() == 1
+    });
+    sim.drop_connections();
+    match ws.read() {
+        Err(tungstenite::Error::Protocol(_))
+        | Err(tungstenite::Error::Io(_))
+        | Err(tungstenite::Error::ConnectionClosed) => {}
+        other => panic!("expected a bare drop, got {other:?}"),
+    }
+    assert_eq!(
+        sim.session_ids().len(),
+        2,
+        "a drop keeps sessions resumable"
+    );
+
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    sim.close_with(4009);
+    assert_eq!(recv_close(&mut ws), Some(4009));
+    assert_eq!(
+        sim.session_ids().len(),
+        2,
+        "4009 ends the connection's session"
+    );
+    wait_until("all connections closed", || sim.open_connections() == 0);
+}
+
+#[test]
+fn client_close_1000_ends_the_session() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    assert_eq!(recv_close(&mut ws), Some(1000));
+    wait_until("the session to end", || sim.session_ids().is_empty());
+}
+
+#[test]
+fn intents_filter_events_and_hide_content() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::GUILDS | intents::GUILD_MESSAGES);
+    assert!(sim.voice_leave(ids::LINUS));
+    sim.post_as(ids::ADA, ids::GENERAL, "secret plans").unwrap();
+    let m = recv(&mut ws);
+    assert_eq!(
+        (m["t"].clone(), m["s"].clone()),
+        (json!("MESSAGE_CREATE"), json!(3)),
+        "no VOICE_STATE_UPDATE"
+    );
+    assert_eq!(m["d"]["content"], "", "no MESSAGE_CONTENT intent");
+    assert_eq!(m["d"]["author"]["id"], ids::ADA);
+    assert_eq!(post_message(&sim, ids::GENERAL, "bot says hi").status, 200);
+    assert_eq!(
+        recv(&mut ws)["d"]["content"],
+        "bot says hi",
+        "the bot's own message keeps content"
+    );
+}
+
+// ---------- REST ----------
+
+#[test]
+fn posted_message_is_answered_and_echoed_as_message_create() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    let reply = post_message(&sim, ids::GENERAL, "héllo 🌍");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let msg = reply.json();
+    assert_eq!(msg["content"], "héllo 🌍");
+    assert_eq!(msg["author"]["id"], ids::BOT_USER);
+    assert_eq!(msg["channel_id"], ids::GENERAL);
+    let id: u64 = msg["id"].as_str().unwrap().parse().unwrap();
+    let made = snowflake_time_ms(id);
+    assert!(
+        made.abs_diff(unix_ms()) < 60_000,
+        "a timestamp-based snowflake"
+    );
+    assert_eq!(reply.header("x-ratelimit-limit"), Some("5"));
+    assert_eq!(reply.header("x-ratelimit-remaining"), Some("4"));
+    assert!(reply.header("x-ratelimit-bucket").is_some());
+    let after: f64 = reply
+        .header("x-ratelimit-reset-after")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > 0.0 && after <= 5.0);
+
+    let echo = next_dispatch(&mut ws, "MESSAGE_CREATE")["d"].clone();
+    assert_eq!(echo["id"], msg["id"]);
+    assert_eq!(echo["guild_id"], ids::GUILD);
+    assert!(echo["member"].is_object() && echo["member"].get("user").is_none());
+
+    let req = sim.requests().pop().unwrap();
+    assert_eq!(req.method, "POST");
+    assert_eq!(
+        req.path,
+        format!("/api/v10/channels/{}/messages", ids::GENERAL)
+    );
+    assert_eq!(req.header("Authorization"), Some("Bot sim-bot-token"));
+    assert_eq!(
+        req.json().unwrap()["allowed_mentions"],
+        json!({ "parse": [] })
+    );
+
+    let bad = |channel: &str, content: &str| {
+        let r = post_message(&sim, channel, content);
+        (r.status, r.json()["code"].clone())
+    };
+    assert_eq!(bad("1", "x"), (404, json!(10003)));
+    assert_eq!(bad(ids::GAME_ROOM, ""), (400, json!(50006)));
+    assert_eq!(bad(ids::GAME_ROOM, &"é".repeat(2001)), (400, json!(50035)));
+    assert_eq!(bad(ids::GAME_ROOM, &"é".repeat(2000)), (200, Value::Null));
+}
+
+#[test]
+fn reactions_decode_percent_encoded_emoji() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    let put = |channel: &str, emoji: &str| {
+        http(
+            &sim,
+            "PUT",
+            &format!("/channels/{channel}/messages/123/reactions/{emoji}/@me"),
+            Some(sim.bot_token()),
+            &[],
+            None,
+        )
+    };
+    assert_eq!(put(ids::GENERAL, "%F0%9F%94%A5").status, 204);
+    let r = next_dispatch(&mut ws, "MESSAGE_REACTION_ADD")["d"].clone();
+    assert_eq!(r["emoji"], json!({ "id": null, "name": "🔥" }));
+    assert_eq!(
+        (r["user_id"].as_str(), r["message_id"].as_str()),
+        (Some(ids::BOT_USER), Some("123"))
+    );
+    assert_eq!(r["member"]["user"]["id"], ids::BOT_USER);
+
+    assert_eq!(put(ids::GAME_ROOM, "LUL:41771983429993937").status, 204);
+    let r = next_dispatch(&mut ws, "MESSAGE_REACTION_ADD")["d"].clone();
+    assert_eq!(
+        r["emoji"],
+        json!({ "id": "41771983429993937", "name": "LUL" })
+    );
+
+    let bad = put(ids::LOBBY, "%F0%9F%94");
+    assert_eq!(
+        (bad.status, bad.json()),
+        (400, json!({ "message": "Unknown Emoji", "code": 10014 }))
+    );
+    assert!(
+        sim.requests()[0].path.contains("/%F0%9F%94%A5/"),
+        "paths are recorded raw"
+    );
+    // Discord's reaction bucket: 1 per 250 ms per channel.
+    assert_eq!(put(ids::GENERAL, "%F0%9F%91%8D").status, 429);
+}
+
+#[test]
+fn exhausted_bucket_answers_429_with_headers() {
+    let sim = start();
+    for left in (0..5).rev() {
+        let r = post_message(&sim, ids::GAME_ROOM, "spam");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("X-RateLimit-Remaining"),
+            Some(left.to_string().as_str())
+        );
+    }
+    let r = post_message(&sim, ids::GAME_ROOM, "spam");
+    assert_eq!(r.status, 429);
+    let body = r.json();
+    assert_eq!(body["message"], "You are being rate limited.");
+    assert_eq!(body["global"], false);
+    let retry = body["retry_after"].as_f64().unwrap();
+    assert!(retry > 0.0 && retry <= 5.0, "{retry}");
+    assert_eq!(r.header("X-RateLimit-Scope"), Some("user"));
+    assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+    assert_eq!(r.header("Retry-After"), Some("5"));
+    assert!(r.header("X-RateLimit-Global").is_none());
+    // Buckets are per channel.
+    assert_eq!(post_message(&sim, ids::GENERAL, "elsewhere").status, 200);
+}
+
+#[test]
+fn forced_429s_global_and_per_route() {
+    let sim = start();
+    sim.force_429(2, true);
+    for _ in 0..2 {
+        let r = post_message(&sim, ids::GENERAL, "x");
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("X-RateLimit-Global"), Some("true"));
+        assert_eq!(r.header("X-RateLimit-Scope"), Some("global"));
+        assert_eq!(
+            r.json(),
+            json!({ "message": "You are being rate limited.", "retry_after": 0.25, "global": true })
+        );
+    }
+    assert_eq!(post_message(&sim, ids::GENERAL, "x").status, 200);
+    sim.force_429(1, false);
+    let r = post_message(&sim, ids::GENERAL, "x");
+    assert_eq!((r.status, r.json()["global"].clone()), (429, json!(false)));
+    assert_eq!(r.header("X-RateLimit-Scope"), Some("user"));
+}
+
+#[test]
+fn global_limit_per_second() {
+    let sim = start_with(SimConfig {
+        global_limit_per_sec: 3,
+        ..SimConfig::default()
+    });
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            http(
+                &sim,
+                "GET",
+                "/gateway/bot",
+                Some(sim.bot_token()),
+                &[],
+                None,
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+#[test]
+fn wrong_or_missing_bot_token_is_401() {
+    let sim = start();
+    for token in [Some("wrong"), None] {
+        let r = http(&sim, "GET", "/gateway/bot", token, &[], None);
+        assert_eq!(
+            (r.status, r.json()),
+            (401, json!({ "message": "401: Unauthorized", "code": 0 }))
+        );
+    }
+    let r = http(&sim, "GET", "/gateway", None, &[], None);
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({ "url": sim.gateway_url() }))
+    );
+    assert_eq!(
+        http(&sim, "GET", "/nowhere", Some(sim.bot_token()), &[], None).status,
+        404
+    );
+    assert_eq!(
+        http(
+            &sim,
+            "DELETE",
+            "/gateway/bot",
+            Some(sim.bot_token()),
+            &[],
+            None
+        )
+        .status,
+        405
+    );
+    assert_eq!(sim.requests()[1].header("authorization"), None);
+}
+
+#[test]
+fn gateway_bot_and_typing() {
+    let sim = start();
+    let r = http(
+        &sim,
+        "GET",
+        "/gateway/bot",
+        Some(sim.bot_token()),
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(r["url"], sim.gateway_url());
+    assert_eq!(r["shards"], 1);
+    let limit = &r["session_start_limit"];
+    assert_eq!(
+        (limit["total"].as_u64(), limit["max_concurrency"].as_u64()),
+        (Some(1000), Some(1))
+    );
+    assert!(limit["reset_after"].as_u64().unwrap() > 0);
+
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    let r = http(
+        &sim,
+        "POST",
+        &format!("/channels/{}/typing", ids::GENERAL),
+        Some(sim.bot_token()),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 204);
+    let t = next_dispatch(&mut ws, "TYPING_START")["d"].clone();
+    assert_eq!(t["user_id"], ids::BOT_USER);
+    let secs = t["timestamp"].as_u64().expect("integer seconds");
+    assert!(secs.abs_diff(unix_ms() / 1000) < 60);
+}
+
+#[test]
+fn member_patch_moves_mutes_disconnects_and_records_reason() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    let patch = |user: &str, body: Value| {
+        let path = format!("/guilds/{}/members/{user}", ids::GUILD);
+        let reason = [("X-Audit-Log-Reason", "moved%20by%20ada")];
+        http(
+            &sim,
+            "PATCH",
+            &path,
+            Some(sim.bot_token()),
+            &reason,
+            Some(&body.to_string()),
+        )
+    };
+    let r = patch(ids::ADA, json!({ "mute": true }));
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!(40032)));
+    let r = patch(ids::LINUS, json!({ "channel_id": ids::GENERAL }));
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!(50035)));
+    assert_eq!(patch("42", json!({ "mute": true })).status, 404);
+
+    let r = patch(ids::LINUS, json!({ "channel_id": ids::RAID }));
+    assert_eq!(
+        (r.status, r.json()["user"]["id"].clone()),
+        (200, json!(ids::LINUS))
+    );
+    let v = next_dispatch(&mut ws, "VOICE_STATE_UPDATE")["d"].clone();
+    assert_eq!(
+        (v["channel_id"].as_str(), v["guild_id"].as_str()),
+        (Some(ids::RAID), Some(ids::GUILD))
+    );
+    assert_eq!(v["member"]["user"]["id"], ids::LINUS);
+
+    assert_eq!(patch(ids::LINUS, json!({ "mute": true })).status, 200);
+    let v = next_dispatch(&mut ws, "VOICE_STATE_UPDATE")["d"].clone();
+    assert_eq!(
+        (v["mute"].clone(), v["channel_id"].clone()),
+        (json!(true), json!(ids::RAID))
+    );
+
+    assert_eq!(patch(ids::LINUS, json!({ "channel_id": null })).status, 200);
+    let v = next_dispatch(&mut ws, "VOICE_STATE_UPDATE")["d"].clone();
+    assert_eq!(
+        (v["user_id"].as_str(), v["channel_id"].clone()),
+        (Some(ids::LINUS), Value::Null)
+    );
+    assert_eq!(sim.voice_channel_of(ids::LINUS), None);
+
+    let audit = sim.audit_log();
+    assert_eq!(audit.len(), 3);
+    assert!(audit
+        .iter()
+        .all(|a| a.user_id == ids::LINUS && a.reason.as_deref() == Some("moved by ada")));
+}
+
+// ---------- guild controls, demo, lifecycle ----------
+
+#[test]
+fn voice_controls_dispatch_join_and_leave() {
+    let sim = start();
+    let events = sim.subscribe();
+    assert!(sim.voice_join(ids::ADA, ids::LOBBY));
+    let e = events.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (e.name.as_str(), e.data["channel_id"].as_str()),
+        ("VOICE_STATE_UPDATE", Some(ids::LOBBY))
+    );
+    assert!(sim.voice_leave(ids::ADA));
+    let e = events.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (e.data["user_id"].as_str(), e.data["channel_id"].clone()),
+        (Some(ids::ADA), Value::Null)
+    );
+    assert!(!sim.voice_leave(ids::ADA), "already out of voice");
+    assert!(
+        !sim.voice_join(ids::ADA, ids::GENERAL),
+        "not a voice channel"
+    );
+    assert!(!sim.voice_join("42", ids::LOBBY), "not a member");
+    assert!(events.try_recv().is_err());
+}
+
+#[test]
+fn demo_mode_types_then_talks_within_moments() {
+    let sim = start_with(SimConfig {
+        demo: true,
+        seed: 7,
+        demo_interval: (Duration::from_millis(20), Duration::from_millis(60)),
+        ..SimConfig::default()
+    });
+    let events = sim.subscribe();
+    let end = Instant::now() + WAIT;
+    let mut typing = Vec::new();
+    let message = loop {
+        let e = events
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .expect("demo events within 2 s");
+        match e.name.as_str() {
+            "TYPING_START" => {
+                typing.push((e.data["user_id"].clone(), e.data["channel_id"].clone()))
+            }
+            "MESSAGE_CREATE" => break e.data,
+            _ => {}
+        }
+    };
+    assert!(!message["content"].as_str().unwrap().is_empty());
+    let speaker = (
+        message["author"]["id"].clone(),
+        message["channel_id"].clone(),
+    );
+    assert!(typing.contains(&speaker), "typing comes before speaking");
+    assert!(demo_users().iter().any(|u| u.id == speaker.0));
+}
+
+#[test]
+fn shutdown_frees_ports_and_drops_clients() {
+    let sim = start();
+    let (mut ws, _, _) = session(&sim, intents::RELAY);
+    let gw = sim.gateway_url().trim_start_matches("ws://").to_owned();
+    let api = sim
+        .api_base()
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v10")
+        .to_owned();
+    sim.shutdown();
+    assert!(ws.read().is_err());
+    assert!(TcpStream::connect(&gw).is_err(), "gateway port closed");
+    // tiny_http's accept thread lets its listener go a moment after being woken.
+    wait_until("the REST port to close", || {
+        TcpStream::connect(&api).is_err()
+    });
+}
+
+#[test]
+fn ids_and_timestamps_are_discord_shaped() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000+00:00");
+    assert_eq!(
+        rfc3339(1_709_251_199_999),
+        "2024-02-29T23:59:59.999000+00:00"
+    );
+    assert_eq!(
+        rfc3339(snowflake_time_ms(41_771_983_423_143_937)),
+        "2015-04-26T06:26:56.934000+00:00"
+    );
+    let guild: u64 = ids::GUILD.parse().unwrap();
+    assert_eq!(
+        rfc3339(snowflake_time_ms(guild)),
+        "2021-03-14T15:09:26.535000+00:00"
+    );
+    assert_eq!(snowflake_at(snowflake_time_ms(guild), 1), guild);
+    let users = demo_users();
+    assert_eq!(users.len(), 5);
+    assert!(users.iter().any(|u| u.username == "Ada"));
+    for u in &users {
+        let id: u64 = u.id.parse().unwrap();
+        assert!(snowflake_time_ms(id) > DISCORD_EPOCH_MS);
+    }
+    let sim = start();
+    let a: u64 = sim
+        .post_as(ids::ADA, ids::GENERAL, "one")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let b: u64 = sim
+        .post_as(ids::ADA, ids::GENERAL, "two")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(b > a, "ids increase even within one millisecond");
+}

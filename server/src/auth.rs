@@ -1,0 +1,735 @@
+//! Browser sessions: HS256 JWTs signed with `SESSION_SECRET` (CONTRACT.md §2).
+//!
+//! A session token carries `sub` (required, non-empty string), `exp`
+//! (required), `name` (optional string) and `roles` (optional array of
+//! strings). [`SessionKeys::verify`] accepts HS256 and nothing else: the
+//! header's `alg` is read before any other work, so `none`, `RS256` (the
+//! classic public-key-as-HMAC-key confusion) and `HS512` all fail with
+//! [`AuthError::UnsupportedAlg`]. The signature is checked before any claim is
+//! read, so an unsigned token learns nothing about which claims it lacks.
+//!
+//! Expiry is strict: the token is valid while `now < exp`, with no leeway.
+//! relay both issues and checks these tokens with the same clock (or
+//! NTP-synchronised clocks across edges), so a grace period would only extend
+//! a stolen token's life. `nbf`, if present, is honoured with
+//! [`NBF_LEEWAY_SECS`] of slack for a token minted on another machine.
+//!
+//! The time is an argument (`now_unix`), as in the protocol crate, so expiry
+//! is tested without sleeping. Every [`AuthError`] maps to one 401 response;
+//! no error text ever includes the token.
+//!
+//! [`token_from_request`] finds the token: `Authorization: Bearer`, then the
+//! `relay_session` cookie, then the `access_token` query parameter (for
+//! `EventSource`, which cannot set headers).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::secret::Secret;
+
+/// The cookie that may carry a session token.
+pub const SESSION_COOKIE: &str = "relay_session";
+
+/// The query parameter that may carry a session token.
+pub const ACCESS_TOKEN_PARAM: &str = "access_token";
+
+/// Longest token accepted. Real tokens are a few hundred bytes; the cap keeps
+/// a hostile one from costing more than a bounded base64 decode.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Seconds a token's `nbf` may lie in the future (clock skew between the
+/// machine that minted it and this one).
+pub const NBF_LEEWAY_SECS: u64 = 5;
+
+/// The role chat commands need.
+pub const ROLE_CHAT_WRITE: &str = "chat:write";
+
+/// The role voice moderation needs.
+pub const ROLE_VOICE_MODERATE: &str = "voice:moderate";
+
+/// Signs and verifies session tokens with the `SESSION_SECRET`.
+pub struct SessionKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKeys([redacted])")
+    }
+}
+
+/// A verified session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The user id (`sub`), also the command `actor` and the per-user rate-limit key.
+    pub sub: String,
+    /// The display name, if the token has one.
+    pub name: Option<String>,
+    /// The granted roles (`chat:write`, `voice:moderate`, …).
+    pub roles: Vec<String>,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+impl Session {
+    /// Whether the session was granted `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Why a request has no valid session. Every variant is an HTTP 401.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No token in the request.
+    Missing,
+    /// Not a well-formed JWT (segments, base64, JSON, size).
+    Malformed,
+    /// The signature does not match `SESSION_SECRET`.
+    BadSignature,
+    /// `exp` is not in the future.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// A required claim is absent (`"sub"` or `"exp"`).
+    MissingClaim(&'static str),
+    /// A claim has the wrong type or an empty value (`"sub"`, `"exp"`, `"name"`, `"roles"`, `"nbf"`).
+    InvalidClaim(&'static str),
+    /// The header's `alg` is not `HS256`.
+    UnsupportedAlg,
+}
+
+impl AuthError {
+    /// The HTTP status for this error: always 401.
+    pub fn status(&self) -> u16 {
+        401
+    }
+
+    /// The error code of the JSON error body (CONTRACT.md §3).
+    pub fn code(&self) -> &'static str {
+        "unauthenticated"
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Missing => f.write_str("no session token"),
+            AuthError::Malformed => f.write_str("the session token is malformed"),
+            AuthError::BadSignature => f.write_str("the session token's signature is invalid"),
+            AuthError::Expired => f.write_str("the session token has expired"),
+            AuthError::NotYetValid => f.write_str("the session token is not valid yet"),
+            AuthError::MissingClaim(c) => write!(f, "the session token lacks the `{c}` claim"),
+            AuthError::InvalidClaim(c) => write!(f, "the session token's `{c}` claim is invalid"),
+            AuthError::UnsupportedAlg => f.write_str("the session token must be signed with HS256"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    roles: &'a [String],
+    iat: u64,
+    exp: u64,
+}
+
+/// Claims as they arrive: typed loosely so a wrong type is a precise error.
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    name: Option<Value>,
+    roles: Option<Value>,
+}
+
+impl SessionKeys {
+    /// Keys from the `SESSION_SECRET`.
+    pub fn new(secret: &Secret) -> Self {
+        let key = secret.expose().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Claims are checked here against the caller's clock, not the library's.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        SessionKeys {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            validation,
+        }
+    }
+
+    /// Signs a token for `sub` that expires `ttl` (whole seconds, rounded up)
+    /// after `now_unix`.
+    pub fn issue(
+        &self,
+        sub: &str,
+        name: Option<&str>,
+        roles: &[String],
+        ttl: Duration,
+        now_unix: u64,
+    ) -> String {
+        let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let claims = IssuedClaims {
+            sub,
+            name,
+            roles,
+            iat: now_unix,
+            exp: now_unix.saturating_add(ttl_secs),
+        };
+        // HMAC signing of serialisable claims has no failure path in jsonwebtoken.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
+    }
+
+    /// Verifies `token` at time `now_unix` (Unix seconds).
+    pub fn verify(&self, token: &str, now_unix: u64) -> Result<Session, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed);
+        }
+        check_header(token)?;
+        let data = jsonwebtoken::decode::<RawClaims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::UnsupportedAlg
+                }
+                _ => AuthError::Malformed,
+            })?;
+        let claims = data.claims;
+
+        let exp = match &claims.exp {
+            None | Some(Value::Null) => return Err(AuthError::MissingClaim("exp")),
+            Some(v) => numeric_date(v).ok_or(AuthError::InvalidClaim("exp"))?,
+        };
+        if now_unix >= exp {
+            return Err(AuthError::Expired);
+        }
+        if let Some(v) = claims.nbf.as_ref().filter(|v| !v.is_null()) {
+            let nbf = numeric_date(v).ok_or(AuthError::InvalidClaim("nbf"))?;
+            if nbf > now_unix.saturating_add(NBF_LEEWAY_SECS) {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        let sub = match claims.sub {
+            None | Some(Value::Null) => return Err(AuthError::MissingClaim("sub")),
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(_) => return Err(AuthError::InvalidClaim("sub")),
+        };
+        let name = match claims.name {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(AuthError::InvalidClaim("name")),
+        };
+        let roles = match claims.roles {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|r| match r {
+                    Value::String(s) => Ok(s),
+                    _ => Err(AuthError::InvalidClaim("roles")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(AuthError::InvalidClaim("roles")),
+        };
+        Ok(Session {
+            sub,
+            name,
+            roles,
+            exp,
+        })
+    }
+}
+
+/// A JWT NumericDate: seconds, possibly fractional (floored); negative is 0.
+fn numeric_date(v: &Value) -> Option<u64> {
+    let Value::Number(n) = v else { return None };
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    let f = n.as_f64().filter(|f| f.is_finite())?;
+    // Saturating float→int casts: negative becomes 0, huge becomes u64::MAX.
+    Some(f.floor() as u64)
+}
+
+/// Reads the JOSE header and insists on `alg: HS256` before anything else runs.
+fn check_header(token: &str) -> Result<(), AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let bytes = base64url_decode(header).ok_or(AuthError::Malformed)?;
+    let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Err(AuthError::Malformed);
+    };
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "HS256" => {}
+        Some(Value::String(_)) => return Err(AuthError::UnsupportedAlg),
+        _ => return Err(AuthError::Malformed),
+    }
+    // RFC 7515 §4.1.11: an extension relay does not understand must not be ignored.
+    if header.contains_key("crit") {
+        return Err(AuthError::Malformed);
+    }
+    if signature.is_empty() {
+        return Err(AuthError::BadSignature);
+    }
+    Ok(())
+}
+
+/// Unpadded base64url (RFC 4648 §5), as JWT segments use. `None` on any other byte.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        }))
+    }
+    let bytes = s.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = (acc << 6) | sextet(c)?;
+        }
+        // Left-align a short final chunk to 24 bits, then keep its whole bytes.
+        acc <<= 6 * (4 - chunk.len() as u32);
+        let [_, b0, b1, b2] = acc.to_be_bytes();
+        out.extend_from_slice(&[b0, b1, b2][..chunk.len() - 1]);
+    }
+    Some(out)
+}
+
+/// Finds the session token of a request: `Authorization: Bearer …` first, then
+/// the `relay_session` cookie (in a `Cookie` header that may hold several),
+/// then the `access_token` query parameter (percent-decoded). `query` is the
+/// part after `?` (a leading `?` is tolerated). Empty values count as absent.
+pub fn token_from_request<'a>(
+    authorization: Option<&'a str>,
+    cookie: Option<&'a str>,
+    query: Option<&'a str>,
+) -> Option<Cow<'a, str>> {
+    if let Some(token) = authorization.and_then(bearer) {
+        return Some(Cow::Borrowed(token));
+    }
+    if let Some(token) = cookie.and_then(|c| cookie_value(c, SESSION_COOKIE)) {
+        return Some(Cow::Borrowed(token));
+    }
+    query.and_then(|q| query_param(q, ACCESS_TOKEN_PARAM))
+}
+
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (n, v) = pair.split_once('=')?;
+        if n.trim() != name {
+            return None;
+        }
+        let v = v.trim();
+        // RFC 6265 allows a cookie value in double quotes.
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        (!v.is_empty()).then_some(v)
+    })
+}
+
+/// The percent-decoded value of the first non-empty `name=` parameter in `query`.
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (n, v) = pair.split_once('=')?;
+        if percent_decode(n) != name || v.is_empty() {
+            return None;
+        }
+        Some(percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (a space in form encoding, as
+/// `URLSearchParams` writes it). A `%` not followed by two hex digits stays as
+/// it is; bytes that are not UTF-8 become U+FFFD.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
+                    (Some(h), Some(l)) => {
+                        // Two hex digits make at most 0xFF.
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn keys() -> SessionKeys {
+        SessionKeys::new(&Secret::new("test-session-secret"))
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut buf = [0u8; 3];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            let n = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]);
+            for k in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    /// A token with any header and claims, HS256-signed with the test key
+    /// unless the header says otherwise.
+    fn signed(alg: Algorithm, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            claims,
+            &EncodingKey::from_secret(b"test-session-secret"),
+        )
+        .unwrap_or_default()
+    }
+
+    fn with_header(header: &str, token: &str) -> String {
+        let rest = token.split_once('.').map_or("", |(_, r)| r);
+        format!("{}.{rest}", b64(header.as_bytes()))
+    }
+
+    #[test]
+    fn base64url_round_trips() {
+        for input in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xff\xfe\x00"] {
+            assert_eq!(base64url_decode(&b64(input)).as_deref(), Some(input));
+        }
+        assert_eq!(
+            base64url_decode("eyJhbGciOiJIUzI1NiJ9").as_deref(),
+            Some(&br#"{"alg":"HS256"}"#[..])
+        );
+        assert_eq!(base64url_decode("a"), None);
+        assert_eq!(base64url_decode("ab=="), None);
+        assert_eq!(base64url_decode("a+b/"), None);
+    }
+
+    #[test]
+    fn issue_then_verify_round_trips() {
+        let k = keys();
+        let roles = vec![ROLE_CHAT_WRITE.to_string()];
+        let t = k.issue("42", Some("Ada"), &roles, Duration::from_secs(3600), NOW);
+        let s = k.verify(&t, NOW).ok();
+        assert_eq!(
+            s,
+            Some(Session {
+                sub: "42".into(),
+                name: Some("Ada".into()),
+                roles,
+                exp: NOW + 3600,
+            })
+        );
+        let s = s.unwrap_or_else(|| unreachable!());
+        assert!(s.has_role("chat:write"));
+        assert!(!s.has_role("voice:moderate"));
+        // One second before expiry still passes; at expiry it does not.
+        assert!(k.verify(&t, NOW + 3599).is_ok());
+        assert_eq!(k.verify(&t, NOW + 3600), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn ttl_rounds_up_to_whole_seconds() {
+        let k = keys();
+        let t = k.issue("1", None, &[], Duration::from_millis(1500), NOW);
+        assert_eq!(k.verify(&t, NOW).map(|s| s.exp), Ok(NOW + 2));
+    }
+
+    #[test]
+    fn expired_token_is_rejected() {
+        let t = signed(
+            Algorithm::HS256,
+            &serde_json::json!({"sub":"1","exp": NOW - 10}),
+        );
+        assert_eq!(keys().verify(&t, NOW), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn claim_rules() {
+        let cases = [
+            (
+                serde_json::json!({"sub":"1"}),
+                Err(AuthError::MissingClaim("exp")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":null}),
+                Err(AuthError::MissingClaim("exp")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":"soon"}),
+                Err(AuthError::InvalidClaim("exp")),
+            ),
+            (
+                serde_json::json!({"exp":NOW + 60}),
+                Err(AuthError::MissingClaim("sub")),
+            ),
+            (
+                serde_json::json!({"sub":"","exp":NOW + 60}),
+                Err(AuthError::InvalidClaim("sub")),
+            ),
+            (
+                serde_json::json!({"sub":7,"exp":NOW + 60}),
+                Err(AuthError::InvalidClaim("sub")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":NOW + 60,"name":3}),
+                Err(AuthError::InvalidClaim("name")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":NOW + 60,"roles":"chat:write"}),
+                Err(AuthError::InvalidClaim("roles")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":NOW + 60,"roles":["a",1]}),
+                Err(AuthError::InvalidClaim("roles")),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":NOW + 60,"nbf":NOW + 60}),
+                Err(AuthError::NotYetValid),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":-5}),
+                Err(AuthError::Expired),
+            ),
+            (
+                serde_json::json!({"sub":"1","exp":(NOW + 60) as f64 + 0.5,"nbf":NOW + 3,"roles":["a","b"]}),
+                Ok(Session {
+                    sub: "1".into(),
+                    name: None,
+                    roles: vec!["a".into(), "b".into()],
+                    exp: NOW + 60,
+                }),
+            ),
+        ];
+        for (claims, want) in cases {
+            assert_eq!(
+                keys().verify(&signed(Algorithm::HS256, &claims), NOW),
+                want,
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_algorithms_are_rejected() {
+        let claims = serde_json::json!({"sub":"1","exp":NOW + 60});
+        let good = signed(Algorithm::HS256, &claims);
+        // Same key, stronger HMAC: still not what relay issues.
+        let hs512 = signed(Algorithm::HS512, &claims);
+        assert_eq!(keys().verify(&hs512, NOW), Err(AuthError::UnsupportedAlg));
+        // alg none, with and without the original signature.
+        let none = with_header(r#"{"alg":"none","typ":"JWT"}"#, &good);
+        assert_eq!(keys().verify(&none, NOW), Err(AuthError::UnsupportedAlg));
+        let unsigned = format!("{}.", none.rsplit_once('.').map_or("", |(h, _)| h));
+        assert_eq!(
+            keys().verify(&unsigned, NOW),
+            Err(AuthError::UnsupportedAlg)
+        );
+        let rs = with_header(r#"{"alg":"RS256"}"#, &good);
+        assert_eq!(keys().verify(&rs, NOW), Err(AuthError::UnsupportedAlg));
+        let crit = with_header(r#"{"alg":"HS256","crit":["exp"]}"#, &good);
+        assert_eq!(keys().verify(&crit, NOW), Err(AuthError::Malformed));
+        // Empty signature on an HS256 header.
+        let bare = format!("{}.", good.rsplit_once('.').map_or("", |(h, _)| h));
+        assert_eq!(keys().verify(&bare, NOW), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_key_fails_the_signature() {
+        let t = keys().issue("1", None, &[], Duration::from_secs(60), NOW);
+        let other = SessionKeys::new(&Secret::new("another-secret"));
+        assert_eq!(other.verify(&t, NOW), Err(AuthError::BadSignature));
+        // A tampered payload fails too, even with the right key.
+        let forged = signed(
+            Algorithm::HS256,
+            &serde_json::json!({"sub":"admin","exp":NOW + 60}),
+        );
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged_payload = forged.split('.').nth(1).unwrap_or_default();
+        parts[1] = forged_payload;
+        assert_eq!(
+            keys().verify(&parts.join("."), NOW),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn malformed_tokens() {
+        let k = keys();
+        assert_eq!(k.verify("", NOW), Err(AuthError::Missing));
+        for bad in [
+            "x",
+            "a.b",
+            "a.b.c.d",
+            "!!.!!.!!",
+            "e30.e30.e30",
+            &"a".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert_eq!(k.verify(bad, NOW), Err(AuthError::Malformed), "{bad:.20}");
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_the_token() {
+        let t = signed(
+            Algorithm::HS512,
+            &serde_json::json!({"sub":"1","exp":NOW + 60}),
+        );
+        for e in [keys().verify(&t, NOW), keys().verify("garbage-token", NOW)] {
+            let text = e.err().map(|e| format!("{e} {e:?}")).unwrap_or_default();
+            assert!(
+                !text.contains(&t[..10]) && !text.contains("garbage"),
+                "{text}"
+            );
+        }
+        assert_eq!(format!("{:?}", keys()), "SessionKeys([redacted])");
+        assert_eq!(AuthError::Expired.status(), 401);
+    }
+
+    #[test]
+    fn extraction_precedence() {
+        let cookies = "theme=dark; relay_session=from-cookie; other=1";
+        let query = "types=a&access_token=from%2Dquery";
+        let got = |a, c, q| token_from_request(a, c, q).map(Cow::into_owned);
+        assert_eq!(
+            got(Some("Bearer from-header"), Some(cookies), Some(query)).as_deref(),
+            Some("from-header")
+        );
+        assert_eq!(
+            got(Some("bearer   spaced "), None, None).as_deref(),
+            Some("spaced")
+        );
+        assert_eq!(
+            got(Some("Basic dXNlcg=="), Some(cookies), Some(query)).as_deref(),
+            Some("from-cookie")
+        );
+        assert_eq!(
+            got(Some("Bearer "), Some(cookies), None).as_deref(),
+            Some("from-cookie")
+        );
+        assert_eq!(
+            got(None, Some("relay_session=\"quoted\""), None).as_deref(),
+            Some("quoted")
+        );
+        assert_eq!(
+            got(None, Some("relay_session_x=no; a=b"), Some(query)).as_deref(),
+            Some("from-query")
+        );
+        assert_eq!(
+            got(None, Some("relay_session="), Some(query)).as_deref(),
+            Some("from-query")
+        );
+        assert_eq!(
+            got(None, None, Some("?access_token=a+b%20c")).as_deref(),
+            Some("a b c")
+        );
+        assert_eq!(
+            got(None, None, Some("access_token=&access_token=second")).as_deref(),
+            Some("second")
+        );
+        assert_eq!(got(None, None, Some("my_access_token=x")), None);
+        assert_eq!(got(None, None, None), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("plain"), "plain");
+        assert!(matches!(percent_decode("plain"), Cow::Borrowed(_)));
+        assert_eq!(percent_decode("%41%62%zz%4"), "Ab%zz%4");
+        assert_eq!(percent_decode("%E2%9C%93"), "✓");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn verify_never_panics_on_any_string(s in any::<String>()) {
+            prop_assert!(keys().verify(&s, NOW).is_err());
+        }
+
+        #[test]
+        fn verify_never_panics_on_jwt_shaped_garbage(s in "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,60}") {
+            prop_assert!(keys().verify(&s, NOW).is_err());
+        }
+
+        #[test]
+        fn extraction_never_panics(a in proptest::option::of(any::<String>()), c in proptest::option::of(any::<String>()), q in proptest::option::of(any::<String>())) {
+            let _ = token_from_request(a.as_deref(), c.as_deref(), q.as_deref());
+        }
+
+        #[test]
+        fn any_issued_token_verifies(sub in ".{1,30}", roles in proptest::collection::vec("[a-z:]{1,12}", 0..4), ttl in 1u64..1_000_000) {
+            let k = keys();
+            let t = k.issue(&sub, None, &roles, Duration::from_secs(ttl), NOW);
+            let s = k.verify(&t, NOW);
+            prop_assert_eq!(s, Ok(Session { sub, name: None, roles, exp: NOW + ttl }));
+        }
+    }
+}

@@ -1,0 +1,1491 @@
+//! The command line and every setting (CONTRACT.md §1), turned into validated
+//! config structs before anything starts.
+//!
+//! Every setting is an environment variable and the flag of the same name in
+//! kebab case (`LINK_TOKEN` ↔ `--link-token`); clap reads both and the flag
+//! wins. Two stages keep the contract's "one clear line naming the variable":
+//!
+//! 1. clap parses. Each value parser's error names its variable, and
+//!    [`error_line`] turns any clap error into one line (the parser's message
+//!    when there is one, else clap's text with newlines folded).
+//! 2. `validate()` on each subcommand's args checks what clap cannot say in
+//!    one line — required settings are `Option`s in clap and are checked here —
+//!    and builds [`EdgeConfig`], [`GatewayConfig`], [`AllConfig`],
+//!    [`DemoConfig`] or [`TokenConfig`]. Its [`ConfigError`] displays as one line.
+//!
+//! `main` prints either as `relay: <line>` and exits with status 2.
+//!
+//! Secrets are read as raw OS strings, so no clap error can ever quote one
+//! (a non-UTF-8 or empty secret is reported by name only), are hidden from
+//! `--help`'s `[env: …]` display, and become [`Secret`]s, which never print.
+//! Passing a secret as a flag puts it in `ps` output: prefer the variable.
+//!
+//! Numeric limits are bounded so a typo cannot turn into a huge allocation or
+//! an `Instant` overflow: durations are 1 ms to 24 h, counts 1 to 1 000 000.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use clap::builder::{OsStringValueParser, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand};
+use relay_protocol::bucket::LimitConfig;
+use relay_protocol::sanitize::sanitize;
+
+use crate::logging::{redact_query, LogFormat, LogSpec};
+use crate::secret::Secret;
+
+/// Longest duration setting, in milliseconds (24 h).
+pub const MAX_MS: u64 = 86_400_000;
+
+/// Largest count setting (queue, replay, bucket sizes).
+pub const MAX_COUNT: u64 = 1_000_000;
+
+/// The link endpoint's path on the gateway.
+pub const LINK_PATH: &str = "/link";
+
+/// relay: carries Discord's realtime traffic to browsers over SSE and browser
+/// commands back to Discord.
+///
+/// Every setting is an environment variable and the flag of the same name
+/// (`LINK_TOKEN` / `--link-token`); the flag wins.
+#[derive(Parser, Debug)]
+#[command(name = "relay", version, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Everything in one process against a simulated Discord: no credentials needed.
+    Demo(DemoArgs),
+    /// The browser-facing edge: SSE stream, command API, metrics.
+    Edge(EdgeArgs),
+    /// The Discord-facing gateway: Discord session, REST client, link endpoint.
+    Gateway(GatewayArgs),
+    /// Gateway and edge in one process against real Discord.
+    All(AllArgs),
+    /// Print a session JWT signed with SESSION_SECRET.
+    Token(TokenArgs),
+}
+
+/// A secret as read from the environment or a flag, before validation.
+/// Prints as `[redacted]`.
+#[derive(Clone)]
+pub struct RawSecret(OsString);
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::secret::REDACTED)
+    }
+}
+
+impl RawSecret {
+    fn parser() -> impl TypedValueParser<Value = RawSecret> {
+        // An OsString parser never fails, so clap never reports (and quotes) a secret.
+        OsStringValueParser::new().map(RawSecret)
+    }
+}
+
+/// `LOG_FORMAT` and `RUST_LOG`, shared by every subcommand that runs.
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log line format: text, or json (one object per line).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub log_format: LogFormat,
+    /// Log filter: a level (error, warn, info, debug, trace, off) and/or target=level entries, comma-separated.
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_rust_log)]
+    pub rust_log: String,
+}
+
+/// `LINK_TOKEN`, shared by edge, gateway and all.
+#[derive(Args, Debug, Clone)]
+pub struct LinkArgs {
+    /// Shared bearer token of the edge ⇄ gateway link (required).
+    #[arg(long, env = "LINK_TOKEN", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub link_token: Option<RawSecret>,
+}
+
+/// The edge's own settings (everything but `GATEWAY_WS_URL`, which `all` derives).
+#[derive(Args, Debug, Clone)]
+pub struct EdgeSettings {
+    /// HTTP listen address.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", value_parser = |s: &str| parse_addr("BIND", s))]
+    pub bind: SocketAddr,
+    /// HS256 key for user session JWTs (required).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub session_secret: Option<RawSecret>,
+    /// Serve the legacy /api/ws bridge (true/false/1/0/yes/no/on/off).
+    #[arg(
+        long,
+        env = "ENABLE_WS_BRIDGE",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = |s: &str| parse_bool("ENABLE_WS_BRIDGE", s)
+    )]
+    pub enable_ws_bridge: bool,
+    /// SSE idle heartbeat, milliseconds.
+    #[arg(long, env = "HEARTBEAT_MS", default_value = "15000", value_parser = |s: &str| parse_ms("HEARTBEAT_MS", s))]
+    pub heartbeat_ms: Duration,
+    /// Token bucket capacity (burst size).
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value = "10", value_parser = |s: &str| parse_u32("RATE_LIMIT_BURST", s))]
+    pub rate_limit_burst: u32,
+    /// Tokens added per window, continuously.
+    #[arg(long, env = "RATE_LIMIT_REFILL", default_value = "5", value_parser = |s: &str| parse_u32("RATE_LIMIT_REFILL", s))]
+    pub rate_limit_refill: u32,
+    /// Token bucket refill window, milliseconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW_MS", default_value = "5000", value_parser = |s: &str| parse_ms("RATE_LIMIT_WINDOW_MS", s))]
+    pub rate_limit_window_ms: Duration,
+    /// Outbound command queue bound.
+    #[arg(long, env = "QUEUE_CAPACITY", default_value = "1000", value_parser = |s: &str| parse_usize("QUEUE_CAPACITY", s))]
+    pub queue_capacity: usize,
+    /// Events kept for Last-Event-ID replay.
+    #[arg(long, env = "REPLAY_CAPACITY", default_value = "4096", value_parser = |s: &str| parse_usize("REPLAY_CAPACITY", s))]
+    pub replay_capacity: usize,
+    /// How long a command call waits for the gateway's reply, milliseconds.
+    #[arg(long, env = "REPLY_TIMEOUT_MS", default_value = "5000", value_parser = |s: &str| parse_ms("REPLY_TIMEOUT_MS", s))]
+    pub reply_timeout_ms: Duration,
+}
+
+/// The gateway's own settings.
+#[derive(Args, Debug, Clone)]
+pub struct GatewaySettings {
+    /// Link WebSocket listen address (path /link).
+    #[arg(long, env = "GATEWAY_BIND", default_value = "127.0.0.1:8787", value_parser = |s: &str| parse_addr("GATEWAY_BIND", s))]
+    pub gateway_bind: SocketAddr,
+    /// Discord bot token (required).
+    #[arg(long, env = "DISCORD_BOT_TOKEN", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub discord_bot_token: Option<RawSecret>,
+    /// If set, only this guild's events are forwarded.
+    #[arg(long, env = "DISCORD_GUILD_ID", value_parser = |s: &str| parse_snowflake("DISCORD_GUILD_ID", s))]
+    pub discord_guild_id: Option<String>,
+    /// Discord REST base URL.
+    #[arg(long, env = "DISCORD_API_BASE", default_value = "https://discord.com/api/v10", value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
+    pub discord_api_base: HttpUrl,
+    /// Discord gateway URL override (default: from GET /gateway/bot).
+    #[arg(long, env = "DISCORD_GATEWAY_URL", value_parser = |s: &str| WsUrl::parse("DISCORD_GATEWAY_URL", s))]
+    pub discord_gateway_url: Option<WsUrl>,
+}
+
+/// `relay edge`.
+#[derive(Args, Debug, Clone)]
+pub struct EdgeArgs {
+    /// ws:// or wss:// URL of the gateway's link endpoint (required).
+    #[arg(long, env = "GATEWAY_WS_URL", value_parser = |s: &str| WsUrl::parse("GATEWAY_WS_URL", s))]
+    pub gateway_ws_url: Option<WsUrl>,
+    /// Edge settings.
+    #[command(flatten)]
+    pub edge: EdgeSettings,
+    /// The link token.
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `relay gateway`.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Gateway settings.
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+    /// The link token.
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `relay all`: the edge's and the gateway's settings; the edge reaches the
+/// gateway at `ws://GATEWAY_BIND/link`.
+#[derive(Args, Debug, Clone)]
+pub struct AllArgs {
+    /// Edge settings.
+    #[command(flatten)]
+    pub edge: EdgeSettings,
+    /// Gateway settings.
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+    /// The link token.
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `relay demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// HTTP listen address of the demo edge.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", value_parser = |s: &str| parse_addr("BIND", s))]
+    pub bind: SocketAddr,
+    /// Seed of the simulated guild's activity (random if unset).
+    #[arg(long, env = "DEMO_SEED", value_parser = |s: &str| parse_u64("DEMO_SEED", s, 0, u64::MAX))]
+    pub seed: Option<u64>,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `relay token`.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The user id (`sub` claim); required.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Display name (`name` claim).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A role to grant (`chat:write`, `voice:moderate`); repeat for several.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Lifetime, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// HS256 key for session JWTs (required).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub session_secret: Option<RawSecret>,
+}
+
+// ---------------------------------------------------------------------------
+// Validated configs
+// ---------------------------------------------------------------------------
+
+/// Logging settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `LOG_FORMAT`.
+    pub format: LogFormat,
+    /// `RUST_LOG`, already checked to parse with [`LogSpec::parse`].
+    pub spec: String,
+}
+
+/// Everything `relay edge` needs.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// `BIND`.
+    pub bind: SocketAddr,
+    /// `GATEWAY_WS_URL`.
+    pub gateway_ws_url: WsUrl,
+    /// `LINK_TOKEN`.
+    pub link_token: Secret,
+    /// `SESSION_SECRET`.
+    pub session_secret: Secret,
+    /// `ENABLE_WS_BRIDGE`.
+    pub enable_ws_bridge: bool,
+    /// `HEARTBEAT_MS`.
+    pub heartbeat: Duration,
+    /// `RATE_LIMIT_BURST` / `RATE_LIMIT_REFILL` / `RATE_LIMIT_WINDOW_MS`.
+    pub rate_limit: LimitConfig,
+    /// `QUEUE_CAPACITY`.
+    pub queue_capacity: usize,
+    /// `REPLAY_CAPACITY`.
+    pub replay_capacity: usize,
+    /// `REPLY_TIMEOUT_MS`.
+    pub reply_timeout: Duration,
+    /// `LOG_FORMAT` / `RUST_LOG`.
+    pub log: LogConfig,
+}
+
+/// Everything `relay gateway` needs.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// `GATEWAY_BIND`.
+    pub gateway_bind: SocketAddr,
+    /// `LINK_TOKEN`.
+    pub link_token: Secret,
+    /// `DISCORD_BOT_TOKEN`.
+    pub discord_bot_token: Secret,
+    /// `DISCORD_GUILD_ID`: a snowflake.
+    pub discord_guild_id: Option<String>,
+    /// `DISCORD_API_BASE`, without a trailing `/`.
+    pub discord_api_base: HttpUrl,
+    /// `DISCORD_GATEWAY_URL`.
+    pub discord_gateway_url: Option<WsUrl>,
+    /// `LOG_FORMAT` / `RUST_LOG`.
+    pub log: LogConfig,
+}
+
+/// Everything `relay all` needs: both halves, sharing `LINK_TOKEN` and logging.
+#[derive(Clone, Debug)]
+pub struct AllConfig {
+    /// The edge, whose `gateway_ws_url` is derived from `GATEWAY_BIND`.
+    pub edge: EdgeConfig,
+    /// The gateway.
+    pub gateway: GatewayConfig,
+}
+
+/// Everything `relay demo` needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemoConfig {
+    /// `BIND`.
+    pub bind: SocketAddr,
+    /// `DEMO_SEED`.
+    pub seed: Option<u64>,
+    /// `LOG_FORMAT` / `RUST_LOG`.
+    pub log: LogConfig,
+}
+
+/// Everything `relay token` needs.
+#[derive(Clone, Debug)]
+pub struct TokenConfig {
+    /// `sub`.
+    pub sub: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `roles`.
+    pub roles: Vec<String>,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// `SESSION_SECRET`.
+    pub session_secret: Secret,
+}
+
+/// A setting that is missing or unusable. Displays as one line naming it;
+/// never contains a secret's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required setting is absent.
+    Missing {
+        /// The environment variable (or, for `relay token --sub`, the flag).
+        var: &'static str,
+        /// The flag.
+        flag: &'static str,
+    },
+    /// A secret (or other required text) is the empty string.
+    Empty {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A secret is not valid UTF-8.
+    NotUtf8 {
+        /// The variable.
+        var: &'static str,
+    },
+    /// Settings that cannot work together.
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// clap rejected the command line; one line from [`error_line`].
+    Cli(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing { var, flag } if var == flag => write!(f, "{flag} is required"),
+            ConfigError::Missing { var, flag } => {
+                write!(f, "{var} is required (set {var} or pass {flag})")
+            }
+            ConfigError::Empty { var } => write!(f, "{var} must not be empty"),
+            ConfigError::NotUtf8 { var } => write!(f, "{var} must be valid UTF-8"),
+            ConfigError::Invalid { var, reason } => write!(f, "{var} {reason}"),
+            ConfigError::Cli(line) => f.write_str(line),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One line for a clap error that is not a help or version request: the
+/// value parser's own message (which names the variable) when there is one,
+/// else clap's message with its lines folded and the usage dropped.
+pub fn error_line(err: &clap::Error) -> String {
+    if err.kind() == ErrorKind::ValueValidation {
+        if let Some(source) = std::error::Error::source(err) {
+            return source.to_string();
+        }
+    }
+    let rendered = err.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    sanitize(&parts.join(" "), 400).into_owned()
+}
+
+fn secret(
+    raw: Option<RawSecret>,
+    var: &'static str,
+    flag: &'static str,
+) -> Result<Secret, ConfigError> {
+    let raw = raw.ok_or(ConfigError::Missing { var, flag })?;
+    let text = raw
+        .0
+        .into_string()
+        .map_err(|_| ConfigError::NotUtf8 { var })?;
+    if text.is_empty() {
+        return Err(ConfigError::Empty { var });
+    }
+    Ok(Secret::new(text))
+}
+
+impl LogArgs {
+    fn validate(self) -> LogConfig {
+        LogConfig {
+            format: self.log_format,
+            spec: self.rust_log,
+        }
+    }
+}
+
+impl EdgeSettings {
+    fn validate(
+        self,
+        gateway_ws_url: WsUrl,
+        link_token: Secret,
+        log: LogConfig,
+    ) -> Result<EdgeConfig, ConfigError> {
+        let session_secret = secret(self.session_secret, "SESSION_SECRET", "--session-secret")?;
+        let rate_limit = LimitConfig::new(
+            self.rate_limit_burst,
+            self.rate_limit_refill,
+            self.rate_limit_window_ms,
+        )
+        // The parsers already require ≥ 1 of each; this is the protocol's own check.
+        .map_err(|e| ConfigError::Invalid {
+            var: "RATE_LIMIT_BURST",
+            reason: format!("cannot make a token bucket ({e:?})"),
+        })?;
+        Ok(EdgeConfig {
+            bind: self.bind,
+            gateway_ws_url,
+            link_token,
+            session_secret,
+            enable_ws_bridge: self.enable_ws_bridge,
+            heartbeat: self.heartbeat_ms,
+            rate_limit,
+            queue_capacity: self.queue_capacity,
+            replay_capacity: self.replay_capacity,
+            reply_timeout: self.reply_timeout_ms,
+            log,
+        })
+    }
+}
+
+impl GatewaySettings {
+    fn validate(self, link_token: Secret, log: LogConfig) -> Result<GatewayConfig, ConfigError> {
+        let discord_bot_token = secret(
+            self.discord_bot_token,
+            "DISCORD_BOT_TOKEN",
+            "--discord-bot-token",
+        )?;
+        Ok(GatewayConfig {
+            gateway_bind: self.gateway_bind,
+            link_token,
+            discord_bot_token,
+            discord_guild_id: self.discord_guild_id,
+            discord_api_base: self.discord_api_base,
+            discord_gateway_url: self.discord_gateway_url,
+            log,
+        })
+    }
+}
+
+impl LinkArgs {
+    fn validate(self) -> Result<Secret, ConfigError> {
+        secret(self.link_token, "LINK_TOKEN", "--link-token")
+    }
+}
+
+impl EdgeArgs {
+    /// Checks required settings; see [`ConfigError`].
+    pub fn validate(self) -> Result<EdgeConfig, ConfigError> {
+        let url = self.gateway_ws_url.ok_or(ConfigError::Missing {
+            var: "GATEWAY_WS_URL",
+            flag: "--gateway-ws-url",
+        })?;
+        let link_token = self.link.validate()?;
+        self.edge.validate(url, link_token, self.log.validate())
+    }
+}
+
+impl GatewayArgs {
+    /// Checks required settings; see [`ConfigError`].
+    pub fn validate(self) -> Result<GatewayConfig, ConfigError> {
+        let link_token = self.link.validate()?;
+        self.gateway.validate(link_token, self.log.validate())
+    }
+}
+
+impl AllArgs {
+    /// Checks required settings and derives the edge's link URL from `GATEWAY_BIND`.
+    pub fn validate(self) -> Result<AllConfig, ConfigError> {
+        let link_token = self.link.validate()?;
+        let log = self.log.validate();
+        let url = WsUrl::for_local_link(self.gateway.gateway_bind);
+        if self.edge.bind == self.gateway.gateway_bind {
+            return Err(ConfigError::Invalid {
+                var: "GATEWAY_BIND",
+                reason: "must differ from BIND".into(),
+            });
+        }
+        let gateway = self.gateway.validate(link_token.clone(), log.clone())?;
+        let edge = self.edge.validate(url, link_token, log)?;
+        Ok(AllConfig { edge, gateway })
+    }
+}
+
+impl DemoArgs {
+    /// Nothing here can be missing; kept for symmetry with the other subcommands.
+    pub fn validate(self) -> Result<DemoConfig, ConfigError> {
+        Ok(DemoConfig {
+            bind: self.bind,
+            seed: self.seed,
+            log: self.log.validate(),
+        })
+    }
+}
+
+impl TokenArgs {
+    /// Checks `--sub` and `SESSION_SECRET`.
+    pub fn validate(self) -> Result<TokenConfig, ConfigError> {
+        let sub = self.sub.ok_or(ConfigError::Missing {
+            var: "--sub",
+            flag: "--sub",
+        })?;
+        if sub.is_empty() {
+            return Err(ConfigError::Empty { var: "--sub" });
+        }
+        let session_secret = secret(self.session_secret, "SESSION_SECRET", "--session-secret")?;
+        Ok(TokenConfig {
+            sub,
+            name: self.name,
+            roles: self.roles,
+            ttl: self.ttl,
+            session_secret,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// URLs
+// ---------------------------------------------------------------------------
+
+/// A checked `ws://` or `wss://` URL. `Display` and `Debug` hide `token` /
+/// `access_token` query values; [`WsUrl::as_str`] gives the full text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WsUrl(Url);
+
+/// A checked `http://` or `https://` base URL, stored without a trailing `/`
+/// so callers append `/channels/…`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpUrl(Url);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Url {
+    text: String,
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Path and query, at least `/`.
+    path: String,
+}
+
+impl WsUrl {
+    /// Parses `s` for the setting `var`; the error names `var`.
+    pub fn parse(var: &str, s: &str) -> Result<WsUrl, String> {
+        Url::parse(var, s, "ws", "wss").map(WsUrl)
+    }
+
+    /// `ws://<addr>/link`, the address a local edge uses to reach a gateway
+    /// bound to `addr`; a wildcard bind address (0.0.0.0, ::) becomes loopback.
+    pub fn for_local_link(addr: SocketAddr) -> WsUrl {
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let addr = SocketAddr::new(ip, addr.port());
+        let host = match ip {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        WsUrl(Url {
+            text: format!("ws://{addr}{LINK_PATH}"),
+            tls: false,
+            host,
+            port: addr.port(),
+            path: LINK_PATH.to_owned(),
+        })
+    }
+
+    /// The whole URL, as given.
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    /// `wss://`.
+    pub fn is_tls(&self) -> bool {
+        self.0.tls
+    }
+
+    /// The host (IPv6 in brackets), for connecting and the `Host` header.
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+
+    /// The port, explicit or the scheme's default (80 / 443).
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// Path and query, at least `/`.
+    pub fn path_and_query(&self) -> &str {
+        &self.0.path
+    }
+}
+
+impl HttpUrl {
+    /// Parses `s` for the setting `var`; the error names `var`. A query is not allowed.
+    pub fn parse(var: &str, s: &str) -> Result<HttpUrl, String> {
+        let mut url = Url::parse(var, s, "http", "https")?;
+        if url.path.contains('?') {
+            return Err(format!("{var} must not have a query (got {})", quoted(s)));
+        }
+        let trimmed = url.text.trim_end_matches('/').len();
+        url.text.truncate(trimmed);
+        let trimmed = url.path.trim_end_matches('/').len().max(1);
+        url.path.truncate(trimmed);
+        Ok(HttpUrl(url))
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    /// `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.0.tls
+    }
+
+    /// The host (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+
+    /// The port, explicit or the scheme's default (80 / 443).
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+
+    /// The base path (`/api/v10`, or `/`).
+    pub fn path(&self) -> &str {
+        &self.0.path
+    }
+}
+
+impl fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_query(&self.0.text))
+    }
+}
+
+impl fmt::Debug for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WsUrl({:?})", redact_query(&self.0.text))
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.text)
+    }
+}
+
+impl fmt::Debug for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpUrl({:?})", self.0.text)
+    }
+}
+
+impl Url {
+    /// A deliberately small URL reader: scheme, host (name, IPv4 or
+    /// `[IPv6]`), optional port, path and query. It refuses what a
+    /// configuration URL should not carry: credentials (they would be logged
+    /// with the URL), a fragment, whitespace and control characters.
+    fn parse(var: &str, s: &str, plain: &str, tls: &str) -> Result<Url, String> {
+        let must = |what: &str| format!("{var} must be {what} (got {})", quoted(s));
+        let kind = format!("a {plain}:// or {tls}:// URL");
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| must(&kind))?;
+        let is_tls = if scheme.eq_ignore_ascii_case(plain) {
+            false
+        } else if scheme.eq_ignore_ascii_case(tls) {
+            true
+        } else {
+            return Err(must(&kind));
+        };
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(must(&format!(
+                "{kind} without spaces or control characters"
+            )));
+        }
+        if s.contains('#') {
+            return Err(must(&format!("{kind} without a #fragment")));
+        }
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err(must(&format!("{kind} without user:password@")));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (ip, after) = v6.split_once(']').ok_or_else(|| must(&kind))?;
+            ip.parse::<Ipv6Addr>().map_err(|_| must(&kind))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| must(&kind))?),
+            };
+            (&authority[..ip.len() + 2], port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')));
+        if !host_ok {
+            return Err(must(&format!("{kind} with a host")));
+        }
+        let port = match port {
+            None => {
+                if is_tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(p) => Some(p)
+                // u16's parser would also take "+80".
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p != 0)
+                .ok_or_else(|| must(&format!("{kind} with a port from 1 to 65535")))?,
+        };
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+        Ok(Url {
+            text: s.to_owned(),
+            tls: is_tls,
+            host: host.to_ascii_lowercase(),
+            port,
+            path,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value parsers: each error names its variable
+// ---------------------------------------------------------------------------
+
+/// A user-given value for an error message: cut, escaped, quoted. Never used on secrets.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", sanitize(s, 80))
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
+}
+
+fn parse_rust_log(s: &str) -> Result<String, String> {
+    LogSpec::parse(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
+/// `true/false/1/0/yes/no/on/off`, any case.
+pub fn parse_bool(var: &str, s: &str) -> Result<bool, String> {
+    const TRUE: [&str; 4] = ["true", "1", "yes", "on"];
+    const FALSE: [&str; 4] = ["false", "0", "no", "off"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(s)) {
+        Ok(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(s)) {
+        Ok(false)
+    } else {
+        Err(format!(
+            "{var} must be true/false/1/0/yes/no/on/off (got {})",
+            quoted(s)
+        ))
+    }
+}
+
+fn parse_addr(var: &str, s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{var} must be an IP address and port such as 127.0.0.1:3000 or [::1]:3000 (got {})",
+            quoted(s)
+        )
+    })
+}
+
+fn parse_u64(var: &str, s: &str, min: u64, max: u64) -> Result<u64, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{var} must be a whole number from {min} to {max} (got {})",
+                quoted(s)
+            )
+        })
+}
+
+fn parse_ms(var: &str, s: &str) -> Result<Duration, String> {
+    parse_u64(var, s, 1, MAX_MS).map(Duration::from_millis)
+}
+
+fn parse_u32(var: &str, s: &str) -> Result<u32, String> {
+    // MAX_COUNT fits in a u32.
+    parse_u64(var, s, 1, MAX_COUNT).map(|n| n as u32)
+}
+
+fn parse_usize(var: &str, s: &str) -> Result<usize, String> {
+    parse_u64(var, s, 1, MAX_COUNT).map(|n| n as usize)
+}
+
+fn parse_snowflake(var: &str, s: &str) -> Result<String, String> {
+    if relay_protocol::validate::is_snowflake(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{var} must be a Discord snowflake: 1 to 20 digits (got {})",
+            quoted(s)
+        ))
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| *d >= Duration::from_secs(1))
+        .ok_or_else(|| {
+            format!(
+                "--ttl must be a duration of at least 1s such as 1h, 30m or 7d (got {})",
+                quoted(s)
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// Parses `args` with every `env = …` removed, so tests do not depend on
+    /// (or race with) the process environment.
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let cmd = Cli::command().mut_subcommands(|sc| sc.mut_args(|a| a.env(None::<&str>)));
+        let matches =
+            cmd.try_get_matches_from(std::iter::once("relay").chain(args.iter().copied()))?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    /// One line from parsing and validating, the way `main` reports it.
+    fn outcome(args: &[&str]) -> Result<String, String> {
+        let cli = parse(args).map_err(|e| error_line(&e))?;
+        let shown = match cli.command {
+            Command::Edge(a) => a.validate().map(|c| format!("{c:?}")),
+            Command::Gateway(a) => a.validate().map(|c| format!("{c:?}")),
+            Command::All(a) => a.validate().map(|c| format!("{c:?}")),
+            Command::Demo(a) => a.validate().map(|c| format!("{c:?}")),
+            Command::Token(a) => a.validate().map(|c| format!("{c:?}")),
+        };
+        shown.map_err(|e| e.to_string())
+    }
+
+    fn edge_ok(extra: &[&str]) -> EdgeConfig {
+        let mut args = vec![
+            "edge",
+            "--gateway-ws-url",
+            "ws://127.0.0.1:8787/link",
+            "--link-token",
+            "link-secret-value",
+            "--session-secret",
+            "session-secret-value",
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args).map(|c| c.command) {
+            Ok(Command::Edge(a)) => match a.validate() {
+                Ok(cfg) => cfg,
+                Err(e) => panic!("{e}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn edge_defaults_match_the_contract() {
+        let c = edge_ok(&[]);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:3000");
+        assert!(!c.enable_ws_bridge);
+        assert_eq!(c.heartbeat, Duration::from_millis(15_000));
+        assert_eq!(c.rate_limit, LimitConfig::default());
+        assert_eq!(c.queue_capacity, 1000);
+        assert_eq!(c.replay_capacity, 4096);
+        assert_eq!(c.reply_timeout, Duration::from_millis(5000));
+        assert_eq!(
+            c.log,
+            LogConfig {
+                format: LogFormat::Text,
+                spec: "info".into()
+            }
+        );
+        assert_eq!(c.link_token.expose(), "link-secret-value");
+        assert_eq!(c.session_secret.expose(), "session-secret-value");
+        assert_eq!(c.gateway_ws_url.host(), "127.0.0.1");
+        assert_eq!(c.gateway_ws_url.port(), 8787);
+        assert_eq!(c.gateway_ws_url.path_and_query(), "/link");
+    }
+
+    #[test]
+    fn every_edge_setting_has_its_flag() {
+        #[rustfmt::skip]
+        let flags = [
+            "--bind", "0.0.0.0:8080",
+            "--enable-ws-bridge", "YES",
+            "--heartbeat-ms", "250",
+            "--rate-limit-burst", "3",
+            "--rate-limit-refill", "2",
+            "--rate-limit-window-ms", "1000",
+            "--queue-capacity", "7",
+            "--replay-capacity", "9",
+            "--reply-timeout-ms", "1500",
+            "--log-format", "json",
+            "--rust-log", "debug,tungstenite=warn",
+        ];
+        let c = edge_ok(&flags);
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8080");
+        assert!(c.enable_ws_bridge);
+        assert_eq!(c.heartbeat, Duration::from_millis(250));
+        assert_eq!((c.rate_limit.burst, c.rate_limit.refill), (3, 2));
+        assert_eq!(c.rate_limit.window, Duration::from_secs(1));
+        assert_eq!((c.queue_capacity, c.replay_capacity), (7, 9));
+        assert_eq!(c.reply_timeout, Duration::from_millis(1500));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.spec, "debug,tungstenite=warn");
+        // A bare --enable-ws-bridge means true.
+        assert!(edge_ok(&["--enable-ws-bridge"]).enable_ws_bridge);
+        assert!(!edge_ok(&["--enable-ws-bridge=off"]).enable_ws_bridge);
+    }
+
+    #[test]
+    fn missing_required_settings_name_the_variable() {
+        let edge = [
+            "--gateway-ws-url",
+            "ws://h/link",
+            "--link-token",
+            "l",
+            "--session-secret",
+            "s",
+        ];
+        let gateway = ["--link-token", "l", "--discord-bot-token", "b"];
+        let token = ["--sub", "1", "--session-secret", "s"];
+        let all = [
+            "--link-token",
+            "l",
+            "--session-secret",
+            "s",
+            "--discord-bot-token",
+            "b",
+        ];
+        // (subcommand, a complete set of args, the index of the flag to drop, the expected line)
+        #[rustfmt::skip]
+        let cases: [(&str, &[&str], usize, &str); 10] = [
+            ("edge", &edge, 0, "GATEWAY_WS_URL is required (set GATEWAY_WS_URL or pass --gateway-ws-url)"),
+            ("edge", &edge, 2, "LINK_TOKEN is required (set LINK_TOKEN or pass --link-token)"),
+            ("edge", &edge, 4, "SESSION_SECRET is required (set SESSION_SECRET or pass --session-secret)"),
+            ("gateway", &gateway, 0, "LINK_TOKEN is required (set LINK_TOKEN or pass --link-token)"),
+            ("gateway", &gateway, 2, "DISCORD_BOT_TOKEN is required (set DISCORD_BOT_TOKEN or pass --discord-bot-token)"),
+            ("all", &all, 0, "LINK_TOKEN is required (set LINK_TOKEN or pass --link-token)"),
+            ("all", &all, 2, "SESSION_SECRET is required (set SESSION_SECRET or pass --session-secret)"),
+            ("all", &all, 4, "DISCORD_BOT_TOKEN is required (set DISCORD_BOT_TOKEN or pass --discord-bot-token)"),
+            ("token", &token, 0, "--sub is required"),
+            ("token", &token, 2, "SESSION_SECRET is required (set SESSION_SECRET or pass --session-secret)"),
+        ];
+        for (sub, full, drop, want) in cases {
+            let mut args = vec![sub];
+            let kept = full
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != drop && *i != drop + 1);
+            args.extend(kept.map(|(_, a)| *a));
+            assert_eq!(outcome(&args), Err(want.to_string()), "{args:?}");
+            // And the complete set passes.
+            let mut complete = vec![sub];
+            complete.extend_from_slice(full);
+            assert!(
+                outcome(&complete).is_ok(),
+                "{complete:?}: {:?}",
+                outcome(&complete)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_secrets_are_named_not_shown() {
+        assert_eq!(
+            outcome(&["gateway", "--link-token", "", "--discord-bot-token", "b"]),
+            Err("LINK_TOKEN must not be empty".into())
+        );
+        assert_eq!(
+            outcome(&["token", "--sub", "1", "--session-secret", ""]),
+            Err("SESSION_SECRET must not be empty".into())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_secret_is_named_not_shown() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let bad = OsStr::from_bytes(b"s3cr\xffet");
+        let cmd = Cli::command().mut_subcommands(|sc| sc.mut_args(|a| a.env(None::<&str>)));
+        let head = [
+            "relay",
+            "gateway",
+            "--discord-bot-token",
+            "b",
+            "--link-token",
+        ];
+        let args: Vec<&OsStr> = head.iter().map(OsStr::new).chain([bad]).collect();
+        let cli = cmd
+            .try_get_matches_from(args)
+            .and_then(|m| Cli::from_arg_matches(&m));
+        let line = match cli.map(|c| c.command) {
+            Ok(Command::Gateway(a)) => a.validate().err().map(|e| e.to_string()),
+            _ => None,
+        };
+        assert_eq!(line.as_deref(), Some("LINK_TOKEN must be valid UTF-8"));
+    }
+
+    #[test]
+    fn bool_table() {
+        for s in ["true", "TRUE", "1", "yes", "Yes", "on", "ON"] {
+            assert_eq!(parse_bool("ENABLE_WS_BRIDGE", s), Ok(true), "{s:?}");
+        }
+        for s in ["false", "False", "0", "no", "NO", "off", "Off"] {
+            assert_eq!(parse_bool("ENABLE_WS_BRIDGE", s), Ok(false), "{s:?}");
+        }
+        for s in ["", "2", "y", "enable", " true", "truee", "-1"] {
+            let e = parse_bool("ENABLE_WS_BRIDGE", s).err().unwrap_or_default();
+            assert!(e.starts_with("ENABLE_WS_BRIDGE must be"), "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable_in_one_line() {
+        let base = [
+            "--gateway-ws-url",
+            "ws://h/link",
+            "--link-token",
+            "l",
+            "--session-secret",
+            "s",
+        ];
+        #[rustfmt::skip]
+        let cases: [(&[&str], &str); 14] = [
+            (&["--gateway-ws-url", "http://h/link"], "GATEWAY_WS_URL must be a ws:// or wss:// URL"),
+            (&["--gateway-ws-url", "ws://"], "GATEWAY_WS_URL must be a ws:// or wss:// URL with a host"),
+            (&["--gateway-ws-url", "ws://h:99999/"], "GATEWAY_WS_URL must be a ws:// or wss:// URL with a port"),
+            (&["--gateway-ws-url", "ws://u:p@h/"], "GATEWAY_WS_URL must be a ws:// or wss:// URL without user:password@"),
+            (&["--gateway-ws-url", "gateway:8787"], "GATEWAY_WS_URL must be a ws:// or wss:// URL"),
+            (&["--enable-ws-bridge", "maybe"], "ENABLE_WS_BRIDGE must be true/false/1/0/yes/no/on/off"),
+            (&["--heartbeat-ms", "0"], "HEARTBEAT_MS must be a whole number from 1 to 86400000"),
+            (&["--heartbeat-ms", "fast"], "HEARTBEAT_MS must be a whole number"),
+            (&["--rate-limit-burst", "1.5"], "RATE_LIMIT_BURST must be a whole number"),
+            (&["--queue-capacity", "99999999999"], "QUEUE_CAPACITY must be a whole number from 1 to 1000000"),
+            (&["--replay-capacity", "0"], "REPLAY_CAPACITY must be"),
+            (&["--bind", "localhost"], "BIND must be an IP address and port"),
+            (&["--log-format", "xml"], "LOG_FORMAT must be text or json"),
+            (&["--rust-log", "chatty"], "RUST_LOG entry \"chatty\" is not a level"),
+        ];
+        for (bad, want) in cases {
+            let mut args = vec!["edge"];
+            // Each flag may be given once: leave out the base value the case replaces.
+            for pair in base.chunks(2).filter(|p| p[0] != bad[0]) {
+                args.extend_from_slice(pair);
+            }
+            args.extend_from_slice(bad);
+            let line = outcome(&args).err().unwrap_or_default();
+            assert!(line.starts_with(want), "{args:?}: {line}");
+            assert!(!line.contains('\n'), "{line:?}");
+            // clap's own rendering names the variable too.
+            let rendered = parse(&args)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            let var = want.split_whitespace().next().unwrap_or_default();
+            assert!(rendered.contains(var), "{rendered}");
+        }
+        let gw = ["gateway", "--link-token", "l", "--discord-bot-token", "b"];
+        #[rustfmt::skip]
+        let cases = [
+            (["--discord-guild-id", "abc"], "DISCORD_GUILD_ID must be a Discord snowflake"),
+            (["--discord-guild-id", "123456789012345678901"], "DISCORD_GUILD_ID must be a Discord snowflake"),
+            (["--discord-api-base", "ftp://x"], "DISCORD_API_BASE must be a http:// or https:// URL"),
+            (["--discord-api-base", "https://x/api?v=1"], "DISCORD_API_BASE must not have a query"),
+            (["--discord-gateway-url", "https://gateway.discord.gg"], "DISCORD_GATEWAY_URL must be a ws:// or wss:// URL"),
+            (["--gateway-bind", "8787"], "GATEWAY_BIND must be an IP address and port"),
+        ];
+        for (bad, want) in cases {
+            let args: Vec<&str> = gw.iter().chain(bad.iter()).copied().collect();
+            let line = outcome(&args).err().unwrap_or_default();
+            assert!(line.starts_with(want), "{args:?}: {line}");
+        }
+        let line = outcome(&[
+            "token",
+            "--sub",
+            "1",
+            "--session-secret",
+            "s",
+            "--ttl",
+            "0s",
+        ])
+        .err();
+        assert!(line
+            .unwrap_or_default()
+            .starts_with("--ttl must be a duration"));
+    }
+
+    #[test]
+    fn other_clap_errors_fold_into_one_line() {
+        let line = outcome(&["edge", "--no-such-flag"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            line.contains("--no-such-flag") && !line.contains('\n'),
+            "{line}"
+        );
+        let line = outcome(&["launch"]).err().unwrap_or_default();
+        assert!(line.contains("launch") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn gateway_settings() {
+        let out = parse(&[
+            "gateway",
+            "--link-token",
+            "l",
+            "--discord-bot-token",
+            "bot-secret",
+            "--discord-guild-id",
+            "123456789012345678",
+            "--discord-api-base",
+            "http://127.0.0.1:9000/api/v10/",
+            "--discord-gateway-url",
+            "WSS://Gateway.Discord.gg/?v=10&encoding=json",
+            "--gateway-bind",
+            "[::1]:9999",
+        ]);
+        let Ok(Command::Gateway(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.gateway_bind.to_string(), "[::1]:9999");
+        assert_eq!(c.discord_guild_id.as_deref(), Some("123456789012345678"));
+        assert_eq!(c.discord_api_base.as_str(), "http://127.0.0.1:9000/api/v10");
+        assert_eq!(c.discord_api_base.path(), "/api/v10");
+        assert_eq!(c.discord_api_base.port(), 9000);
+        assert!(!c.discord_api_base.is_tls());
+        let g = c
+            .discord_gateway_url
+            .unwrap_or_else(|| WsUrl::for_local_link(c.gateway_bind));
+        assert!(g.is_tls());
+        assert_eq!((g.host(), g.port()), ("gateway.discord.gg", 443));
+        assert_eq!(g.path_and_query(), "/?v=10&encoding=json");
+        assert_eq!(c.discord_bot_token.expose(), "bot-secret");
+
+        let d = parse(&["gateway", "--link-token", "l", "--discord-bot-token", "b"]);
+        let Ok(Command::Gateway(a)) = d.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.gateway_bind.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.discord_api_base.as_str(), "https://discord.com/api/v10");
+        assert_eq!(c.discord_guild_id, None);
+        assert!(c.discord_gateway_url.is_none());
+    }
+
+    #[test]
+    fn all_derives_the_link_url_from_gateway_bind() {
+        let run = |bind: &str| {
+            let out = parse(&[
+                "all",
+                "--link-token",
+                "l",
+                "--session-secret",
+                "s",
+                "--discord-bot-token",
+                "b",
+                "--gateway-bind",
+                bind,
+            ]);
+            let Ok(Command::All(a)) = out.map(|c| c.command) else {
+                panic!("parse failed")
+            };
+            a.validate()
+        };
+        let c = run("127.0.0.1:8787").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.edge.gateway_ws_url.as_str(), "ws://127.0.0.1:8787/link");
+        assert_eq!(c.edge.link_token, c.gateway.link_token);
+        let c = run("0.0.0.0:9000").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.edge.gateway_ws_url.as_str(), "ws://127.0.0.1:9000/link");
+        let c = run("[::]:9000").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.edge.gateway_ws_url.as_str(), "ws://[::1]:9000/link");
+        assert_eq!(c.edge.gateway_ws_url.host(), "[::1]");
+        assert_eq!(
+            run("127.0.0.1:3000")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("GATEWAY_BIND must differ from BIND")
+        );
+    }
+
+    #[test]
+    fn token_and_demo() {
+        let out = parse(&[
+            "token",
+            "--sub",
+            "42",
+            "--name",
+            "Ada",
+            "--role",
+            "chat:write",
+            "--role",
+            "voice:moderate",
+            "--ttl",
+            "90m",
+            "--session-secret",
+            "k",
+        ]);
+        let Ok(Command::Token(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.sub.as_str(), c.name.as_deref()), ("42", Some("Ada")));
+        assert_eq!(c.roles, ["chat:write", "voice:moderate"]);
+        assert_eq!(c.ttl, Duration::from_secs(5400));
+        let out = parse(&["token", "--sub", "1", "--session-secret", "k"]);
+        let Ok(Command::Token(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        assert_eq!(a.ttl, Duration::from_secs(3600));
+
+        let out = parse(&["demo", "--seed", "7"]);
+        let Ok(Command::Demo(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (c.bind.to_string().as_str(), c.seed),
+            ("127.0.0.1:3000", Some(7))
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let secrets = [
+            "link-secret-value",
+            "session-secret-value",
+            "bot-secret-value",
+        ];
+        let args = [
+            "all",
+            "--link-token",
+            secrets[0],
+            "--session-secret",
+            secrets[1],
+            "--discord-bot-token",
+            secrets[2],
+        ];
+        let cli = parse(&args).unwrap_or_else(|e| panic!("{e}"));
+        let raw = format!("{cli:?}");
+        let Command::All(a) = cli.command else {
+            panic!("not all")
+        };
+        let cfg = format!("{:?}", a.validate().unwrap_or_else(|e| panic!("{e}")));
+        let edge = format!("{:?}", edge_ok(&[]));
+        for s in secrets {
+            for text in [&raw, &cfg, &edge] {
+                assert!(!text.contains(s), "{s} leaked in {text}");
+            }
+        }
+        assert!(cfg.contains("[redacted]"));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("secret-value"));
+    }
+
+    #[test]
+    fn url_parsing() {
+        let ok = |s: &str| WsUrl::parse("X", s).unwrap_or_else(|e| panic!("{e}"));
+        let u = ok("ws://edge-gw.internal:8787/link?token=abc");
+        assert_eq!(
+            (u.host(), u.port(), u.is_tls()),
+            ("edge-gw.internal", 8787, false)
+        );
+        assert_eq!(u.path_and_query(), "/link?token=abc");
+        assert_eq!(
+            u.to_string(),
+            "ws://edge-gw.internal:8787/link?token=[redacted]"
+        );
+        assert!(!format!("{u:?}").contains("abc"));
+        assert_eq!(u.as_str(), "ws://edge-gw.internal:8787/link?token=abc");
+        let u = ok("wss://[2001:db8::1]");
+        assert_eq!(
+            (u.host(), u.port(), u.path_and_query()),
+            ("[2001:db8::1]", 443, "/")
+        );
+        let u = ok("ws://h?x=1");
+        assert_eq!(u.path_and_query(), "/?x=1");
+        for bad in [
+            "",
+            "ws:/h",
+            "ws://",
+            "ws://:80",
+            "ws://h:",
+            "ws://h:0",
+            "ws://h:x",
+            "ws://[::1",
+            "ws://[nope]:1",
+            "ws://h h/",
+            "ws://h/\n",
+            "ws://h/#f",
+            "wss://user@h",
+            "ws://h:1:2",
+            "ws://ho%st/",
+            "ws://h:+80/",
+        ] {
+            let err = WsUrl::parse("GATEWAY_WS_URL", bad)
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("GATEWAY_WS_URL must be a ws:// or wss:// URL"),
+                "{bad:?}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err:?}");
+        }
+        let h = HttpUrl::parse("B", "https://discord.com/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (h.as_str(), h.path(), h.port()),
+            ("https://discord.com", "/", 443)
+        );
+    }
+
+    /// Runs in a child process with a prepared environment (see
+    /// `env_is_read_and_flags_win`), so no test mutates this process's environment.
+    #[test]
+    #[ignore = "run by env_is_read_and_flags_win in a child process"]
+    fn env_child() {
+        if std::env::var_os("RELAY_CONFIG_TEST_CHILD").is_none() {
+            return;
+        }
+        let cli = Cli::try_parse_from(["relay", "edge", "--link-token", "from-flag"]);
+        let Ok(Command::Edge(a)) = cli.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.link_token.expose(), "from-flag");
+        assert_eq!(c.session_secret.expose(), "from-env-session");
+        assert_eq!(c.gateway_ws_url.as_str(), "ws://10.0.0.2:8787/link");
+        assert_eq!(c.heartbeat, Duration::from_millis(2500));
+        assert!(c.enable_ws_bridge);
+        assert_eq!(c.log.format, LogFormat::Json);
+        let cli = Cli::try_parse_from(["relay", "edge", "--heartbeat-ms", "700"]);
+        let Ok(Command::Edge(a)) = cli.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        assert_eq!(a.edge.heartbeat_ms, Duration::from_millis(700));
+        // A malformed variable is reported by name.
+        let err = Cli::try_parse_from(["relay", "gateway"])
+            .err()
+            .map(|e| error_line(&e));
+        assert_eq!(
+            err.as_deref(),
+            Some("DISCORD_GUILD_ID must be a Discord snowflake: 1 to 20 digits (got \"guild-x\")")
+        );
+        // --help lists the variable but not a secret's value.
+        let help = Cli::command()
+            .find_subcommand_mut("edge")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(
+            help.contains("LINK_TOKEN") && !help.contains("from-env-link"),
+            "{help}"
+        );
+        assert!(help.contains("HEARTBEAT_MS=2500"), "{help}");
+    }
+
+    #[test]
+    fn env_is_read_and_flags_win() {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args([
+            "config::tests::env_child",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ]);
+        for var in [
+            "BIND",
+            "RATE_LIMIT_BURST",
+            "RATE_LIMIT_REFILL",
+            "RATE_LIMIT_WINDOW_MS",
+            "QUEUE_CAPACITY",
+            "REPLAY_CAPACITY",
+            "REPLY_TIMEOUT_MS",
+            "RUST_LOG",
+            "DISCORD_BOT_TOKEN",
+            "GATEWAY_BIND",
+            "DISCORD_API_BASE",
+            "DISCORD_GATEWAY_URL",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("RELAY_CONFIG_TEST_CHILD", "1")
+            .env("LINK_TOKEN", "from-env-link")
+            .env("SESSION_SECRET", "from-env-session")
+            .env("GATEWAY_WS_URL", "ws://10.0.0.2:8787/link")
+            .env("HEARTBEAT_MS", "2500")
+            .env("ENABLE_WS_BRIDGE", "On")
+            .env("LOG_FORMAT", "json")
+            .env("DISCORD_GUILD_ID", "guild-x");
+        let out = cmd.output().unwrap_or_else(|e| panic!("spawn: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run: {stdout}"
+        );
+    }
+}
