@@ -398,6 +398,12 @@ impl Driver {
             if self.drain() == Flow::Stop {
                 return;
             }
+            // Read before sleeping: frames that arrived with the upgrade answer
+            // (Hello, often) sit in tungstenite's buffer, where no readiness
+            // event will ever announce them.
+            if self.conn.is_some() && self.read_all() == Flow::Stop {
+                return;
+            }
             let timeout = self
                 .session
                 .poll_timeout()
@@ -407,10 +413,6 @@ impl Driver {
                     if let Err(e) = conn.wait(timeout) {
                         warn!("discord: socket poll failed: {e}");
                         self.lost(None);
-                        continue;
-                    }
-                    if self.read_all() == Flow::Stop {
-                        return;
                     }
                 }
                 None => thread::park_timeout(timeout.unwrap_or(Duration::from_secs(1))),
