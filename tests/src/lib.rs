@@ -1,1 +1,12 @@
-//! Shared test peers and helpers for relay integration tests.
+//! Shared test peers and helpers for relay's integration tests and load generator.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`test_gateway`] | the gateway side of the link, scripted for edge tests |
+//! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
+//! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
+#![warn(missing_docs)]
+
+pub mod harness;
+pub mod sse_client;
+pub mod test_gateway;
