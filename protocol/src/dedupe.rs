@@ -194,6 +194,11 @@ mod tests {
 
     use super::*;
 
+    #[allow(clippy::disallowed_methods)] // the one clock read: an origin for hand-driven time
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
     fn err(n: u32) -> Reply {
         Reply::Error {
             code: format!("r{n}"),
@@ -203,7 +208,7 @@ mod tests {
 
     #[test]
     fn runs_once_and_repeats_the_first_reply() {
-        let t0 = Instant::now();
+        let t0 = origin();
         let mut c = ReplyCache::new(10, Duration::from_secs(60));
         assert_eq!(c.begin("a", 1, t0), Begin::Run);
         assert_eq!(c.begin("a", 2, t0), Begin::InProgress);
@@ -218,7 +223,7 @@ mod tests {
 
     #[test]
     fn expires_after_ttl_then_runs_again() {
-        let t0 = Instant::now();
+        let t0 = origin();
         let ttl = Duration::from_secs(600);
         let mut c = ReplyCache::new(10, ttl);
         assert_eq!(c.begin("a", (), t0), Begin::Run);
@@ -235,7 +240,7 @@ mod tests {
 
     #[test]
     fn running_entries_survive_capacity_and_ttl() {
-        let t0 = Instant::now();
+        let t0 = origin();
         let mut c = ReplyCache::new(1, Duration::from_secs(1));
         assert_eq!(c.begin("slow", 0, t0), Begin::Run);
         for (i, id) in ["x", "y", "z"].into_iter().enumerate() {
@@ -250,7 +255,7 @@ mod tests {
 
     #[test]
     fn abandon_lets_the_next_begin_run() {
-        let t0 = Instant::now();
+        let t0 = origin();
         let mut c = ReplyCache::new(10, Duration::from_secs(1));
         assert_eq!(c.begin("a", 1, t0), Begin::Run);
         assert_eq!(c.begin("a", 2, t0), Begin::InProgress);
@@ -263,7 +268,7 @@ mod tests {
 
     #[test]
     fn refuses_empty_and_huge_ids() {
-        let t0 = Instant::now();
+        let t0 = origin();
         let mut c = ReplyCache::new(10, Duration::from_secs(1));
         assert_eq!(c.begin("", (), t0), Begin::Invalid);
         let huge = "x".repeat(MAX_REQUEST_ID_BYTES + 1);
@@ -310,7 +315,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..80),
         ) {
             let ttl = Duration::from_millis(1000);
-            let t0 = Instant::now();
+            let t0 = origin();
             let mut now = t0;
             let mut c: ReplyCache<u32> = ReplyCache::new(capacity, ttl);
             // Model: running ids with their waiters; last finished run per id.
