@@ -7,10 +7,12 @@
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
 //! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
+//! | [`link_server`] | the gateway side of the link: auth, `ready`, broadcast fan-out, commands run once per requestId; a scripted test gateway |
 #![warn(missing_docs)]
 
 pub mod clock;
 pub mod hub;
 pub mod link_client;
 pub mod sim_discord;
+pub mod link_server;
 pub mod ws_io;
