@@ -13,6 +13,6 @@
 pub mod clock;
 pub mod hub;
 pub mod link_client;
-pub mod sim_discord;
 pub mod link_server;
+pub mod sim_discord;
 pub mod ws_io;

@@ -226,6 +226,7 @@ fn broadcast(shared: &Shared, text: String) {
     }
 }
 
+#[allow(clippy::result_large_err)] // tungstenite's callback signature fixes the error type
 fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let token = shared.token.clone();
     let failures = &shared.auth_failures;
