@@ -53,6 +53,7 @@
 //! | [`bucket`] | token buckets and the user × channel keyed limiter |
 //! | [`backoff`] | reconnect delays, 1 s doubling to 30 s with jitter |
 //! | [`queue`] | the bounded outbound command queue and reply correlation |
+//! | [`dedupe`] | the gateway's requestId de-duplication: run once, repeat the first reply |
 //! | [`link_session`] | the edge side of the link as a state machine |
 //! | [`sse`] | Server-Sent Events encoder and WHATWG parser |
 //! | [`replay`] | the replay ring behind `Last-Event-ID` |
@@ -64,6 +65,7 @@
 
 pub mod backoff;
 pub mod bucket;
+pub mod dedupe;
 pub mod discord;
 pub mod frame;
 pub mod ids;

@@ -9,6 +9,7 @@
 //! | [`discord_gateway`] | the gateway's Discord thread: drives `GatewaySession`, translates dispatches |
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
 //! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
+//! | [`link_server`] | the gateway side of the link: auth, `ready`, broadcast fan-out, commands run once per requestId; a scripted test gateway |
 #![warn(missing_docs)]
 
 pub mod clock;
@@ -16,5 +17,6 @@ pub mod discord_gateway;
 pub mod discord_rest;
 pub mod hub;
 pub mod link_client;
+pub mod link_server;
 pub mod sim_discord;
 pub mod ws_io;

@@ -4,27 +4,16 @@
 //! A bad or missing setting exits with status 2 and one line on stderr,
 //! `relay: <what is wrong, naming the variable>`.
 
-// The edge and gateway handlers that call most of these modules are wired in
-// separately; until then parts of their API have no caller in the binary.
-#[allow(dead_code)]
-mod auth;
-#[allow(dead_code)]
-mod config;
-#[allow(dead_code)]
-mod logging;
-#[allow(dead_code)]
-mod metrics;
-#[allow(dead_code)]
-mod secret;
-
 use std::fmt::Display;
 use std::process::exit;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use crate::config::{Cli, Command, LogConfig};
+use relay::config::{self, Cli, Command, LogConfig};
+use relay::{auth, edge, logging, metrics};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -56,7 +45,12 @@ fn main() {
         Command::Edge(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
             start_logging(&cfg.log);
-            not_built("edge");
+            let settings = edge::EdgeSettings::from_config(&cfg);
+            let metrics = Arc::new(metrics::Metrics::new());
+            let edge = edge::Edge::start(settings, metrics)
+                .unwrap_or_else(|e| fail(format!("cannot start the edge on {}: {e}", cfg.bind)));
+            wait_for_shutdown_signal();
+            edge.shutdown();
         }
         Command::Gateway(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
@@ -69,6 +63,17 @@ fn main() {
             not_built("all");
         }
     }
+}
+
+/// Blocks until Ctrl-C or SIGTERM.
+fn wait_for_shutdown_signal() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    })
+    .unwrap_or_else(|e| fail(format!("cannot install the signal handler: {e}")));
+    let _ = rx.recv();
+    log::info!("shutting down");
 }
 
 fn start_logging(log: &LogConfig) {

@@ -1,8 +1,14 @@
-//! Shared test peers and helpers for relay integration tests.
+//! Shared test peers and helpers for relay's integration tests and load generator.
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`discord`] | a simulated Discord with fast heartbeats, and the gateway's Discord driver on it, its events and notices on channels |
+//! | [`discord`] | a simulated Discord with fast heartbeats and the gateway's Discord driver on it, its events and notices on channels |
+//! | [`test_gateway`] | the gateway side of the link, scripted for edge tests |
+//! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
+//! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 #![warn(missing_docs)]
 
 pub mod discord;
+pub mod harness;
+pub mod sse_client;
+pub mod test_gateway;

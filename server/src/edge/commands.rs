@@ -1,0 +1,196 @@
+//! The command API (CONTRACT.md §3): five POST endpoints, checked in the order
+//! 401 → 403 → 400 (413/415) → 429 → 503, then sent over the link and answered
+//! from the gateway's reply (200 / 429 / 502 / 504) or queued while the link is
+//! down (202). A rejected call never reaches the gateway.
+
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use relay_protocol::bucket::{Decision, RateLimiter, Scope};
+use relay_protocol::frame::{GatewayCommand, Reply as LinkReply, TraceMeta};
+use relay_protocol::link_session::{SubmitError, Submitted};
+use relay_protocol::queue::Outcome;
+use relay_protocol::sanitize::{sanitize, LOG_TEXT_MAX};
+use relay_protocol::validate::{validate, Endpoint};
+use relay_runtime::clock;
+use serde_json::json;
+use tiny_http::{Header, Request};
+
+use super::authn::authenticate;
+use super::http::{
+    error_reply, header, is_json, json_reply, read_body, BodyError, Reply, MAX_BODY_BYTES,
+};
+use super::state::AppState;
+
+/// Handles one command call and returns the response to send.
+pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &str) -> Reply {
+    let session = match authenticate(state, req, query) {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    if !session.has_role(endpoint.required_role()) {
+        return error_reply(
+            403,
+            "forbidden",
+            &format!("this call needs the `{}` role", endpoint.required_role()),
+        );
+    }
+    if !is_json(header(req, "Content-Type")) {
+        return error_reply(
+            415,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        );
+    }
+    let body = match read_body(req, MAX_BODY_BYTES) {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return error_reply(413, "payload_too_large", "bodies are limited to 64 KiB")
+        }
+        Err(BodyError::Io) => {
+            return error_reply(400, "invalid_request", "the body could not be read")
+        }
+    };
+    let command = match validate(endpoint, &body) {
+        Ok(c) => c,
+        Err(invalid) => {
+            return json_reply(
+                400,
+                &json!({
+                    "error": { "code": "invalid_request", "message": invalid.message },
+                    "issues": invalid.issues,
+                }),
+            )
+        }
+    };
+    let kind = command.type_name();
+    let decision = state
+        .limiter
+        .lock()
+        .check(&session.sub, command.limit_key(), Instant::now());
+    if let Decision::Limited { scope, retry_after } = decision {
+        let scope = match scope {
+            Scope::User => "user",
+            Scope::Channel => "channel",
+        };
+        state.metrics.rate_limited(scope);
+        state.metrics.command_rejected(kind, "rate_limited");
+        return rate_limited(
+            retry_after.as_millis().max(1) as u64,
+            &format!("too many calls ({scope} limit)"),
+        );
+    }
+
+    let trace_id = clock::new_trace_id();
+    let request_id = clock::new_request_id();
+    let frame = GatewayCommand {
+        body: command,
+        meta: TraceMeta {
+            trace_id: trace_id.clone(),
+            sent_at: clock::now_rfc3339(),
+            request_id: Some(request_id.clone()),
+            actor: Some(session.sub.clone()),
+        },
+    };
+    // Register before submitting: the reply can arrive before submit returns.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    state.waiters.lock().insert(request_id.clone(), tx);
+    let submitted = state.link.submit(frame, true);
+    state
+        .metrics
+        .set_command_queue_depth(state.link.queue_len());
+    match submitted {
+        Ok(Submitted::Sending) => {}
+        Ok(Submitted::Queued) => {
+            state.waiters.lock().remove(&request_id);
+            info!(
+                traceId = trace_id.as_str(), requestId = request_id.as_str(), actor = sanitize(&session.sub, 64).as_ref();
+                "command {kind} queued: the link is down"
+            );
+            state.metrics.command_rejected(kind, "queued");
+            return json_reply(
+                202,
+                &json!({"ok": true, "queued": true, "requestId": request_id, "traceId": trace_id}),
+            );
+        }
+        Err(SubmitError::QueueFull(full)) => {
+            state.waiters.lock().remove(&request_id);
+            warn!(traceId = trace_id.as_str(), requestId = request_id.as_str(); "command {kind} refused: queue full");
+            state.metrics.command_rejected(kind, "queue_full");
+            return error_reply(
+                503,
+                "queue_full",
+                &format!(
+                    "the command queue is full ({} commands); try again later",
+                    full.capacity
+                ),
+            );
+        }
+        Err(SubmitError::Stopped) => {
+            state.waiters.lock().remove(&request_id);
+            return error_reply(503, "shutting_down", "relay is shutting down");
+        }
+    }
+    info!(
+        traceId = trace_id.as_str(), requestId = request_id.as_str(), actor = sanitize(&session.sub, 64).as_ref();
+        "command {kind} sent"
+    );
+    // The session times the command out at REPLY_TIMEOUT_MS; the margin only
+    // covers the link thread's scheduling.
+    let completion = rx.recv_timeout(state.settings.reply_timeout + Duration::from_millis(500));
+    state.waiters.lock().remove(&request_id);
+    let ids = json!({"requestId": request_id, "traceId": trace_id});
+    match completion.map(|c| c.outcome) {
+        Ok(Outcome::Replied(LinkReply::Ack)) => json_reply(
+            200,
+            &json!({"ok": true, "requestId": request_id, "traceId": trace_id}),
+        ),
+        Ok(Outcome::Replied(LinkReply::RateLimited {
+            retry_after_ms,
+            global,
+        })) => {
+            state.metrics.rate_limited("gateway");
+            let what = if global {
+                "Discord's global rate limit"
+            } else {
+                "Discord rate limit"
+            };
+            rate_limited(retry_after_ms, what)
+        }
+        Ok(Outcome::Replied(LinkReply::Error { code, message })) => json_reply(
+            502,
+            &json!({
+                "error": {
+                    "code": "gateway_error",
+                    "message": sanitize(&message, LOG_TEXT_MAX),
+                    "gatewayCode": sanitize(&code, 64),
+                },
+                "requestId": ids["requestId"], "traceId": ids["traceId"],
+            }),
+        ),
+        Ok(Outcome::Failed { code, message }) => json_reply(
+            502,
+            &json!({
+                "error": {"code": "gateway_error", "message": sanitize(&message, LOG_TEXT_MAX), "gatewayCode": code},
+                "requestId": ids["requestId"], "traceId": ids["traceId"],
+            }),
+        ),
+        Ok(Outcome::TimedOut) | Err(_) => json_reply(
+            504,
+            &json!({
+                "error": {"code": "gateway_timeout", "message": "the gateway did not answer in time"},
+                "requestId": ids["requestId"], "traceId": ids["traceId"],
+            }),
+        ),
+    }
+}
+
+/// 429 with `retryAfterMs` and `Retry-After` in whole seconds, rounded up.
+fn rate_limited(retry_after_ms: u64, message: &str) -> Reply {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    json_reply(
+        429,
+        &json!({"error": {"code": "rate_limited", "message": message}, "retryAfterMs": retry_after_ms}),
+    )
+    .with_header(Header::from_bytes("Retry-After", secs.to_string()).expect("digits are a valid header"))
+}

@@ -1,0 +1,239 @@
+//! What the edge does with the link's outputs: events go to the hub (sanitized,
+//! encoded once), replies go to the caller waiting for them, link state goes to
+//! every browser as `gateway.status`, and everything is counted and logged with
+//! its `traceId`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use relay_protocol::frame::{sse_json, sse_json_raw, GatewayEvent, MalformedFrame, Reply};
+use relay_protocol::link_session::LinkOutput;
+use relay_protocol::payload::{ErrorData, EventBody, VoiceSnapshot};
+use relay_protocol::queue::{Completion, Outcome};
+use relay_protocol::replay::EventId;
+use relay_protocol::sanitize::{sanitize, sanitize_for_broadcast, LOG_TEXT_MAX};
+use relay_protocol::sse::{encode_event, SseFrame};
+use relay_runtime::clock;
+use relay_runtime::hub::{Delivery, Hub, Item};
+use relay_runtime::link_client::LinkEvents;
+use relay_runtime::ws_io::ConnectError;
+use serde_json::json;
+
+use super::state::Waiters;
+use crate::metrics::Metrics;
+
+/// The edge's [`LinkEvents`] implementation; runs on the link thread.
+pub struct LinkSink {
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    waiters: Arc<Waiters>,
+    /// Who is in voice now, kept from `ready` + `voice.*` events for new subscribers.
+    voice: VoiceSnapshot,
+}
+
+impl LinkSink {
+    /// A sink publishing into `hub`.
+    pub fn new(hub: Arc<Hub>, metrics: Arc<Metrics>, waiters: Arc<Waiters>) -> Self {
+        let sink = LinkSink {
+            hub,
+            metrics,
+            waiters,
+            voice: VoiceSnapshot::default(),
+        };
+        // Subscribers that arrive before the link is up still get both state items.
+        sink.hub
+            .broadcast_state("gateway.status", status_item(false));
+        sink.hub.broadcast_state(
+            "voice.snapshot",
+            snapshot_item(&sink.voice, &clock::new_trace_id()),
+        );
+        sink
+    }
+
+    fn publish(&mut self, mut ev: GatewayEvent) {
+        let received_at = Instant::now();
+        // User text is cleaned before it is re-broadcast or kept (FR-008).
+        ev.body.clean_text(sanitize_for_broadcast);
+        let kind = ev.body.type_name();
+        self.metrics.event_received(kind);
+        let trace_id = ev.meta.trace_id.clone();
+        let mut state = None;
+        match &ev.body {
+            EventBody::VoiceJoined(j) => {
+                self.voice.apply_joined(j);
+                state = Some(("voice.snapshot", snapshot_item(&self.voice, &trace_id)));
+            }
+            EventBody::VoiceLeft(l) => {
+                self.voice.apply_left(l);
+                state = Some(("voice.snapshot", snapshot_item(&self.voice, &trace_id)));
+            }
+            EventBody::Error(e) => warn!(
+                traceId = trace_id.as_str(), code = sanitize(&e.code, 64).as_ref();
+                "gateway error frame: {}", sanitize(&e.message, LOG_TEXT_MAX)
+            ),
+            _ => {}
+        }
+        let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
+        let channel = ev.body.channel_id().map(Arc::from);
+        let id = self
+            .hub
+            .publish(|id| sequenced(id, kind, channel, &json, received_at), state);
+        debug!(traceId = trace_id.as_str(), eventId = id.to_string().as_str(); "relayed {kind}");
+    }
+
+    fn malformed(&mut self, m: MalformedFrame) {
+        self.metrics.malformed_frame();
+        let trace_id = m.trace_id.clone().unwrap_or_else(clock::new_trace_id);
+        warn!(
+            traceId = trace_id.as_str(),
+            requestId = m.request_id.as_deref().unwrap_or(""),
+            reason = m.error.code();
+            "malformed frame from the gateway: {}", sanitize(&m.error.to_string(), LOG_TEXT_MAX)
+        );
+        let body = EventBody::Error(ErrorData {
+            code: "malformed_frame".into(),
+            message: sanitize_for_broadcast(&m.error.to_string()).into_owned(),
+            request_id: m.request_id,
+        });
+        let json = sse_json(&body, &trace_id, &clock::now_rfc3339());
+        self.hub.publish(
+            |id| sequenced(id, "error", None, &json, Instant::now()),
+            None,
+        );
+    }
+
+    fn completed(&mut self, c: Completion) {
+        let (result, detail) = match &c.outcome {
+            Outcome::Replied(Reply::Ack) => ("ok", String::new()),
+            Outcome::Replied(Reply::RateLimited { retry_after_ms, .. }) => {
+                ("rate_limited", format!("retry after {retry_after_ms} ms"))
+            }
+            Outcome::Replied(Reply::Error { code, .. }) => {
+                ("gateway_error", sanitize(code, 64).into_owned())
+            }
+            Outcome::TimedOut => ("gateway_timeout", String::new()),
+            Outcome::Failed { code, .. } => ("gateway_error", sanitize(code, 64).into_owned()),
+        };
+        self.metrics.command_done(c.command_type, result, c.latency);
+        info!(
+            traceId = c.trace_id.as_str(),
+            requestId = c.request_id.as_str(),
+            latencyMs = c.latency.as_secs_f64() * 1000.0,
+            attempts = c.attempts,
+            result = result;
+            "command {} completed {detail}", c.command_type
+        );
+        if let Some(tx) = self.waiters.lock().remove(&c.request_id) {
+            // The caller may have given up already; that is fine.
+            let _ = tx.try_send(c);
+        }
+    }
+}
+
+impl LinkEvents for LinkSink {
+    fn on_output(&mut self, output: LinkOutput) {
+        match output {
+            LinkOutput::Publish(ev) => self.publish(ev),
+            LinkOutput::Ready { voice, trace_id } => {
+                info!(traceId = trace_id.as_str(); "link ready; voice snapshot has {} channels", voice.channels.len());
+                self.voice = voice;
+                let mut cleaned = self.voice.clone();
+                for m in cleaned.channels.values_mut().flatten() {
+                    m.username = sanitize_for_broadcast(&m.username).into_owned();
+                }
+                self.hub
+                    .broadcast_state("voice.snapshot", snapshot_item(&cleaned, &trace_id));
+            }
+            LinkOutput::Malformed(m) => self.malformed(m),
+            LinkOutput::Completed(c) => self.completed(c),
+            LinkOutput::Status { connected } => {
+                self.metrics.set_ws_connected(connected);
+                if connected {
+                    info!("link to the gateway is up");
+                } else {
+                    warn!("link to the gateway is down");
+                }
+                self.hub
+                    .broadcast_state("gateway.status", status_item(connected));
+            }
+            LinkOutput::Rtt(rtt) => self.metrics.observe_ws_rtt(rtt),
+            LinkOutput::Reconnecting {
+                attempt,
+                delay,
+                reason,
+            } => {
+                self.metrics.ws_reconnect();
+                info!(
+                    attempt = attempt, delayMs = delay.as_millis() as u64, reason = reason.code();
+                    "reconnecting to the gateway"
+                );
+            }
+            // Socket work is the driver's; it never reaches the sink.
+            LinkOutput::Connect { .. }
+            | LinkOutput::Send(_)
+            | LinkOutput::Ping(_)
+            | LinkOutput::Disconnect { .. } => {}
+        }
+    }
+
+    fn on_connect_error(&mut self, error: &ConnectError) {
+        if matches!(error, ConnectError::Unauthorized) {
+            self.metrics.link_auth_failure();
+        }
+        warn!("cannot reach the gateway: {error}");
+    }
+}
+
+/// Frames a sequenced event as one SSE block.
+pub fn sequenced(
+    id: EventId,
+    kind: &str,
+    channel: Option<Arc<str>>,
+    json: &str,
+    received_at: Instant,
+) -> Delivery {
+    let id_text = id.to_string();
+    let mut buf = Vec::with_capacity(json.len() + 64);
+    // Event types and ids are ours (ASCII, no line breaks), so encoding cannot fail.
+    let _ = encode_event(
+        &mut buf,
+        &SseFrame::new(json).with_id(&id_text).with_event(kind),
+    );
+    Delivery {
+        id: Some(id),
+        event_type: kind.into(),
+        channel_id: channel,
+        bytes: buf.into(),
+        json: json.into(),
+        received_at,
+    }
+}
+
+/// Frames an unsequenced state event (no `id:` line).
+pub fn unsequenced(kind: &'static str, data: &serde_json::Value, trace_id: &str) -> Item {
+    let json = sse_json_raw(kind, data, trace_id, &clock::now_rfc3339());
+    let mut buf = Vec::with_capacity(json.len() + 32);
+    let _ = encode_event(&mut buf, &SseFrame::new(&json).with_event(kind));
+    Arc::new(Delivery {
+        id: None,
+        event_type: kind.into(),
+        channel_id: None,
+        bytes: buf.into(),
+        json: json.into(),
+        received_at: Instant::now(),
+    })
+}
+
+fn status_item(connected: bool) -> Item {
+    unsequenced(
+        "gateway.status",
+        &json!({ "connected": connected }),
+        &clock::new_trace_id(),
+    )
+}
+
+fn snapshot_item(voice: &VoiceSnapshot, trace_id: &str) -> Item {
+    let data = serde_json::to_value(voice).unwrap_or_else(|_| json!({ "channels": {} }));
+    unsequenced("voice.snapshot", &data, trace_id)
+}

@@ -1,0 +1,73 @@
+//! Request routing for the edge: which handler serves which path and method.
+
+use std::sync::Arc;
+
+use log::debug;
+use relay_protocol::validate::Endpoint;
+use serde_json::json;
+use tiny_http::{Method, Request};
+
+use super::http::{content_type, json_reply, method_not_allowed, not_found, split_url, Reply};
+use super::state::AppState;
+use super::{bridge, commands, demo, stream};
+use crate::logging::redact_query;
+
+/// Serves one request (streams and bridge clients move to their own threads).
+pub fn handle(state: &Arc<AppState>, mut req: Request) {
+    let url = req.url().to_owned();
+    let (path, query) = split_url(&url);
+    debug!("{} {}", req.method(), redact_query(&url));
+    let method = req.method().clone();
+    let reply = match path {
+        "/api/stream" => {
+            if method != Method::Get {
+                method_not_allowed("GET")
+            } else {
+                return stream::serve(state, req, query);
+            }
+        }
+        "/api/ws" => {
+            if !state.settings.enable_ws_bridge {
+                not_found()
+            } else if method != Method::Get {
+                method_not_allowed("GET")
+            } else {
+                return bridge::serve(state, req);
+            }
+        }
+        "/metrics" if method == Method::Get => {
+            state
+                .metrics
+                .set_command_queue_depth(state.link.queue_len());
+            Reply::from_data(state.metrics.encode().into_bytes())
+                .with_header(content_type(crate::metrics::CONTENT_TYPE))
+        }
+        "/api/demo/users" if method == Method::Get => demo::users(state),
+        "/api/demo/session" if method == Method::Post => demo::session(state, &mut req),
+        "/healthz" if method == Method::Get => json_reply(200, &json!({"status": "ok"})),
+        "/readyz" if method == Method::Get => readyz(state),
+        "/metrics" | "/healthz" | "/readyz" => method_not_allowed("GET"),
+        _ => match Endpoint::from_path(path) {
+            Some(endpoint) if method == Method::Post => {
+                commands::handle(state, endpoint, &mut req, query)
+            }
+            Some(_) => method_not_allowed("POST"),
+            None => not_found(),
+        },
+    };
+    let _ = req.respond(reply);
+}
+
+/// 200 when the link is up, else 503, with what an operator needs to know.
+fn readyz(state: &AppState) -> Reply {
+    let connected = state.link.is_connected();
+    json_reply(
+        if connected { 200 } else { 503 },
+        &json!({
+            "ready": connected,
+            "link": if connected { "connected" } else { "disconnected" },
+            "queueDepth": state.link.queue_len(),
+            "sseClients": state.hub.subscriber_count(),
+        }),
+    )
+}

@@ -1,0 +1,137 @@
+//! What every edge handler shares: settings, the hub, the link, the limiter,
+//! the table of callers waiting for a command's reply, and metrics.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use relay_protocol::bucket::{KeyedLimiter, LimitConfig};
+use relay_protocol::queue::Completion;
+use relay_runtime::hub::Hub;
+use relay_runtime::link_client::LinkHandle;
+
+use crate::auth::SessionKeys;
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// The edge's settings, resolved from config (or built by `relay demo` and tests).
+#[derive(Clone)]
+pub struct EdgeSettings {
+    /// HTTP listen address.
+    pub bind: SocketAddr,
+    /// `ws://…/link` of the gateway.
+    pub gateway_ws_url: String,
+    /// Bearer token of the link.
+    pub link_token: Secret,
+    /// HS256 key of session JWTs.
+    pub session_secret: Secret,
+    /// Serve the legacy `/api/ws` bridge.
+    pub enable_ws_bridge: bool,
+    /// SSE idle heartbeat.
+    pub heartbeat: Duration,
+    /// Per-user and per-channel token buckets.
+    pub limits: LimitConfig,
+    /// Outbound command queue bound.
+    pub queue_capacity: usize,
+    /// Events kept for `Last-Event-ID` replay.
+    pub replay_capacity: usize,
+    /// How long a command call waits for the gateway's reply.
+    pub reply_timeout: Duration,
+    /// Demo mode: the guild the demo page signs in to. Only then do
+    /// `/api/demo/users` and `/api/demo/session` exist (they issue sessions to
+    /// anyone, which only a local demo may do).
+    pub demo: Option<Arc<DemoInfo>>,
+}
+
+/// What the demo page needs to sign in as a simulated user.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoInfo {
+    /// The simulated guild.
+    pub guild_id: String,
+    /// Its channels, text and voice.
+    pub channels: Vec<DemoChannel>,
+    /// Users one can sign in as.
+    pub users: Vec<DemoUser>,
+}
+
+/// A channel of the demo guild.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoChannel {
+    /// Channel id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `text` or `voice`.
+    pub kind: &'static str,
+}
+
+/// A user of the demo guild.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoUser {
+    /// User id.
+    pub id: String,
+    /// Display name.
+    pub username: String,
+    /// Avatar hash, if any.
+    pub avatar: Option<String>,
+}
+
+impl std::fmt::Debug for EdgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of Debug output (and so out of every log line).
+        f.debug_struct("EdgeSettings")
+            .field("bind", &self.bind)
+            .field("gateway_ws_url", &self.gateway_ws_url)
+            .field("enable_ws_bridge", &self.enable_ws_bridge)
+            .field("heartbeat", &self.heartbeat)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("replay_capacity", &self.replay_capacity)
+            .field("reply_timeout", &self.reply_timeout)
+            .field("demo", &self.demo.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Callers blocked on a command's reply, by request id.
+pub type Waiters = Mutex<HashMap<String, Sender<Completion>>>;
+
+/// Shared by every handler thread.
+pub struct AppState {
+    /// The settings in force.
+    pub settings: EdgeSettings,
+    /// Fan-out and replay.
+    pub hub: Arc<Hub>,
+    /// The link to the gateway.
+    pub link: LinkHandle,
+    /// Token buckets (user × channel).
+    pub limiter: Mutex<KeyedLimiter>,
+    /// Callers waiting for replies.
+    pub waiters: Arc<Waiters>,
+    /// Session JWT keys.
+    pub keys: SessionKeys,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl EdgeSettings {
+    /// The edge's settings from validated configuration.
+    pub fn from_config(cfg: &crate::config::EdgeConfig) -> Self {
+        EdgeSettings {
+            bind: cfg.bind,
+            gateway_ws_url: cfg.gateway_ws_url.as_str().to_owned(),
+            link_token: cfg.link_token.clone(),
+            session_secret: cfg.session_secret.clone(),
+            enable_ws_bridge: cfg.enable_ws_bridge,
+            heartbeat: cfg.heartbeat,
+            limits: cfg.rate_limit,
+            queue_capacity: cfg.queue_capacity,
+            replay_capacity: cfg.replay_capacity,
+            reply_timeout: cfg.reply_timeout,
+            demo: None,
+        }
+    }
+}

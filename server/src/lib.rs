@@ -1,0 +1,20 @@
+//! relay's server side: configuration, logging, session auth, metrics, and the
+//! two halves — the browser-facing edge and the Discord-facing gateway — as
+//! in-process services the `relay` binary (and the tests) start.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | every setting from env or flag, validated into config structs |
+//! | [`logging`] | the `log` backend: one line per record, text or JSON, secrets redacted |
+//! | [`auth`] | session JWTs: issue, verify, find in a request |
+//! | [`metrics`] | the Prometheus metrics of CONTRACT.md §6 |
+//! | [`secret`] | a string that never prints |
+//! | [`edge`] | `relay edge`: SSE, command API, legacy bridge, link client |
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod edge;
+pub mod logging;
+pub mod metrics;
+pub mod secret;
