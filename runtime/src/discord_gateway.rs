@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use relay_protocol::backoff::BackoffConfig;
 use relay_protocol::discord::dispatch::{Translated, Translator};
 use relay_protocol::discord::rest::{API_BASE, USER_AGENT};
@@ -44,6 +44,7 @@ use relay_protocol::payload::{EventBody, VoiceSnapshot};
 
 use crate::clock;
 use crate::discord_rest::http_agent;
+use crate::link_server::Broadcaster;
 use crate::ws_io::{self, Incoming, Waker, WsConn};
 
 /// Largest gateway message accepted. A GUILD_CREATE of a big guild (channels,
@@ -68,6 +69,14 @@ pub trait EventSink: Send + Sync + 'static {
     /// the same lock, so a subscriber sees each change either in its snapshot or
     /// as an event, never both or neither.
     fn publish(&self, translate: &mut dyn FnMut() -> Vec<GatewayEvent>);
+}
+
+/// The link server's fan-out: events are translated under its lock, the lock each
+/// new edge takes its `ready` snapshot under.
+impl EventSink for Broadcaster {
+    fn publish(&self, translate: &mut dyn FnMut() -> Vec<GatewayEvent>) {
+        self.broadcast_all_with(translate);
+    }
 }
 
 /// An [`EventSink`] from a closure called once per event (tests, logging).
@@ -241,6 +250,8 @@ struct Shared {
     waker: Mutex<Option<Waker>>,
     thread: Mutex<Option<Thread>>,
     status: Mutex<DiscordStatus>,
+    /// Notified whenever `status.connected` changes or the session ends.
+    status_changed: Condvar,
     fatal: Mutex<Option<FatalError>>,
 }
 
@@ -285,6 +296,7 @@ impl DiscordGateway {
             waker: Mutex::new(None),
             thread: Mutex::new(None),
             status: Mutex::new(DiscordStatus::default()),
+            status_changed: Condvar::new(),
             fatal: Mutex::new(None),
         });
         let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
@@ -331,6 +343,25 @@ impl DiscordGateway {
     /// The session's state now.
     pub fn status(&self) -> DiscordStatus {
         self.shared.status.lock().clone()
+    }
+
+    /// Waits until the session is up (READY or RESUMED); false on timeout or if
+    /// the session stopped for good.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.shared.status.lock();
+        while !status.connected {
+            if self.shared.fatal.lock().is_some()
+                || self
+                    .shared
+                    .status_changed
+                    .wait_until(&mut status, deadline)
+                    .timed_out()
+            {
+                return status.connected;
+            }
+        }
+        true
     }
 
     /// Receives the [`FatalError`] once, when the session stops for good.
@@ -539,7 +570,12 @@ impl Driver {
                     self.conn = None;
                     *self.shared.waker.lock() = None;
                     self.set_connected(false);
-                    *self.shared.fatal.lock() = Some(fatal.clone());
+                    {
+                        // Under the status lock, so a waiter cannot miss it.
+                        let _status = self.shared.status.lock();
+                        *self.shared.fatal.lock() = Some(fatal.clone());
+                        self.shared.status_changed.notify_all();
+                    }
                     let _ = self.fatal_tx.try_send(fatal);
                     return Flow::Stop;
                 }
@@ -576,6 +612,7 @@ impl Driver {
         if status.connected != up {
             status.connected = up;
             drop(status);
+            self.shared.status_changed.notify_all();
             self.observer.on_connected(up);
         }
     }

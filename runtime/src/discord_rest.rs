@@ -33,6 +33,8 @@ use relay_protocol::discord::rest::{
 use relay_protocol::discord::session::BotToken;
 use relay_protocol::frame::{GatewayCommand, Reply};
 
+use crate::link_server::CommandExecutor;
+
 /// How long one REST call may take, connect to last body byte.
 pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest response body read; Discord's error bodies are far smaller, and a
@@ -79,6 +81,9 @@ pub struct RestOutcome<'a> {
     pub command: &'static str,
     /// The rate-limit route (`POST /channels/123/messages`), when the command was valid.
     pub route: Option<&'a str>,
+    /// Whether a request went out (false: refused before sending, by validation
+    /// or a rate limit).
+    pub sent: bool,
     /// Discord's status, if it answered.
     pub status: Option<u16>,
     /// The reply sent back to the edge.
@@ -162,7 +167,7 @@ impl RestExecutor {
                     code: "invalid_command".to_owned(),
                     message: e.to_string(),
                 };
-                self.observe(kind, None, None, &reply, started);
+                self.observe(kind, None, false, None, &reply, started);
                 return reply;
             }
         };
@@ -178,7 +183,7 @@ impl RestExecutor {
         if let Err((wait, global)) = acquired {
             let reply = reply_for_wait(wait, global);
             info!(traceId = trace, requestId = request_id; "discord REST: {kind} on {route} held back by the {} limit for {} ms", if global { "global" } else { "route" }, wait.as_millis());
-            self.observe(kind, Some(&route), None, &reply, started);
+            self.observe(kind, Some(&route), false, None, &reply, started);
             return reply;
         }
 
@@ -225,7 +230,7 @@ impl RestExecutor {
             }
             (None, _) => {}
         }
-        self.observe(kind, Some(&route), status, &reply, started);
+        self.observe(kind, Some(&route), true, status, &reply, started);
         reply
     }
 
@@ -262,6 +267,7 @@ impl RestExecutor {
         &self,
         command: &'static str,
         route: Option<&str>,
+        sent: bool,
         status: Option<u16>,
         reply: &Reply,
         started: Instant,
@@ -270,11 +276,18 @@ impl RestExecutor {
             o.on_rest(&RestOutcome {
                 command,
                 route,
+                sent,
                 status,
                 reply,
                 latency: started.elapsed(),
             });
         }
+    }
+}
+
+impl CommandExecutor for RestExecutor {
+    fn execute(&self, command: &GatewayCommand) -> Reply {
+        RestExecutor::execute(self, command)
     }
 }
 

@@ -339,6 +339,22 @@ impl Broadcaster {
         }
     }
 
+    /// [`Broadcaster::broadcast_with`] for an update that yields several events (a
+    /// voice move is a leave and a join): all of them are queued, in order, before
+    /// any edge can take a snapshot. `update` runs even when the server is gone, so
+    /// the state it changes never skips a step. Returns the frames queued.
+    pub fn broadcast_all_with(&self, update: impl FnOnce() -> Vec<GatewayEvent>) -> usize {
+        let Some(shared) = self.0.upgrade() else {
+            update();
+            return 0;
+        };
+        let mut fanout = shared.fanout.lock();
+        update()
+            .iter()
+            .map(|event| shared.fan_out(&mut fanout, event.to_json().into()))
+            .sum()
+    }
+
     /// Whether the server still runs (or any of its threads is still alive).
     pub fn is_alive(&self) -> bool {
         self.0.strong_count() > 0

@@ -13,7 +13,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use relay::config::{self, Cli, Command, LogConfig};
-use relay::{auth, edge, logging, metrics};
+use relay::{auth, edge, gateway, logging, metrics};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -55,7 +55,23 @@ fn main() {
         Command::Gateway(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
             start_logging(&cfg.log);
-            not_built("gateway");
+            let metrics = Arc::new(metrics::Metrics::new());
+            let signal = shutdown_signal();
+            let gw = gateway::Gateway::start(gateway::Settings::from_config(&cfg), metrics)
+                .unwrap_or_else(|e| stop(e));
+            // Runs until Ctrl-C / SIGTERM, or until Discord ends the session for good
+            // (bad token, disallowed intents): then exit non-zero with that one line.
+            crossbeam_channel::select! {
+                recv(signal) -> _ => {
+                    log::info!("shutting down");
+                    gw.shutdown();
+                }
+                recv(gw.fatal()) -> fatal => {
+                    let line = fatal.map_or_else(|_| "the Discord session ended".to_owned(), |e| e.to_string());
+                    gw.shutdown();
+                    stop(line);
+                }
+            }
         }
         Command::All(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
@@ -67,13 +83,21 @@ fn main() {
 
 /// Blocks until Ctrl-C or SIGTERM.
 fn wait_for_shutdown_signal() {
-    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = shutdown_signal().recv();
+    log::info!("shutting down");
+}
+
+/// A channel that receives on Ctrl-C or SIGTERM. `ctrlc`'s `termination` feature
+/// adds SIGTERM (what `docker stop`, systemd and Kubernetes send), so a managed
+/// process also closes its Discord session with 1000 and its sockets cleanly.
+/// Call once per process.
+fn shutdown_signal() -> crossbeam_channel::Receiver<()> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
-        let _ = tx.send(());
+        let _ = tx.try_send(());
     })
     .unwrap_or_else(|e| fail(format!("cannot install the signal handler: {e}")));
-    let _ = rx.recv();
-    log::info!("shutting down");
+    rx
 }
 
 fn start_logging(log: &LogConfig) {
@@ -84,6 +108,13 @@ fn start_logging(log: &LogConfig) {
 
 fn not_built(subcommand: &str) -> ! {
     fail(format!("{subcommand} is not built yet"))
+}
+
+/// Prints `relay: <msg>` and exits with status 1: the settings were fine, but
+/// running failed (the port is taken, Discord refused the bot).
+fn stop(msg: impl Display) -> ! {
+    eprintln!("relay: {msg}");
+    exit(1)
 }
 
 /// Prints `relay: <msg>` and exits with status 2.

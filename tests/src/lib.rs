@@ -3,12 +3,14 @@
 //! | module | owns |
 //! |---|---|
 //! | [`discord`] | a simulated Discord with fast heartbeats and the gateway's Discord driver on it, its events and notices on channels |
+//! | [`gateway_rig`] | the whole gateway against a simulated Discord, and a raw test edge on its link |
 //! | [`test_gateway`] | the gateway side of the link, scripted for edge tests |
 //! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
 //! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 #![warn(missing_docs)]
 
 pub mod discord;
+pub mod gateway_rig;
 pub mod harness;
 pub mod sse_client;
 pub mod test_gateway;
