@@ -2,20 +2,22 @@
 //! against a [`SimDiscord`], and [`TestEdge`]: a raw link client that sends any
 //! frame and hands every frame it receives to a channel.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use relay::gateway::{Gateway, Settings};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_runtime::ws_io::{self, ConnectError, Incoming, Waker};
 use serde_json::Value;
 
-use crate::discord::{fast_backoff, sim_config, start_sim, wait_for, SimConfig, SimDiscord, WAIT};
+use crate::discord::{fast_backoff, sim_config, start_sim, SimConfig, SimDiscord, WAIT};
 
 /// The link token of every rig.
 pub const LINK_TOKEN: &str = "rig-link-token";
@@ -74,6 +76,8 @@ impl GatewayRig {
 /// queues at once, and forwards every frame it reads (parsed JSON) to a channel.
 pub struct TestEdge {
     frames: Receiver<Value>,
+    /// Frames a [`TestEdge::next`] skipped, oldest first: a later call may want them.
+    backlog: Mutex<VecDeque<Value>>,
     out: Sender<String>,
     waker: Waker,
     stop: Arc<AtomicBool>,
@@ -120,6 +124,7 @@ impl TestEdge {
         });
         Ok(TestEdge {
             frames,
+            backlog: Mutex::new(VecDeque::new()),
             out,
             waker,
             stop,
@@ -133,9 +138,22 @@ impl TestEdge {
         self.waker.wake();
     }
 
-    /// The next frame `pred` accepts, dropping others; panics after [`WAIT`].
+    /// The next frame `pred` accepts, keeping the others for later calls; panics
+    /// after [`WAIT`].
     pub fn next(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        wait_for(&self.frames, what, pred)
+        let mut backlog = self.backlog.lock();
+        if let Some(i) = backlog.iter().position(&pred) {
+            return backlog.remove(i).expect("the position was just found");
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.frames.recv_timeout(left) {
+                Ok(frame) if pred(&frame) => return frame,
+                Ok(frame) => backlog.push_back(frame),
+                Err(_) => panic!("timed out waiting for {what}; saw {backlog:?}"),
+            }
+        }
     }
 
     /// The next frame of `type`.
@@ -152,7 +170,9 @@ impl TestEdge {
 
     /// Frames received and not yet taken.
     pub fn pending(&self) -> Vec<Value> {
-        self.frames.try_iter().collect()
+        let mut backlog = self.backlog.lock();
+        backlog.extend(self.frames.try_iter());
+        backlog.drain(..).collect()
     }
 
     /// Whether the socket thread has ended (the gateway closed the link).
