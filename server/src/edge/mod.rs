@@ -4,6 +4,7 @@
 //! answers requests; each SSE stream and each legacy bridge client gets its own
 //! thread fed by the hub.
 
+mod assets;
 mod authn;
 mod bridge;
 mod commands;
