@@ -6,8 +6,10 @@
 //                      POST $SIM_CONTROL_URL/voice-leave   {"userId": "…"}  the user drops out of voice
 //                      POST $SIM_CONTROL_URL/link-drop     the gateway link goes down (for a few seconds)
 //                      POST $SIM_CONTROL_URL/link-restore  the link comes back now
-//   BRIDGE_URL       an edge with ENABLE_WS_BRIDGE=true (may equal RELAY_URL); test 7 is skipped without it
-//   SESSION_TOKEN    a session JWT accepted by BRIDGE_URL; test 7 is skipped without it
+//   BRIDGE_URL       an edge with ENABLE_WS_BRIDGE=true (may equal RELAY_URL); required
+//   SESSION_TOKEN    a session JWT accepted by BRIDGE_URL; required
+// Every variable is required: a missing one fails the run rather than skipping
+// tests (tests/tests/browser-demo-page.rs sets them all).
 //   CHROMIUM         browser binary (default /usr/bin/chromium)
 //
 // The tests share one page and run in order: each builds on the signed-in page of the first.
@@ -22,6 +24,9 @@ const RELAY_URL = (process.env.RELAY_URL || 'http://127.0.0.1:3000').replace(/\/
 const SIM = (process.env.SIM_CONTROL_URL || '').replace(/\/$/, '');
 const BRIDGE_URL = (process.env.BRIDGE_URL || '').replace(/\/$/, '');
 const SESSION_TOKEN = process.env.SESSION_TOKEN || '';
+for (const [name, value] of Object.entries({ SIM_CONTROL_URL: SIM, BRIDGE_URL, SESSION_TOKEN })) {
+  if (!value) throw new Error(`${name} must be set (see the header of this file)`);
+}
 const T = 15_000; // every wait is bounded by this
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../artifacts');
 
@@ -113,7 +118,7 @@ test('2. a message from the composer arrives in the feed over SSE, as text', { t
   assert.equal(await page.locator('[data-testid=composer-error]').textContent(), '');
 });
 
-test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { timeout: 90_000, skip: !SIM && 'SIM_CONTROL_URL not set' }, async () => {
+test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { timeout: 90_000 }, async () => {
   const dialog = page.locator('[data-testid=dropout-dialog]');
   let { channelId, name } = await joinFirstVoiceChannel();
   await sim('voice-leave', { userId: me });
@@ -135,7 +140,7 @@ test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { 
   await dialog.waitFor({ state: 'hidden', timeout: T });
 });
 
-test('4. the badge shows the link going down and coming back', { timeout: 60_000, skip: !SIM && 'SIM_CONTROL_URL not set' }, async () => {
+test('4. the badge shows the link going down and coming back', { timeout: 60_000 }, async () => {
   // Record every badge state, so a short drop is not missed between polls.
   await page.evaluate(() => {
     const el = /** @type {HTMLElement} */ (document.querySelector('[data-testid=status-badge]'));
@@ -199,7 +204,7 @@ test('6. screenshot of the demo page', { timeout: 30_000 }, async () => {
 });
 
 test('7. the legacy /api/ws bridge delivers voice.left in the old shape', {
-  timeout: 60_000, skip: (!BRIDGE_URL || !SESSION_TOKEN || !SIM) && 'BRIDGE_URL, SESSION_TOKEN or SIM_CONTROL_URL not set',
+  timeout: 60_000,
 }, async () => {
   await joinFirstVoiceChannel();
   const wsUrl = BRIDGE_URL.replace(/^http/, 'ws') + '/api/ws';
