@@ -107,12 +107,16 @@ struct Inner {
     state: Vec<(&'static str, Item)>,
 }
 
+/// Called when a subscriber is dropped for falling behind (for metrics).
+pub type DropHook = Box<dyn Fn() + Send + Sync>;
+
 /// The fan-out hub. Cheap to share (`Arc<Hub>`).
 pub struct Hub {
     inner: Mutex<Inner>,
     epoch: u64,
     channel_capacity: usize,
     stats: Arc<HubStats>,
+    on_drop: Option<DropHook>,
 }
 
 impl Hub {
@@ -129,7 +133,15 @@ impl Hub {
             epoch,
             channel_capacity: channel_capacity.max(1),
             stats: Arc::new(HubStats::default()),
+            on_drop: None,
         }
+    }
+
+    /// Calls `hook` each time a subscriber is dropped for falling behind, at the
+    /// moment it is dropped (its writer may still be blocked on the socket).
+    pub fn with_drop_hook(mut self, hook: DropHook) -> Self {
+        self.on_drop = Some(hook);
+        self
     }
 
     /// The process epoch in event ids.
@@ -234,6 +246,9 @@ impl Hub {
             if inner.subs.remove(&key).is_some() {
                 self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
                 self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                if let Some(hook) = &self.on_drop {
+                    hook();
+                }
             }
         }
     }

@@ -161,6 +161,9 @@ impl<E: LinkEvents> Driver<E> {
             }
             self.shared.session.lock().handle_timeout(Instant::now());
             self.drain();
+            // Read before sleeping: the handshake (or an earlier read) may have left
+            // whole frames in tungstenite's buffer, which epoll cannot see.
+            self.read_all();
             let timeout = self
                 .shared
                 .session
@@ -172,9 +175,7 @@ impl<E: LinkEvents> Driver<E> {
                     if let Err(e) = conn.wait(timeout) {
                         warn!("link poll failed: {e}");
                         self.lost(None);
-                        continue;
                     }
-                    self.read_all();
                 }
                 None => thread::park_timeout(timeout.unwrap_or(Duration::from_secs(1))),
             }

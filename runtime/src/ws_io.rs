@@ -187,6 +187,10 @@ impl WsConn {
     }
 
     /// Sleeps until the socket is ready, a waker fires, or `timeout` passes.
+    ///
+    /// Call [`WsConn::read`] until it returns `None` before waiting: frames that
+    /// arrived with the handshake, or together with an earlier frame, sit in
+    /// tungstenite's buffer where epoll cannot see them.
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let tcp = tcp_of(self.ws.get_ref());
         // Oneshot interest: re-arm every time (readable always, writable if blocked).

@@ -231,6 +231,12 @@ pub struct DemoArgs {
     /// Seed of the simulated guild's activity (random if unset).
     #[arg(long, env = "DEMO_SEED", value_parser = |s: &str| parse_u64("DEMO_SEED", s, 0, u64::MAX))]
     pub seed: Option<u64>,
+    /// Serve the legacy `/api/ws` bridge in the demo too.
+    #[arg(long, env = "ENABLE_WS_BRIDGE", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = |s: &str| parse_bool("ENABLE_WS_BRIDGE", s))]
+    pub enable_ws_bridge: bool,
+    /// Address of a control API for browser tests (voice leave, link drop); off by default.
+    #[arg(long, env = "DEMO_CONTROL", value_parser = |s: &str| parse_addr("DEMO_CONTROL", s))]
+    pub demo_control: Option<SocketAddr>,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
@@ -331,6 +337,10 @@ pub struct DemoConfig {
     pub bind: SocketAddr,
     /// `DEMO_SEED`.
     pub seed: Option<u64>,
+    /// `ENABLE_WS_BRIDGE`.
+    pub enable_ws_bridge: bool,
+    /// `DEMO_CONTROL`: the test control API's address, if any.
+    pub demo_control: Option<SocketAddr>,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -550,6 +560,8 @@ impl DemoArgs {
         Ok(DemoConfig {
             bind: self.bind,
             seed: self.seed,
+            enable_ws_bridge: self.enable_ws_bridge,
+            demo_control: self.demo_control,
             log: self.log.validate(),
         })
     }

@@ -106,13 +106,8 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
             return "unauthenticated";
         }
     };
-    let ack = json!({"v": 1, "type": "ack", "event": "auth.ok",
-        "payload": {"userId": session.sub, "name": session.name}, "ts": clock::unix_ms()});
-    if ws.send(Message::text(ack.to_string())).is_err() {
-        return "client gone";
-    }
-    info!("legacy bridge client authenticated");
-
+    // Subscribe before acknowledging: a client that reacts to `auth.ok` must not
+    // miss an event published in between.
     let filter = Filter {
         types: Some(
             ["voice.joined", "voice.left", "error"]
@@ -122,7 +117,14 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
         channels: None,
     };
     let sub = state.hub.subscribe(filter, None);
-    let outcome = pump(state, ws, &sub.live);
+    let ack = json!({"v": 1, "type": "ack", "event": "auth.ok",
+        "payload": {"userId": session.sub, "name": session.name}, "ts": clock::unix_ms()});
+    let outcome = if ws.send(Message::text(ack.to_string())).is_err() {
+        "client gone"
+    } else {
+        info!("legacy bridge client authenticated");
+        pump(state, ws, &sub.live)
+    };
     state.hub.unsubscribe(sub.key);
     outcome
 }

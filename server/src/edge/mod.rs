@@ -4,6 +4,7 @@
 //! answers requests; each SSE stream and each legacy bridge client gets its own
 //! thread fed by the hub.
 
+mod assets;
 mod authn;
 mod bridge;
 mod commands;
@@ -38,6 +39,10 @@ use crate::metrics::Metrics;
 /// HTTP worker threads. Command calls block for up to REPLY_TIMEOUT_MS, so there
 /// are enough that a burst of slow replies does not starve other requests.
 const HTTP_WORKERS: usize = 32;
+/// A write that makes no progress for this long fails, so a client that stopped
+/// reading cannot hold its stream thread for long after the hub dropped it (each
+/// partial write restarts the clock, so the bound is a few multiples of this).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events a subscriber may have queued before it counts as too slow.
 const SUBSCRIBER_BUFFER: usize = 1024;
 
@@ -59,11 +64,15 @@ impl Edge {
             tiny_http::Server::from_listener(listener, None)
                 .map_err(|e| io::Error::other(e.to_string()))?,
         );
-        let hub = Arc::new(Hub::new(
-            clock::new_epoch(),
-            settings.replay_capacity,
-            SUBSCRIBER_BUFFER,
-        ));
+        let dropped = metrics.clone();
+        let hub = Arc::new(
+            Hub::new(
+                clock::new_epoch(),
+                settings.replay_capacity,
+                SUBSCRIBER_BUFFER,
+            )
+            .with_drop_hook(Box::new(move || dropped.sse_dropped_slow())),
+        );
         let waiters = Arc::new(Mutex::new(Default::default()));
         let mut link_config = LinkConfig::new(
             settings.gateway_ws_url.clone(),
@@ -152,7 +161,7 @@ fn listener(bind: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.set_read_timeout(Some(Duration::from_secs(10)))?;
-    socket.set_write_timeout(Some(Duration::from_secs(10)))?;
+    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     socket.bind(&bind.into())?;
     socket.listen(1024)?;
     Ok(socket.into())

@@ -9,7 +9,7 @@ use tiny_http::{Method, Request};
 
 use super::http::{content_type, json_reply, method_not_allowed, not_found, split_url, Reply};
 use super::state::AppState;
-use super::{bridge, commands, demo, stream};
+use super::{assets, bridge, commands, demo, stream};
 use crate::logging::redact_query;
 
 /// Serves one request (streams and bridge clients move to their own threads).
@@ -18,6 +18,12 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
     let (path, query) = split_url(&url);
     debug!("{} {}", req.method(), redact_query(&url));
     let method = req.method().clone();
+    if method == Method::Get {
+        if let Some(asset) = assets::get(path) {
+            let _ = req.respond(asset);
+            return;
+        }
+    }
     let reply = match path {
         "/api/stream" => {
             if method != Method::Get {

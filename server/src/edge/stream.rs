@@ -63,9 +63,6 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
             let result = write_stream(&state, &mut *writer, sub);
             state.hub.unsubscribe(key);
             drop(gauge);
-            if matches!(result, Err(End::TooSlow)) {
-                state.metrics.sse_dropped_slow();
-            }
             debug!(
                 "stream of {} ended: {result:?}",
                 relay_protocol::sanitize::sanitize(&user, 64)

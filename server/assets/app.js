@@ -1,0 +1,638 @@
+// relay demo page: sign in, then one RelayClient drives the whole UI.
+// User text only ever reaches the DOM through textContent (see `h`).
+import { RelayClient, RelayError } from '/client/relay.js';
+
+/** @typedef {{id: string, name: string, kind: 'text'|'voice'}} Channel */
+/** @typedef {{id: string, username: string, avatar?: string|null}} User */
+/**
+ * @typedef {object} Session
+ * @property {User} user
+ * @property {string} guildId
+ * @property {Channel[]} channels
+ * @property {string} [token] only when signed in with a pasted JWT
+ */
+/**
+ * @typedef {object} Message
+ * @property {string} id
+ * @property {string} channelId
+ * @property {{id: string, username: string, bot?: boolean}} author
+ * @property {string} content
+ * @property {string} timestamp
+ * @property {boolean} [edited]
+ * @property {Record<string, string[]>} reactions emoji key → user ids
+ */
+
+const SESSION_KEY = 'relay.demo.session';
+const FEED_KEY = 'relay.demo.feed';
+const REACTIONS = ['👍', '🎉', '🔥', '❤️'];
+const TYPING_TTL_MS = 10_000;
+const TYPING_EVERY_MS = 8_000;
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/**
+ * Builds an element. Strings become text nodes — never HTML.
+ * @param {string} tag
+ * @param {Record<string, any>} [attrs] `class`, `text`, `on<event>`, `data-*`, aria-*, or properties
+ * @param {...(Node|string|null|undefined|false)} children
+ */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k.includes('-') || k === 'title' || k === 'type' || k === 'role' || k === 'style') el.setAttribute(k, v === true ? '' : v);
+    else /** @type {any} */ (el)[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+const SVG = {
+  mic: 'M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM5 11a7 7 0 0 0 14 0M12 18v3',
+  micOff: 'M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM5 11a7 7 0 0 0 14 0M12 18v3M4 4l16 16',
+  speaker: 'M4 9v6h4l5 4V5L8 9zM16 9a4 4 0 0 1 0 6M18.5 6.5a8 8 0 0 1 0 11',
+};
+/** @param {string} d */
+function icon(d) {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', d);
+  svg.append(path);
+  return svg;
+}
+
+/** @param {string} name */
+function initials(name) {
+  const words = String(name || '?').trim().split(/[\s_.-]+/).filter(Boolean);
+  const s = words.length > 1 ? words[0][0] + words[1][0] : [...(words[0] || '?')].slice(0, 2).join('');
+  return s.toUpperCase();
+}
+/** A stable, well-spread hue per id (FNV-1a, then a golden-angle step). @param {string} id */
+function hue(id) {
+  let x = 0x811c9dc5;
+  for (const c of String(id)) x = Math.imul(x ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return Math.round(((x % 997) * 137.508) % 360);
+}
+/** @param {string} id @param {string} name @param {string} [extra] */
+function avatar(id, name, extra = '') {
+  const el = h('span', { class: 'avatar ' + extra, text: initials(name), 'aria-hidden': 'true' });
+  el.style.setProperty('--h', String(hue(id)));
+  return el;
+}
+/** @param {string} ts */
+function clock(ts) {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+// ---- state -----------------------------------------------------------------
+
+/** @type {Session} */ let session;
+/** @type {RelayClient} */ let relay;
+/** @type {Map<string, User>} */ const users = new Map();
+/** @type {Map<string, Channel>} */ const channels = new Map();
+/** @type {Map<string, Message[]>} */ const feeds = new Map();
+/** @type {Map<string, number>} */ const unread = new Map();
+/** @type {Map<string, Map<string, number>>} channel → user → expiry */ const typing = new Map();
+/** @type {Map<string, boolean>} user → muted (as last set from this page) */ const muted = new Map();
+let current = '';
+let myVoice = /** @type {string|null} */ (null);
+let leavingOnPurpose = 0;
+let lastTypingSent = 0;
+let status = { connected: /** @type {boolean|null} */ (null), stream: 'connecting' };
+const stats = { total: 0, times: /** @type {number[]} */ ([]), lat: /** @type {number[]} */ ([]), lastId: '' };
+
+const userName = (/** @type {string} */ id) => users.get(id)?.username || 'user ' + String(id).slice(-4);
+const channelName = (/** @type {string} */ id) => channels.get(id)?.name || String(id);
+
+// ---- sign-in ---------------------------------------------------------------
+
+async function boot() {
+  const saved = readJson(sessionStorage, SESSION_KEY);
+  if (saved && saved.user) return start(saved);
+  $('signin').hidden = false;
+  let res;
+  try { res = await fetch('/api/demo/users', { credentials: 'same-origin' }); } catch { res = null; }
+  if (res && res.status === 404) return showTokenForm();
+  if (!res || !res.ok) return signinError('relay is not answering — is it running? Reload to try again.');
+  /** @type {User[]} */ const list = await res.json();
+  const ul = $('signin-user-list');
+  for (const u of list) {
+    ul.append(h('li', {}, h('button', {
+      class: 'user-btn', type: 'button', 'data-testid': 'signin-user', 'data-user-id': u.id,
+      onclick: () => signInAs(u),
+    }, avatar(u.id, u.username), h('span', { class: 'user-btn-name', text: u.username }),
+    h('span', { class: 'user-btn-go', text: 'Sign in →', 'aria-hidden': 'true' }))));
+  }
+  $('signin-users').hidden = false;
+  ul.querySelector('button')?.focus();
+}
+
+/** @param {User} u */
+async function signInAs(u) {
+  try {
+    const res = await fetch('/api/demo/session', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ userId: u.id }),
+    });
+    const body = await res.json().catch(() => null);
+    if (!res.ok || !body || !body.user) throw new Error(body?.error?.message || 'HTTP ' + res.status);
+    const s = { user: { ...u, ...body.user }, guildId: body.guildId, channels: body.channels || [] };
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    start(s);
+  } catch (err) {
+    signinError('Could not sign in: ' + /** @type {Error} */ (err).message);
+  }
+}
+
+function showTokenForm() {
+  const form = /** @type {HTMLFormElement} */ ($('signin-token'));
+  form.hidden = false;
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = /** @type {HTMLTextAreaElement} */ ($('token-input')).value.trim();
+    const claims = decodeJwt(token);
+    if (!claims || !claims.sub) return signinError('That is not a session JWT (it needs a `sub` claim).');
+    const ch = /** @type {HTMLInputElement} */ ($('token-channel')).value.trim();
+    /** @type {Session} */
+    const s = { token, guildId: '', user: { id: String(claims.sub), username: claims.name || String(claims.sub) },
+      channels: ch ? [{ id: ch, name: ch, kind: 'text' }] : [] };
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    start(s);
+  });
+  $('token-input').focus();
+}
+
+/** @param {string} token */
+function decodeJwt(token) {
+  try { return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))); } catch { return null; }
+}
+/** @param {string} text */
+function signinError(text) { const el = $('signin-error'); el.textContent = text; el.hidden = false; }
+/** @param {Storage} store @param {string} key */
+function readJson(store, key) { try { return JSON.parse(store.getItem(key) || 'null'); } catch { return null; } }
+
+$('signout').addEventListener('click', () => {
+  relay?.close();
+  for (const k of [SESSION_KEY, FEED_KEY]) sessionStorage.removeItem(k);
+  location.reload();
+});
+
+// ---- the app ---------------------------------------------------------------
+
+/** @param {Session} s */
+function start(s) {
+  session = s;
+  users.set(s.user.id, s.user);
+  for (const c of s.channels) channels.set(c.id, c);
+  const cached = readJson(sessionStorage, FEED_KEY);
+  if (cached && typeof cached === 'object') for (const [id, list] of Object.entries(cached)) feeds.set(id, list);
+  for (const list of feeds.values()) for (const m of list) if (!users.has(m.author.id)) users.set(m.author.id, m.author);
+  current = s.channels.find((c) => c.kind === 'text')?.id || '';
+
+  $('signin').hidden = true;
+  $('app').hidden = false;
+  $('me-name').textContent = s.user.username;
+  $('me-avatar').replaceWith(avatar(s.user.id, s.user.username));
+  $('guild-name').textContent = s.token ? 'Signed in with a session token' : 'Demo server · simulated Discord';
+  $('guild-name').title = s.guildId ? 'guild ' + s.guildId : '';
+
+  relay = new RelayClient({ token: s.token });
+  relay.onStatus((st) => { status = st; renderBadge(); });
+  relay.on('*', (_ev, meta) => countEvent(meta));
+  relay.onMessage(onMessage);
+  relay.onMessageUpdate((d) => updateMessage(d.channelId, d.id, (m) => {
+    if (typeof d.content === 'string') m.content = d.content;
+    m.edited = true;
+  }));
+  relay.onMessageDelete((d) => {
+    const list = feeds.get(d.channelId);
+    if (list) feeds.set(d.channelId, list.filter((m) => m.id !== d.id));
+    if (d.channelId === current) document.querySelector(`[data-message-id="${CSS.escape(d.id)}"]`)?.remove();
+  });
+  relay.onReaction(onReaction);
+  relay.onTyping((d) => {
+    if (d.userId === session.user.id) return;
+    if (!typing.has(d.channelId)) typing.set(d.channelId, new Map());
+    typing.get(d.channelId)?.set(d.userId, Date.now() + TYPING_TTL_MS);
+    renderTyping();
+  });
+  relay.onVoiceLeft(onVoiceLeft);
+  relay.onVoiceJoined((d) => { if (d.userId === session.user.id) leavingOnPurpose = 0; });
+  relay.onVoiceMembers(onVoiceMembers);
+  relay.onError((d) => toast(`Discord error${d.code ? ' (' + d.code + ')' : ''}: ${d.message || 'unknown'}`, 'error'));
+  relay.onReset((d) => toast(d.reason === 'epoch'
+    ? 'relay restarted — showing live events from now on'
+    : 'Some events were missed while you were away — showing live events from now on', 'info'));
+
+  addEventListener('pagehide', saveFeed);
+  setInterval(tick, 500);
+  tick();
+  renderChannels();
+  renderFeed();
+  renderBadge();
+  $('composer-input').focus();
+}
+
+function saveFeed() {
+  /** @type {Record<string, Message[]>} */ const out = {};
+  for (const [id, list] of feeds) out[id] = list.slice(-50);
+  try { sessionStorage.setItem(FEED_KEY, JSON.stringify(out)); } catch { /* full: start empty next time */ }
+}
+
+/** A text channel we did not know about (token sign-in, or a channel created later). @param {string} id */
+function learnChannel(id, kind = 'text') {
+  if (!id || channels.has(id)) return;
+  channels.set(id, { id, name: kind === 'text' ? 'channel-' + id.slice(-4) : 'Voice ' + id.slice(-4), kind });
+  if (kind === 'text') { if (!current) { current = id; renderFeed(); } renderChannels(); }
+}
+
+// ---- status badge & live stats ---------------------------------------------
+
+function renderBadge() {
+  const [state, text] = status.stream !== 'open'
+    ? ['reconnecting', status.stream === 'connecting' ? 'Connecting…' : 'Reconnecting…']
+    : status.connected === true ? ['live', 'Live']
+      : status.connected === false ? ['down', 'Discord link down'] : ['reconnecting', 'Connecting…'];
+  const el = $('status-badge');
+  el.dataset.state = state;
+  el.textContent = text;
+  el.title = state === 'live' ? 'Streaming from Discord' : state === 'down'
+    ? 'relay lost its link to Discord; commands are queued until it is back' : 'Connecting to relay…';
+}
+
+/** @param {{sentAt?: string, id?: string}} [meta] */
+function countEvent(meta) {
+  const now = Date.now();
+  stats.total++;
+  stats.times.push(now);
+  const sent = meta && meta.sentAt ? Date.parse(meta.sentAt) : NaN;
+  if (Number.isFinite(sent)) { stats.lat.push(Math.max(0, now - sent)); if (stats.lat.length > 100) stats.lat.shift(); }
+  if (meta && meta.id) stats.lastId = meta.id;
+}
+
+function tick() {
+  const now = Date.now();
+  while (stats.times.length && stats.times[0] < now - 30_000) stats.times.shift();
+  const recent = stats.times.filter((t) => t >= now - 5000).length;
+  $('stat-eps').textContent = (recent / 5).toFixed(1);
+  const sorted = [...stats.lat].sort((a, b) => a - b);
+  $('stat-p50').textContent = sorted.length ? fmtMs(sorted[(sorted.length - 1) >> 1]) : '–';
+  $('stat-max').textContent = sorted.length ? fmtMs(sorted[sorted.length - 1]) : '–';
+  $('stat-total').textContent = stats.total.toLocaleString();
+  $('stat-last-id').textContent = stats.lastId || relay.lastEventId || '–';
+  // 30 one-second bars
+  const bars = new Array(30).fill(0);
+  for (const t of stats.times) { const i = 29 - Math.floor((now - t) / 1000); if (i >= 0) bars[i]++; }
+  const top = Math.max(4, ...bars);
+  const spark = $('spark');
+  if (spark.children.length !== 30) spark.replaceChildren(...bars.map(() => h('span')));
+  bars.forEach((n, i) => { /** @type {HTMLElement} */ (spark.children[i]).style.height = (n / top) * 100 + '%'; });
+  // typing expiry
+  let changed = false;
+  for (const m of typing.values()) for (const [u, exp] of m) if (exp < now) { m.delete(u); changed = true; }
+  if (changed) renderTyping();
+}
+/** @param {number} ms */
+function fmtMs(ms) { return ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(1) + ' s'; }
+
+// ---- channels & feed -------------------------------------------------------
+
+function renderChannels() {
+  const ul = $('channel-list');
+  ul.replaceChildren(...[...channels.values()].filter((c) => c.kind === 'text').map((c) => {
+    const n = unread.get(c.id) || 0;
+    return h('li', {}, h('button', {
+      class: 'channel' + (c.id === current ? ' active' : '') + (n ? ' unread' : ''), type: 'button',
+      'data-channel-id': c.id, 'aria-current': c.id === current ? 'page' : null,
+      onclick: () => { current = c.id; unread.delete(c.id); renderChannels(); renderFeed(); $('composer-input').focus(); },
+    }, h('span', { class: 'hash', text: '#', 'aria-hidden': 'true' }), h('span', { class: 'channel-name', text: c.name }),
+    n ? h('span', { class: 'pill', text: n > 99 ? '99+' : String(n), 'aria-label': n + ' unread' }) : null));
+  }));
+}
+
+function renderFeed() {
+  const feed = $('message-feed');
+  $('channel-title').textContent = current ? channelName(current) : 'no channel';
+  /** @type {HTMLTextAreaElement} */ ($('composer-input')).placeholder = current ? 'Message #' + channelName(current) : 'No channel yet';
+  const list = feeds.get(current) || [];
+  feed.replaceChildren(h('div', { class: 'feed-start' },
+    h('div', { class: 'feed-start-icon', text: '#', 'aria-hidden': 'true' }),
+    h('h2', { text: current ? 'Welcome to #' + channelName(current) : 'Waiting for a channel' }),
+    h('p', { class: 'muted', text: 'Messages appear here live as they are posted in Discord. What you send goes out through relay.' })),
+  ...list.map((m, i) => messageRow(m, list[i - 1])));
+  renderTyping();
+  scrollFeed(true);
+}
+
+/** @param {Message} m @param {Message} [prev] */
+function messageRow(m, prev) {
+  const cont = prev && prev.author.id === m.author.id && Date.parse(m.timestamp) - Date.parse(prev.timestamp) < 5 * 60_000;
+  const row = h('article', { class: 'msg' + (cont ? ' cont' : ''), 'data-testid': 'message', 'data-message-id': m.id });
+  fillRow(row, m, !!cont);
+  return row;
+}
+
+/** @param {HTMLElement} row @param {Message} m @param {boolean} cont */
+function fillRow(row, m, cont) {
+  const reactions = Object.entries(m.reactions || {}).filter(([, who]) => who.length);
+  row.replaceChildren(
+    cont ? h('time', { class: 'msg-gutter-time', text: clock(m.timestamp), dateTime: m.timestamp }) : avatar(m.author.id, m.author.username),
+    h('div', { class: 'msg-body' },
+      cont ? null : h('header', { class: 'msg-head' },
+        h('span', { class: 'msg-author', text: m.author.username, style: `--h:${hue(m.author.id)}` }),
+        m.author.bot ? h('span', { class: 'tag', text: 'BOT' }) : null,
+        h('time', { class: 'msg-time', text: clock(m.timestamp), dateTime: m.timestamp, title: new Date(m.timestamp).toLocaleString() })),
+      h('div', { class: 'msg-content', text: m.content }, m.edited ? h('span', { class: 'edited', text: ' (edited)' }) : null),
+      reactions.length ? h('div', { class: 'reactions' }, ...reactions.map(([emoji, who]) => h('button', {
+        class: 'chip' + (who.includes(session.user.id) ? ' mine' : ''), type: 'button',
+        title: who.map(userName).join(', '), 'aria-label': `${emoji} ${who.length}`,
+        onclick: () => react(m, emoji),
+      }, h('span', { text: emoji.includes(':') ? ':' + emoji.split(':')[0] + ':' : emoji }), h('span', { class: 'chip-n', text: String(who.length) })))) : null),
+    h('div', { class: 'msg-tools', role: 'toolbar', 'aria-label': 'Add reaction' },
+      ...REACTIONS.map((e) => h('button', { type: 'button', class: 'tool', text: e, title: 'React with ' + e, onclick: () => react(m, e) }))));
+}
+
+/** @param {any} d messageCreate data */
+function onMessage(d) {
+  learnChannel(d.channelId);
+  if (!session.guildId && d.guildId) session.guildId = d.guildId;
+  const author = { id: d.author?.id || '0', username: d.author?.username || 'unknown', bot: !!d.author?.bot };
+  if (!users.has(author.id)) users.set(author.id, author);
+  /** @type {Message} */
+  const m = { id: d.id, channelId: d.channelId, author, content: d.content || '', timestamp: d.timestamp || new Date().toISOString(), reactions: {} };
+  const list = feeds.get(d.channelId) || [];
+  const at = list.findIndex((x) => x.id === m.id);
+  if (at >= 0) { m.reactions = list[at].reactions; list[at] = m; } else list.push(m);
+  if (list.length > 500) list.splice(0, list.length - 500);
+  feeds.set(d.channelId, list);
+  typing.get(d.channelId)?.delete(author.id);
+  if (d.channelId !== current) {
+    unread.set(d.channelId, (unread.get(d.channelId) || 0) + 1);
+    return renderChannels();
+  }
+  const feed = $('message-feed');
+  const near = isNearBottom();
+  const old = feed.querySelector(`[data-message-id="${CSS.escape(m.id)}"]`);
+  if (old) fillRow(/** @type {HTMLElement} */ (old), m, old.classList.contains('cont'));
+  else feed.append(messageRow(m, list[list.length - 2]));
+  renderTyping();
+  scrollFeed(near || author.id === session.user.id);
+}
+
+/** @param {string} channelId @param {string} id @param {(m: Message) => void} fn */
+function updateMessage(channelId, id, fn) {
+  const m = feeds.get(channelId)?.find((x) => x.id === id);
+  if (!m) return;
+  fn(m);
+  const row = channelId === current && document.querySelector(`[data-message-id="${CSS.escape(id)}"]`);
+  if (row) fillRow(/** @type {HTMLElement} */ (row), m, row.classList.contains('cont'));
+}
+
+/** @param {any} d reactionAdd data */
+function onReaction(d) {
+  const key = d.emoji?.id ? `${d.emoji.name}:${d.emoji.id}` : d.emoji?.name;
+  if (!key) return;
+  updateMessage(d.channelId, d.messageId, (m) => {
+    const who = (m.reactions[key] ||= []);
+    if (!who.includes(d.userId)) who.push(d.userId);
+  });
+}
+
+/** @param {Message} m @param {string} emoji */
+async function react(m, emoji) {
+  try { await relay.addReaction(m.channelId, m.id, emoji); } catch (err) { toast(explain(err, 'add reactions'), 'error'); }
+}
+
+function renderTyping() {
+  const now = Date.now();
+  const who = [...(typing.get(current) || new Map())].filter(([u, exp]) => exp > now && u !== session.user.id).map(([u]) => userName(u));
+  const el = $('typing');
+  el.replaceChildren();
+  if (!who.length) return;
+  const text = who.length === 1 ? `${who[0]} is typing…` : who.length === 2 ? `${who[0]} and ${who[1]} are typing…` : 'Several people are typing…';
+  el.append(h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), h('span', { text }));
+}
+
+function isNearBottom() {
+  const s = $('feed-scroll');
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+}
+/** @param {boolean} force */
+function scrollFeed(force) { if (force) { const s = $('feed-scroll'); s.scrollTop = s.scrollHeight; } }
+
+// ---- composer --------------------------------------------------------------
+
+const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); }
+});
+input.addEventListener('input', () => {
+  input.style.height = 'auto';
+  input.style.height = Math.min(input.scrollHeight, 200) + 'px';
+  const n = [...input.value].length;
+  const count = $('composer-count');
+  count.hidden = n < 1800;
+  count.textContent = `${n}/2000`;
+  count.classList.toggle('over', n > 2000);
+  const now = Date.now();
+  if (input.value.trim() && current && now - lastTypingSent > TYPING_EVERY_MS) {
+    lastTypingSent = now;
+    relay.typingStart(current).catch(() => { /* typing is best effort */ });
+  }
+});
+$('composer').addEventListener('submit', (e) => { e.preventDefault(); send(); });
+
+let countdown = 0;
+/** @param {string} text @param {'error'|'info'|''} [kind] */
+function composerNote(text, kind = 'error') {
+  clearInterval(countdown);
+  const el = $('composer-error');
+  el.textContent = text;
+  el.dataset.kind = kind;
+}
+
+async function send() {
+  const content = input.value;
+  if (!content.trim() || !current) return;
+  const btn = /** @type {HTMLButtonElement} */ ($('composer-send'));
+  btn.disabled = true;
+  try {
+    const res = await relay.sendMessage(current, content);
+    input.value = '';
+    input.dispatchEvent(new Event('input'));
+    lastTypingSent = 0;
+    composerNote(res.queued ? 'relay is reconnecting to Discord; your message is queued and will be sent when the link is back.' : '', res.queued ? 'info' : '');
+  } catch (err) {
+    composerNote(explain(err, 'send messages in this channel'));
+    if (err instanceof RelayError && err.status === 429 && err.retryAfterMs) {
+      const until = Date.now() + err.retryAfterMs;
+      countdown = setInterval(() => {
+        const left = Math.ceil((until - Date.now()) / 1000);
+        if (left <= 0) { composerNote(''); return; }
+        $('composer-error').textContent = `Slow down — try again in ${left} s`;
+      }, 250);
+    }
+  } finally {
+    btn.disabled = false;
+    input.focus();
+  }
+}
+
+/**
+ * A readable sentence for a failed command.
+ * @param {unknown} err @param {string} what e.g. "send messages in this channel"
+ */
+function explain(err, what) {
+  if (!(err instanceof RelayError)) return 'Something went wrong: ' + String(err);
+  switch (err.status) {
+    case 0: return 'relay is unreachable — check your connection.';
+    case 400: return err.issues[0]?.message ? capitalize(err.issues[0].message) : err.message;
+    case 401: return 'Your session has expired — switch user to sign in again.';
+    case 403: return `You don't have permission to ${what}.`;
+    case 413: return 'That is too large to send.';
+    case 429: return `Slow down — try again in ${Math.max(1, Math.ceil((err.retryAfterMs || 1000) / 1000))} s`;
+    case 502: return 'Discord refused it: ' + err.message;
+    case 503: return 'relay is reconnecting to Discord and its queue is full — try again in a moment.';
+    case 504: return "Discord didn't answer in time; it may still go through.";
+    default: return err.message || 'Request failed (' + err.status + ')';
+  }
+}
+/** @param {string} s */
+function capitalize(s) { return s.charAt(0).toUpperCase() + s.slice(1); }
+
+// ---- voice -----------------------------------------------------------------
+
+/** @param {Map<string, import('/client/relay.js').VoiceMember[]>} byChannel */
+function onVoiceMembers(byChannel) {
+  myVoice = null;
+  for (const [id, members] of byChannel) {
+    learnChannel(id, 'voice');
+    for (const m of members) {
+      if (m.username && !users.has(m.userId)) users.set(m.userId, { id: m.userId, username: m.username });
+      if (!session.guildId && m.guildId) session.guildId = m.guildId;
+      if (m.userId === session.user.id) myVoice = id;
+    }
+  }
+  $('me-voice').textContent = myVoice ? '🔊 ' + channelName(myVoice) : 'Not in voice';
+  renderVoice(byChannel);
+}
+
+/** @param {Map<string, any[]>} byChannel */
+function renderVoice(byChannel) {
+  const voice = [...channels.values()].filter((c) => c.kind === 'voice');
+  const me = session.user.id;
+  $('voice-list').replaceChildren(...voice.map((c) => {
+    const members = byChannel.get(c.id) || [];
+    const mine = myVoice === c.id;
+    return h('li', { class: 'voice-channel' + (mine ? ' mine' : ''), 'data-testid': 'voice-channel', 'data-channel-id': c.id },
+      h('div', { class: 'voice-head' }, icon(SVG.speaker), h('span', { class: 'voice-name', text: c.name }),
+        h('span', { class: 'voice-count muted small', text: members.length ? String(members.length) : '' }),
+        mine
+          ? h('button', { class: 'btn btn-small btn-danger', type: 'button', text: 'Leave', onclick: () => voiceMove(null) })
+          : h('button', { class: 'btn btn-small', type: 'button', text: myVoice ? 'Move here' : 'Join', onclick: () => voiceMove(c.id) })),
+      h('ul', { class: 'voice-members' }, ...members.map((m) => {
+        const isMuted = muted.get(m.userId) === true;
+        const name = m.username || userName(m.userId);
+        return h('li', { class: 'voice-member' + (m.userId === me ? ' me' : ''), 'data-testid': 'voice-member', 'data-user-id': m.userId },
+          avatar(m.userId, name, 'avatar-sm'), h('span', { class: 'voice-member-name', text: name }),
+          h('button', {
+            class: 'icon-btn mute' + (isMuted ? ' on' : ''), type: 'button', 'aria-pressed': String(isMuted),
+            title: (isMuted ? 'Unmute ' : 'Server-mute ') + name, 'aria-label': (isMuted ? 'Unmute ' : 'Mute ') + name,
+            onclick: () => voiceMute(m.userId, !isMuted),
+          }, icon(isMuted ? SVG.micOff : SVG.mic)));
+      })));
+  }));
+}
+
+/** @param {string|null} channelId */
+async function voiceMove(channelId) {
+  // A deliberate leave (or a move, should Discord report it as leave + join) is no dropout.
+  leavingOnPurpose = Date.now();
+  try {
+    const res = await relay.moveMember(session.guildId, session.user.id, channelId);
+    if (res.queued) toast('relay is reconnecting to Discord; the move is queued.', 'info');
+    return true;
+  } catch (err) {
+    leavingOnPurpose = 0;
+    toast(explain(err, 'move voice members'), 'error');
+    return false;
+  }
+}
+
+/** @param {string} userId @param {boolean} mute */
+async function voiceMute(userId, mute) {
+  try {
+    const res = await relay.muteMember(session.guildId, userId, mute);
+    muted.set(userId, mute);
+    renderVoice(relay.voiceChannels());
+    if (res.queued) toast('relay is reconnecting to Discord; the mute is queued.', 'info');
+  } catch (err) { toast(explain(err, 'mute voice members'), 'error'); }
+}
+
+/** voice.left arrives before onVoiceMembers, so `myVoice` still names the channel we were in. @param {any} d */
+function onVoiceLeft(d) {
+  if (d.userId !== session.user.id) return;
+  const was = d.channelId || myVoice;
+  const deliberate = leavingOnPurpose && Date.now() - leavingOnPurpose < 10_000;
+  leavingOnPurpose = 0;
+  if (was && !deliberate) openDropout(was);
+}
+
+// ---- dropout dialog ----------------------------------------------------------
+
+let dropoutChannel = '';
+/** @type {Element|null} */ let dropoutReturnFocus = null;
+/** @param {string} channelId */
+function openDropout(channelId) {
+  dropoutChannel = channelId;
+  $('dropout-channel').textContent = channelName(channelId);
+  $('dropout-error').hidden = true;
+  dropoutReturnFocus = document.activeElement;
+  $('dropout').hidden = false;
+  $('dropout-rejoin').focus();
+}
+function closeDropout() {
+  $('dropout').hidden = true;
+  if (dropoutReturnFocus instanceof HTMLElement) dropoutReturnFocus.focus();
+}
+$('dropout-leave').addEventListener('click', closeDropout);
+$('dropout-rejoin').addEventListener('click', async () => {
+  const btn = /** @type {HTMLButtonElement} */ ($('dropout-rejoin'));
+  btn.disabled = true;
+  try {
+    const res = await relay.moveMember(session.guildId, session.user.id, dropoutChannel);
+    if (res.queued) toast('relay is reconnecting to Discord; you will rejoin when the link is back.', 'info');
+    closeDropout();
+  } catch (err) {
+    const el = $('dropout-error');
+    el.textContent = explain(err, 'move voice members');
+    el.hidden = false;
+    toast(el.textContent, 'error');
+  } finally { btn.disabled = false; }
+});
+$('dropout').addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') { e.preventDefault(); closeDropout(); }
+  if (e.key === 'Tab') { // keep focus inside the dialog
+    const [first, last] = [$('dropout-rejoin'), $('dropout-leave')];
+    if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
+    else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
+  }
+});
+
+// ---- toasts ------------------------------------------------------------------
+
+/** @param {string} text @param {'error'|'info'} kind */
+function toast(text, kind) {
+  const el = h('div', { class: 'toast ' + kind, role: kind === 'error' ? 'alert' : 'status', 'data-testid': 'toast', text });
+  $('toasts').append(el);
+  setTimeout(() => el.classList.add('out'), 5000);
+  setTimeout(() => el.remove(), 5400);
+}
+
+boot();

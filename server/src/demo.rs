@@ -1,0 +1,218 @@
+//! `relay demo`: a simulated Discord, the gateway and the edge in one process,
+//! with the demo page — no credentials needed (CONTRACT.md §1).
+//!
+//! The link token and session secret are random per run; the simulated bot
+//! token never leaves the process. With `DEMO_CONTROL` set, a small HTTP API on
+//! that address lets browser tests act as Discord (a member leaving voice) and
+//! break the link on purpose.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use log::{info, warn};
+use relay_protocol::bucket::LimitConfig;
+use relay_runtime::sim_discord::{demo_users, ids, SimConfig, SimDiscord};
+use serde_json::{json, Value};
+
+use crate::edge::{DemoChannel, DemoInfo, DemoUser, Edge, EdgeSettings};
+use crate::gateway::{Gateway, Settings as GatewaySettings};
+use crate::metrics::Metrics;
+use crate::secret::Secret;
+
+/// Everything `relay demo` runs.
+pub struct Demo {
+    sim: Option<Arc<SimDiscord>>,
+    gateway: Arc<parking_lot::Mutex<Option<Gateway>>>,
+    edge: Option<Edge>,
+    control: Option<(Arc<tiny_http::Server>, JoinHandle<()>)>,
+    /// A session token for the first demo user, with both roles.
+    pub token: String,
+}
+
+/// What `relay demo` was asked for.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The page's address.
+    pub bind: SocketAddr,
+    /// Seed of the simulated guild.
+    pub seed: u64,
+    /// Serve `/api/ws` too.
+    pub enable_ws_bridge: bool,
+    /// Where to serve the test control API, if anywhere.
+    pub control: Option<SocketAddr>,
+}
+
+impl Demo {
+    /// Starts the simulated Discord, the gateway and the edge.
+    pub fn start(opts: DemoOptions) -> io::Result<Demo> {
+        let sim = Arc::new(SimDiscord::start(SimConfig::demo(opts.seed))?);
+        let link_token = Secret::new(relay_runtime::clock::new_trace_id());
+        let metrics = Arc::new(Metrics::new());
+        let gateway_settings = GatewaySettings::for_discord_at(
+            "127.0.0.1:0".parse().expect("loopback"),
+            link_token.clone(),
+            Secret::new(sim.bot_token()),
+            sim.api_base(),
+            sim.gateway_url(),
+        );
+        let gateway = Gateway::start(gateway_settings.clone(), metrics.clone())
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let link_url = gateway.link_url();
+        let edge_settings = EdgeSettings {
+            bind: opts.bind,
+            gateway_ws_url: link_url,
+            link_token,
+            session_secret: Secret::new(relay_runtime::clock::new_trace_id()),
+            enable_ws_bridge: opts.enable_ws_bridge,
+            heartbeat: Duration::from_secs(15),
+            limits: LimitConfig::default(),
+            queue_capacity: 1000,
+            replay_capacity: 4096,
+            reply_timeout: Duration::from_secs(5),
+            demo: Some(Arc::new(demo_info())),
+        };
+        let edge = Edge::start(edge_settings, metrics)?;
+        let first = demo_users().into_iter().next().expect("the demo guild has users");
+        let token = edge.issue_token(
+            &first.id,
+            Some(&first.username),
+            &["chat:write".to_string(), "voice:moderate".to_string()],
+            Duration::from_secs(12 * 3600),
+        );
+        let gateway = Arc::new(parking_lot::Mutex::new(Some(gateway)));
+        let mut demo = Demo {
+            sim: Some(sim),
+            gateway,
+            edge: Some(edge),
+            control: None,
+            token,
+        };
+        if let Some(addr) = opts.control {
+            demo.control = Some(demo.start_control(addr, gateway_settings)?);
+        }
+        Ok(demo)
+    }
+
+    /// The page's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.edge.as_ref().expect("running").local_addr()
+    }
+
+    /// Stops everything, edge first so browsers see the stream end.
+    pub fn shutdown(mut self) {
+        if let Some((server, thread)) = self.control.take() {
+            server.unblock();
+            let _ = thread.join();
+        }
+        if let Some(edge) = self.edge.take() {
+            edge.shutdown();
+        }
+        if let Some(gateway) = self.gateway.lock().take() {
+            gateway.shutdown();
+        }
+        // The control thread held the only other reference, and it has ended.
+        if let Some(Ok(sim)) = self.sim.take().map(Arc::try_unwrap) {
+            sim.shutdown();
+        }
+    }
+
+    /// The test control API: `POST /voice-leave {"userId"}`, `POST /link-drop`
+    /// (stops the gateway, so the edge's link goes down and stays down),
+    /// `POST /link-restore` (starts it again on the same address).
+    fn start_control(
+        &self,
+        addr: SocketAddr,
+        mut settings: GatewaySettings,
+    ) -> io::Result<(Arc<tiny_http::Server>, JoinHandle<()>)> {
+        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?);
+        let gateway = self.gateway.clone();
+        let sim = self.sim.as_ref().expect("running");
+        let api = sim.api_base();
+        let ws = sim.gateway_url();
+        let bot = sim.bot_token().to_owned();
+        // Restarting binds the same port the edge is linked to.
+        settings.bind = gateway.lock().as_ref().expect("running").link_addr();
+        settings.api_base = api;
+        settings.gateway_url = Some(ws);
+        settings.bot_token = Secret::new(bot);
+        let sim_control = sim.clone();
+        let srv = server.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let thread = thread::Builder::new().name("relay-demo-control".into()).spawn(move || {
+            while let Ok(mut req) = srv.recv() {
+                let mut body = String::new();
+                let _ = req.as_reader().take(4096).read_to_string(&mut body);
+                let url = req.url().to_owned();
+                let result = match url.as_str() {
+                    "/voice-leave" => {
+                        let user = serde_json::from_str::<Value>(&body)
+                            .ok()
+                            .and_then(|v| v["userId"].as_str().map(str::to_owned));
+                        match user {
+                            Some(u) => Ok(json!({"ok": sim_control.voice_leave(&u)})),
+                            None => Err("userId required"),
+                        }
+                    }
+                    "/link-drop" => {
+                        down.store(true, Ordering::SeqCst);
+                        if let Some(g) = gateway.lock().take() {
+                            g.shutdown();
+                        }
+                        Ok(json!({"ok": true}))
+                    }
+                    "/link-restore" => {
+                        let mut slot = gateway.lock();
+                        if slot.is_none() {
+                            match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
+                                Ok(g) => *slot = Some(g),
+                                Err(e) => warn!("demo control: cannot restart the gateway: {e}"),
+                            }
+                        }
+                        down.store(false, Ordering::SeqCst);
+                        Ok(json!({"ok": slot.is_some()}))
+                    }
+                    _ => Err("unknown control"),
+                };
+                let (status, body) = match result {
+                    Ok(v) => (200, v),
+                    Err(e) => (400, json!({"error": e})),
+                };
+                let _ = req.respond(
+                    tiny_http::Response::from_string(body.to_string()).with_status_code(status),
+                );
+            }
+        })?;
+        info!("demo control API on http://{addr}");
+        Ok((server, thread))
+    }
+}
+
+/// The simulated guild as the page's sign-in sees it.
+fn demo_info() -> DemoInfo {
+    let channel = |id: &str, name: &str, kind| DemoChannel {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        kind,
+    };
+    DemoInfo {
+        guild_id: ids::GUILD.to_owned(),
+        channels: vec![
+            channel(ids::GENERAL, "general", "text"),
+            channel(ids::GAME_ROOM, "game-room", "text"),
+            channel(ids::LOBBY, "Lobby", "voice"),
+            channel(ids::RAID, "Raid", "voice"),
+        ],
+        users: demo_users()
+            .into_iter()
+            .map(|u| DemoUser {
+                id: u.id,
+                username: u.username,
+                avatar: u.avatar,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,238 @@
+// Browser tests of the relay demo page, driving Debian's chromium via playwright-core.
+//
+// Environment:
+//   RELAY_URL        the edge serving the page (default http://127.0.0.1:3000), in demo mode
+//   SIM_CONTROL_URL  control API of the simulated Discord (tests 3, 4, 5-setup and 7 need it):
+//                      POST $SIM_CONTROL_URL/voice-leave   {"userId": "…"}  the user drops out of voice
+//                      POST $SIM_CONTROL_URL/link-drop     the gateway link goes down (for a few seconds)
+//                      POST $SIM_CONTROL_URL/link-restore  the link comes back now
+//   BRIDGE_URL       an edge with ENABLE_WS_BRIDGE=true (may equal RELAY_URL); required
+//   SESSION_TOKEN    a session JWT accepted by BRIDGE_URL; required
+// Every variable is required: a missing one fails the run rather than skipping
+// tests (tests/tests/browser-demo-page.rs sets them all).
+//   CHROMIUM         browser binary (default /usr/bin/chromium)
+//
+// The tests share one page and run in order: each builds on the signed-in page of the first.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const RELAY_URL = (process.env.RELAY_URL || 'http://127.0.0.1:3000').replace(/\/$/, '');
+const SIM = (process.env.SIM_CONTROL_URL || '').replace(/\/$/, '');
+const BRIDGE_URL = (process.env.BRIDGE_URL || '').replace(/\/$/, '');
+const SESSION_TOKEN = process.env.SESSION_TOKEN || '';
+for (const [name, value] of Object.entries({ SIM_CONTROL_URL: SIM, BRIDGE_URL, SESSION_TOKEN })) {
+  if (!value) throw new Error(`${name} must be set (see the header of this file)`);
+}
+const T = 15_000; // every wait is bounded by this
+const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../artifacts');
+
+/** @type {import('playwright-core').Browser} */ let browser;
+/** @type {import('playwright-core').BrowserContext} */ let context;
+/** @type {import('playwright-core').Page} */ let page;
+const seen = { stream: /** @type {string[]} */ ([]), ws: /** @type {string[]} */ ([]), sockets: 0, errors: /** @type {string[]} */ ([]) };
+let me = '';
+
+const pathOf = (/** @type {string} */ url) => new URL(url).pathname;
+const uniq = (/** @type {string} */ p) => `${p} ${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** POSTs JSON to the simulated Discord's control API. @param {string} what @param {object} [body] */
+async function sim(what, body = {}) {
+  const res = await fetch(`${SIM}/${what}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(T),
+  });
+  assert.ok(res.ok, `sim ${what}: HTTP ${res.status}`);
+}
+
+const badge = () => page.locator('[data-testid=status-badge]');
+const waitBadge = (/** @type {string} */ text) => page.waitForFunction(
+  (t) => document.querySelector('[data-testid=status-badge]')?.textContent === t, text, { timeout: T });
+const member = (/** @type {string} */ channelId) =>
+  page.locator(`[data-testid=voice-channel][data-channel-id="${channelId}"] [data-testid=voice-member][data-user-id="${me}"]`);
+
+/** Clicks Join/Move here on the first voice channel and waits until the signed-in user is listed there. */
+async function joinFirstVoiceChannel() {
+  const channel = page.locator('[data-testid=voice-channel]').first();
+  await channel.waitFor({ timeout: T });
+  const channelId = /** @type {string} */ (await channel.getAttribute('data-channel-id'));
+  if (await member(channelId).count() === 0) {
+    await channel.getByRole('button', { name: /^(Join|Move here)$/ }).click({ timeout: T });
+    await member(channelId).waitFor({ timeout: T });
+  }
+  return { channelId, name: (await channel.locator('.voice-name').textContent()) || '' };
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+  page = await context.newPage();
+  page.on('request', (r) => {
+    if (pathOf(r.url()) === '/api/stream') seen.stream.push(r.url());
+    if (pathOf(r.url()) === '/api/ws') seen.ws.push(r.url());
+  });
+  page.on('websocket', () => { seen.sockets++; });
+  page.on('pageerror', (e) => seen.errors.push(String(e)));
+});
+
+after(async () => { await browser?.close(); });
+
+test('1. loads, signs in, opens exactly one stream and no WebSocket, goes Live', { timeout: 60_000 }, async () => {
+  await page.goto(RELAY_URL + '/', { timeout: T });
+  const first = page.locator('[data-testid=signin-user]').first();
+  await first.waitFor({ timeout: T });
+  me = /** @type {string} */ (await first.getAttribute('data-user-id'));
+  assert.match(me, /^\d{1,20}$/);
+  await first.click();
+  await waitBadge('Live');
+  assert.equal(seen.stream.length, 1, `stream requests: ${seen.stream.join(', ')}`);
+  assert.equal(seen.ws.length, 0, 'no /api/ws request');
+  assert.equal(seen.sockets, 0, 'no WebSocket opened');
+  // Resource timing lists a request once its response has ended, so the live stream
+  // itself may not be there yet; what is there must not show a second stream or a socket.
+  const entries = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+  assert.ok(entries.filter((p) => p === '/api/stream').length <= 1, 'at most one /api/stream in resource timing');
+  assert.equal(entries.filter((p) => p === '/api/ws').length, 0, 'no /api/ws in resource timing');
+});
+
+test('2. a message from the composer arrives in the feed over SSE, as text', { timeout: 60_000 }, async () => {
+  const text = uniq('hello from the browser test');
+  const input = page.locator('[data-testid=composer-input]');
+  await input.fill(text);
+  await input.press('Shift+Enter');
+  await page.keyboard.insertText('<b>second line</b>');
+  await input.press('Enter');
+  const row = page.locator('[data-testid=message]', { hasText: text });
+  await row.waitFor({ timeout: T });
+  assert.match(await row.getAttribute('data-message-id') || '', /^\d{1,20}$/);
+  assert.equal(await row.locator('.msg-content').evaluate((el) => el.firstChild?.textContent), `${text}\n<b>second line</b>`);
+  assert.equal(await page.locator('[data-testid=message-feed] b').count(), 0, 'user text is never parsed as HTML');
+  assert.equal(await input.inputValue(), '', 'composer is cleared after sending');
+  assert.equal(await page.locator('[data-testid=composer-error]').textContent(), '');
+});
+
+test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { timeout: 90_000 }, async () => {
+  const dialog = page.locator('[data-testid=dropout-dialog]');
+  let { channelId, name } = await joinFirstVoiceChannel();
+  await sim('voice-leave', { userId: me });
+  await dialog.waitFor({ state: 'visible', timeout: T });
+  assert.match(await dialog.textContent() || '', /Disconnected from Voice Channel/);
+  assert.ok((await dialog.textContent() || '').includes(name), 'dialog names the channel');
+  assert.equal(await dialog.getAttribute('role'), 'dialog');
+  assert.equal(await dialog.getAttribute('aria-modal'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'dropout-rejoin');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden', timeout: T });
+  await member(channelId).waitFor({ state: 'detached', timeout: T });
+
+  ({ channelId } = await joinFirstVoiceChannel());
+  await sim('voice-leave', { userId: me });
+  await dialog.waitFor({ state: 'visible', timeout: T });
+  await page.locator('[data-testid=dropout-rejoin]').click();
+  await member(channelId).waitFor({ timeout: T });
+  await dialog.waitFor({ state: 'hidden', timeout: T });
+});
+
+test('4. the badge shows the link going down and coming back', { timeout: 60_000 }, async () => {
+  // Record every badge state, so a short drop is not missed between polls.
+  await page.evaluate(() => {
+    const el = /** @type {HTMLElement} */ (document.querySelector('[data-testid=status-badge]'));
+    const w = /** @type {any} */ (window);
+    w.__badge = [el.dataset.state];
+    new MutationObserver(() => w.__badge.push(el.dataset.state)).observe(el, { attributes: true, childList: true });
+  });
+  await sim('link-drop');
+  await page.waitForFunction(() => /** @type {any} */ (window).__badge.some((s) => s !== 'live'), null, { timeout: T });
+  await sim('link-restore');
+  await waitBadge('Live');
+  assert.equal(await badge().getAttribute('data-state'), 'live');
+});
+
+test('5. a reload resumes from the last event id without losing events', { timeout: 60_000 }, async () => {
+  await page.waitForFunction(() => /\d/.test(document.querySelector('[data-testid=last-event-id]')?.textContent || ''), null, { timeout: T });
+  const lastBefore = /** @type {string} */ (await page.locator('[data-testid=last-event-id]').textContent());
+  const cookie = (await context.cookies(RELAY_URL)).map((c) => `${c.name}=${c.value}`).join('; ');
+  assert.match(cookie, /relay_session=/);
+  const channelId = await page.locator('.channel.active').getAttribute('data-channel-id');
+  const gapText = uniq('sent while the page was reloading');
+
+  // Hold the new page's stream request until a message has been published in the gap.
+  /** @type {import('playwright-core').Request[]} */ const held = [];
+  /** @type {() => void} */ let release = () => {};
+  const gate = new Promise((r) => { release = () => r(undefined); });
+  const isStream = (/** @type {URL} */ u) => u.pathname === '/api/stream';
+  await page.route(isStream, async (route) => { held.push(route.request()); await gate; await route.continue(); });
+  const reloading = page.reload({ timeout: T });
+  try {
+    const deadline = Date.now() + T;
+    while (!held.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(held.length, 1, 'the reloaded page opened its stream');
+    const res = await fetch(RELAY_URL + '/api/send-message', {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Cookie: cookie },
+      body: JSON.stringify({ channelId, content: gapText }), signal: AbortSignal.timeout(T),
+    });
+    assert.ok(res.status === 200 || res.status === 202, `send-message in the gap: HTTP ${res.status}`);
+  } finally {
+    release();
+  }
+  await reloading;
+  await page.unroute(isStream);
+
+  const req = held[0];
+  const url = new URL(req.url());
+  const resumeId = url.searchParams.get('lastEventId') || (await req.allHeaders())['last-event-id'];
+  assert.ok(resumeId, `the stream request carries lastEventId: ${req.url()}`);
+  const [epochBefore, seqBefore] = lastBefore.split('-');
+  const [epochAfter, seqAfter] = resumeId.split('-');
+  assert.equal(epochAfter, epochBefore, 'same process');
+  assert.ok(Number(seqAfter) >= Number(seqBefore), `resumes at or after ${lastBefore}, got ${resumeId}`);
+  await page.locator('[data-testid=message]', { hasText: gapText }).waitFor({ timeout: T });
+  await waitBadge('Live');
+});
+
+test('6. screenshot of the demo page', { timeout: 30_000 }, async () => {
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page.png') });
+  assert.deepEqual(seen.errors, [], 'no uncaught errors in the page');
+});
+
+test('7. the legacy /api/ws bridge delivers voice.left in the old shape', {
+  timeout: 60_000,
+}, async () => {
+  await joinFirstVoiceChannel();
+  const wsUrl = BRIDGE_URL.replace(/^http/, 'ws') + '/api/ws';
+  const ack = await page.evaluate(({ wsUrl, token, T }) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl);
+    const w = /** @type {any} */ (window);
+    w.__bridge = [];
+    const timer = setTimeout(() => reject(new Error('no auth.ok within ' + T + ' ms')), T);
+    ws.onopen = () => ws.send(JSON.stringify({ v: 1, type: 'auth', token }));
+    ws.onerror = () => reject(new Error('bridge WebSocket failed'));
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(e.data);
+      w.__bridge.push(msg);
+      if (msg.event === 'auth.ok') { clearTimeout(timer); resolve(msg); }
+    };
+  }), { wsUrl, token: SESSION_TOKEN, T });
+  assert.equal(ack.v, 1);
+  assert.equal(ack.type, 'ack');
+
+  await sim('voice-leave', { userId: me });
+  const left = await page.waitForFunction((userId) => /** @type {any} */ (window).__bridge.find(
+    (m) => m.type === 'event' && m.event === 'voice.left' && m.payload?.userId === userId), me, { timeout: T });
+  const msg = await left.jsonValue();
+  assert.equal(msg.v, 1);
+  assert.equal(msg.payload.channelId, null);
+  assert.match(msg.payload.guildId, /^\d{1,20}$/);
+  assert.equal(typeof msg.ts, 'number');
+  // The SSE side saw the same dropout.
+  await page.locator('[data-testid=dropout-dialog]').waitFor({ state: 'visible', timeout: T });
+  await page.keyboard.press('Escape');
+});

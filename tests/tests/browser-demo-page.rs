@@ -1,0 +1,50 @@
+//! The demo page in a real browser: starts `relay demo` in-process (simulated
+//! Discord, gateway, edge with the legacy bridge on, and the test control API)
+//! and runs `tests/browser/page.test.mjs` in Debian's chromium through
+//! playwright-core. `bash tests/browser/setup.sh` installs both; without them
+//! this test fails and says so (it never skips).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use relay::demo::{Demo, DemoOptions};
+
+#[test]
+fn demo_page_works_in_chromium() {
+    let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && std::path::Path::new("/usr/bin/chromium").exists(),
+        "browser tests need Debian's chromium and playwright-core: run `bash tests/browser/setup.sh`"
+    );
+    let control = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let demo = Demo::start(DemoOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        seed: 7,
+        enable_ws_bridge: true,
+        control: Some(control),
+    })
+    .expect("demo starts");
+    let url = format!("http://{}", demo.addr());
+    let out = Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .arg("page.test.mjs")
+        .current_dir(&browser_dir)
+        .env("RELAY_URL", &url)
+        .env("BRIDGE_URL", &url)
+        .env("SIM_CONTROL_URL", format!("http://{control}"))
+        .env("SESSION_TOKEN", &demo.token)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    demo.shutdown();
+    println!("{stdout}");
+    assert!(out.status.success(), "browser tests failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+    assert!(!stdout.contains("# skipped 1") && !stdout.contains("# pass 0"), "{stdout}");
+}

@@ -1,0 +1,55 @@
+//! 200 rapid SSE reconnects leave nothing behind: the subscriber gauge and the
+//! thread count return to where they were (spec US1 scenario 4, edge case
+//! "rapid reconnects").
+
+use std::time::{Duration, Instant};
+
+use relay_tests::harness::Harness;
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn gauge(h: &Harness) -> i64 {
+    h.metrics.sse_clients()
+}
+
+#[test]
+fn rapid_reconnects_leak_no_thread_or_subscription() {
+    let h = Harness::start_with(|s| s.heartbeat = Duration::from_millis(50));
+    let token = h.token("42", &[]);
+    // Warm up once so lazily created pools exist before the baseline.
+    drop(h.stream(&format!("access_token={token}"), &[]));
+    let settle = |target_threads: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gauge(&h) != 0 || threads() > target_threads {
+            assert!(
+                Instant::now() < deadline,
+                "not cleaned up: {} subscribers, {} threads (baseline {target_threads})",
+                gauge(&h),
+                threads()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    settle(usize::MAX);
+    let baseline = threads();
+    for i in 0..200 {
+        let mut s = h.stream(&format!("access_token={token}"), &[]);
+        if i % 2 == 0 {
+            // Half of them read their first items before hanging up.
+            s.wait_for("voice.snapshot", Duration::from_secs(5))
+                .unwrap();
+        }
+    }
+    // Heartbeats (50 ms) find the closed sockets; the threads end and unsubscribe.
+    settle(baseline);
+    assert_eq!(h.metrics.sse_clients(), 0);
+}
