@@ -555,7 +555,9 @@ impl Driver {
                     self.observer.on_reconnect(resume);
                 }
                 SessionOutput::SessionInvalidated => {
-                    info!("discord: session invalidated; the next one identifies anew");
+                    if !self.shared.stop.load(Ordering::SeqCst) {
+                        info!("discord: session invalidated; the next one identifies anew");
+                    }
                     let mut status = self.shared.status.lock();
                     status.session_id = None;
                     status.sequence = None;
