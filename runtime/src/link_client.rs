@@ -164,6 +164,8 @@ impl<E: LinkEvents> Driver<E> {
             // Read before sleeping: the handshake (or an earlier read) may have left
             // whole frames in tungstenite's buffer, which epoll cannot see.
             self.read_all();
+            // A close seen while reading leaves outputs (status, reconnect) to carry out.
+            self.drain();
             let timeout = self
                 .shared
                 .session

@@ -76,7 +76,10 @@ impl Demo {
             demo: Some(Arc::new(demo_info())),
         };
         let edge = Edge::start(edge_settings, metrics)?;
-        let first = demo_users().into_iter().next().expect("the demo guild has users");
+        let first = demo_users()
+            .into_iter()
+            .next()
+            .expect("the demo guild has users");
         let token = edge.issue_token(
             &first.id,
             Some(&first.username),
@@ -128,7 +131,8 @@ impl Demo {
         addr: SocketAddr,
         mut settings: GatewaySettings,
     ) -> io::Result<(Arc<tiny_http::Server>, JoinHandle<()>)> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?);
+        let server =
+            Arc::new(tiny_http::Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?);
         let gateway = self.gateway.clone();
         let sim = self.sim.as_ref().expect("running");
         let api = sim.api_base();
@@ -142,50 +146,54 @@ impl Demo {
         let sim_control = sim.clone();
         let srv = server.clone();
         let down = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new().name("relay-demo-control".into()).spawn(move || {
-            while let Ok(mut req) = srv.recv() {
-                let mut body = String::new();
-                let _ = req.as_reader().take(4096).read_to_string(&mut body);
-                let url = req.url().to_owned();
-                let result = match url.as_str() {
-                    "/voice-leave" => {
-                        let user = serde_json::from_str::<Value>(&body)
-                            .ok()
-                            .and_then(|v| v["userId"].as_str().map(str::to_owned));
-                        match user {
-                            Some(u) => Ok(json!({"ok": sim_control.voice_leave(&u)})),
-                            None => Err("userId required"),
-                        }
-                    }
-                    "/link-drop" => {
-                        down.store(true, Ordering::SeqCst);
-                        if let Some(g) = gateway.lock().take() {
-                            g.shutdown();
-                        }
-                        Ok(json!({"ok": true}))
-                    }
-                    "/link-restore" => {
-                        let mut slot = gateway.lock();
-                        if slot.is_none() {
-                            match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
-                                Ok(g) => *slot = Some(g),
-                                Err(e) => warn!("demo control: cannot restart the gateway: {e}"),
+        let thread = thread::Builder::new()
+            .name("relay-demo-control".into())
+            .spawn(move || {
+                while let Ok(mut req) = srv.recv() {
+                    let mut body = String::new();
+                    let _ = req.as_reader().take(4096).read_to_string(&mut body);
+                    let url = req.url().to_owned();
+                    let result = match url.as_str() {
+                        "/voice-leave" => {
+                            let user = serde_json::from_str::<Value>(&body)
+                                .ok()
+                                .and_then(|v| v["userId"].as_str().map(str::to_owned));
+                            match user {
+                                Some(u) => Ok(json!({"ok": sim_control.voice_leave(&u)})),
+                                None => Err("userId required"),
                             }
                         }
-                        down.store(false, Ordering::SeqCst);
-                        Ok(json!({"ok": slot.is_some()}))
-                    }
-                    _ => Err("unknown control"),
-                };
-                let (status, body) = match result {
-                    Ok(v) => (200, v),
-                    Err(e) => (400, json!({"error": e})),
-                };
-                let _ = req.respond(
-                    tiny_http::Response::from_string(body.to_string()).with_status_code(status),
-                );
-            }
-        })?;
+                        "/link-drop" => {
+                            down.store(true, Ordering::SeqCst);
+                            if let Some(g) = gateway.lock().take() {
+                                g.shutdown();
+                            }
+                            Ok(json!({"ok": true}))
+                        }
+                        "/link-restore" => {
+                            let mut slot = gateway.lock();
+                            if slot.is_none() {
+                                match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
+                                    Ok(g) => *slot = Some(g),
+                                    Err(e) => {
+                                        warn!("demo control: cannot restart the gateway: {e}")
+                                    }
+                                }
+                            }
+                            down.store(false, Ordering::SeqCst);
+                            Ok(json!({"ok": slot.is_some()}))
+                        }
+                        _ => Err("unknown control"),
+                    };
+                    let (status, body) = match result {
+                        Ok(v) => (200, v),
+                        Err(e) => (400, json!({"error": e})),
+                    };
+                    let _ = req.respond(
+                        tiny_http::Response::from_string(body.to_string()).with_status_code(status),
+                    );
+                }
+            })?;
         info!("demo control API on http://{addr}");
         Ok((server, thread))
     }

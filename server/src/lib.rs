@@ -10,11 +10,14 @@
 //! | [`metrics`] | the Prometheus metrics of CONTRACT.md §6 |
 //! | [`secret`] | a string that never prints |
 //! | [`edge`] | `relay edge`: SSE, command API, legacy bridge, link client |
+//! | [`gateway`] | `relay gateway`: Discord session, REST executor, link server |
+//! | [`demo`] | `relay demo`: simulated Discord + gateway + edge + demo page |
 //! | [`gateway`] | `relay gateway`: Discord session and REST client behind the link server |
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod edge;
 pub mod gateway;
 pub mod logging;

@@ -13,7 +13,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 
 use relay::config::{self, Cli, Command, LogConfig};
-use relay::{auth, edge, gateway, logging, metrics};
+use relay::{auth, demo, edge, gateway, logging, metrics};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -40,7 +40,21 @@ fn main() {
         Command::Demo(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
             start_logging(&cfg.log);
-            not_built("demo");
+            let signal = shutdown_signal();
+            let opts = demo::DemoOptions {
+                bind: cfg.bind,
+                seed: cfg.seed.unwrap_or_else(rand::random),
+                enable_ws_bridge: cfg.enable_ws_bridge,
+                control: cfg.demo_control,
+            };
+            let running = demo::Demo::start(opts)
+                .unwrap_or_else(|e| fail(format!("cannot start the demo on {}: {e}", cfg.bind)));
+            println!("relay demo is running: open http://{}/", running.addr());
+            println!("session token (user Ada, chat:write + voice:moderate):");
+            println!("{}", running.token);
+            let _ = signal.recv();
+            log::info!("shutting down");
+            running.shutdown();
         }
         Command::Edge(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
@@ -76,7 +90,31 @@ fn main() {
         Command::All(args) => {
             let cfg = args.validate().unwrap_or_else(|e| fail(e));
             start_logging(&cfg.edge.log);
-            not_built("all");
+            // One registry, so the edge's /metrics shows the gateway's series too.
+            let metrics = Arc::new(metrics::Metrics::new());
+            let signal = shutdown_signal();
+            let gw = gateway::Gateway::start(
+                gateway::Settings::from_config(&cfg.gateway),
+                metrics.clone(),
+            )
+            .unwrap_or_else(|e| stop(e));
+            let edge = edge::Edge::start(edge::EdgeSettings::from_config(&cfg.edge), metrics)
+                .unwrap_or_else(|e| {
+                    fail(format!("cannot start the edge on {}: {e}", cfg.edge.bind))
+                });
+            crossbeam_channel::select! {
+                recv(signal) -> _ => {
+                    log::info!("shutting down");
+                    edge.shutdown();
+                    gw.shutdown();
+                }
+                recv(gw.fatal()) -> fatal => {
+                    let line = fatal.map_or_else(|_| "the Discord session ended".to_owned(), |e| e.to_string());
+                    edge.shutdown();
+                    gw.shutdown();
+                    stop(line);
+                }
+            }
         }
     }
 }
@@ -104,10 +142,6 @@ fn start_logging(log: &LogConfig) {
     if let Err(e) = logging::init(log.format, &log.spec) {
         fail(e);
     }
-}
-
-fn not_built(subcommand: &str) -> ! {
-    fail(format!("{subcommand} is not built yet"))
 }
 
 /// Prints `relay: <msg>` and exits with status 1: the settings were fine, but

@@ -44,7 +44,13 @@ fn demo_page_works_in_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     demo.shutdown();
     println!("{stdout}");
-    assert!(out.status.success(), "browser tests failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "browser tests failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("# fail 0"), "{stdout}");
-    assert!(!stdout.contains("# skipped 1") && !stdout.contains("# pass 0"), "{stdout}");
+    assert!(
+        !stdout.contains("# skipped 1") && !stdout.contains("# pass 0"),
+        "{stdout}"
+    );
 }

@@ -508,7 +508,11 @@ fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedR
             }
         }
     }
-    if (target.is_some() || flags.iter().any(Option::is_some)) && !in_voice {
+    // Real Discord cannot pull a member into voice (40032). The demo guild lets
+    // the demo page's "Join" button do it, so a visitor can try voice events.
+    if let (true, false, Some(Some(channel))) = (shared.config.demo, in_voice, target) {
+        st.set_voice(user_id, Some(channel));
+    } else if (target.is_some() || flags.iter().any(Option::is_some)) && !in_voice {
         return Reply::error(400, 40032, "Target user is not connected to voice.");
     }
     if target == Some(None) {

@@ -153,14 +153,14 @@ impl Edge {
 }
 
 /// The HTTP listener. Accepted sockets inherit its options on Linux: no Nagle
-/// delay (every SSE event leaves at once), and send/receive timeouts, so a client
-/// that stops reading or a half-open request cannot hold a thread forever.
+/// delay (every SSE event leaves at once) and a send timeout, so a client that
+/// stops reading cannot hold a thread forever. No receive timeout: `accept()`
+/// honours it too, and tiny_http ends its accept loop on the first error.
 fn listener(bind: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(bind), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
-    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
     socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     socket.bind(&bind.into())?;
     socket.listen(1024)?;
