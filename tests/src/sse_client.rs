@@ -117,6 +117,19 @@ impl SseClient {
         }
     }
 
+    /// The next sequenced event (one with an id), skipping state items such as a
+    /// `voice.snapshot` or `gateway.status` the link may push at any time.
+    pub fn next_live(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let ev = self.next_event(left)?;
+            if !ev.id.is_empty() || ev.event == "stream.reset" {
+                return Some(ev);
+            }
+        }
+    }
+
     /// Events until one of type `event` arrives; returns it.
     pub fn wait_for(&mut self, event: &str, timeout: Duration) -> Option<SseEvent> {
         let deadline = Instant::now() + timeout;

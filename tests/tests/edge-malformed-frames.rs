@@ -31,7 +31,7 @@ fn malformed_and_error_frames_become_error_events() {
         h.gateway.send_raw(frame.clone());
     }
     for (i, _) in bad.iter().enumerate() {
-        let ev = s.next_event(T).expect("an error event per malformed frame");
+        let ev = s.next_live(T).expect("an error event per malformed frame");
         assert_eq!(ev.event, "error");
         let v: Value = serde_json::from_str(&ev.data).unwrap();
         assert_eq!(v["data"]["code"], "malformed_frame", "frame {i}");

@@ -19,7 +19,7 @@ fn reconnecting_with_last_event_id_replays_exactly_the_missed_events() {
         h.gateway
             .send_event(message(&format!("{i}"), "7", &format!("m{i}")));
     }
-    let seen: Vec<_> = (0..3).map(|_| s.next_event(T).unwrap()).collect();
+    let seen: Vec<_> = (0..3).map(|_| s.next_live(T).unwrap()).collect();
     drop(s);
     // Missed while away:
     for i in 3..6 {
@@ -32,7 +32,7 @@ fn reconnecting_with_last_event_id_replays_exactly_the_missed_events() {
     let mut resumed = h.stream(&q, &[("Last-Event-ID", last_id)]);
     let mut got = Vec::new();
     while got.len() < 3 {
-        let ev = resumed.next_event(T).expect("replayed event");
+        let ev = resumed.next_live(T).expect("replayed event");
         if ev.event == "messageCreate" {
             let v: Value = serde_json::from_str(&ev.data).unwrap();
             got.push(v["data"]["content"].as_str().unwrap().to_owned());
@@ -41,7 +41,7 @@ fn reconnecting_with_last_event_id_replays_exactly_the_missed_events() {
     assert_eq!(got, ["m3", "m4", "m5"]);
     // The query form works the same way.
     let mut by_query = h.stream(&format!("{q}&lastEventId={}", seen[1].id), &[]);
-    let first = by_query.next_event(T).unwrap();
+    let first = by_query.next_live(T).unwrap();
     assert_eq!(first.event, "messageCreate");
     let v: Value = serde_json::from_str(&first.data).unwrap();
     assert_eq!(v["data"]["content"], "m2");
@@ -57,7 +57,7 @@ fn unknown_or_foreign_ids_reset_the_stream() {
     for i in 0..5 {
         h.gateway.send_event(message(&format!("{i}"), "7", "x"));
     }
-    let ids: Vec<String> = (0..5).map(|_| live.next_event(T).unwrap().id).collect();
+    let ids: Vec<String> = (0..5).map(|_| live.next_live(T).unwrap().id).collect();
     let epoch = ids[0].split_once('-').unwrap().0;
 
     let reset = |last: &str| {

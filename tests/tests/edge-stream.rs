@@ -58,7 +58,7 @@ fn first_items_then_live_events_in_order() {
     }
     let mut last_seq = None;
     for (i, meta) in metas.iter().enumerate() {
-        let ev = s.next_event(T).expect("live event");
+        let ev = s.next_live(T).expect("live event");
         assert_eq!(ev.event, "messageCreate");
         let (epoch, seq) = ev.id.split_once('-').expect("epoch-seq id");
         assert!(epoch.parse::<u64>().is_ok());
