@@ -83,3 +83,20 @@ fn a_bad_token_is_closed_with_1008() {
     assert_eq!(err["error"]["code"], "unauthenticated");
     assert_eq!(read_json(&mut ws)["closed"], 1008);
 }
+
+#[test]
+fn a_silent_client_is_closed_with_1008_after_the_auth_timeout() {
+    let h = Harness::start_with(|s| s.enable_ws_bridge = true);
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/api/ws", h.addr)).expect("upgrade");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    }
+    let started = std::time::Instant::now();
+    // Send nothing: the edge must give up after 10 s (CONTRACT.md §7).
+    assert_eq!(read_json(&mut ws)["closed"], 1008);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(14),
+        "{waited:?}"
+    );
+}

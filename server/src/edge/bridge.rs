@@ -27,6 +27,7 @@ use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
 use super::http::{error_reply, header};
+use super::sockets;
 use super::state::AppState;
 
 /// How long a client has to authenticate.
@@ -46,6 +47,12 @@ pub fn serve(state: &Arc<AppState>, req: Request) {
         ));
         return;
     };
+    // The auth deadline needs a read timeout on the socket tiny_http hides.
+    if let Some(peer) = req.remote_addr().copied() {
+        if !sockets::set_read_timeout(state.local_addr, peer, AUTH_TIMEOUT) {
+            debug!("bridge: no read timeout for {peer}; a silent client holds its thread");
+        }
+    }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let response = Response::empty(StatusCode(101)).with_header(
         Header::from_bytes("Sec-WebSocket-Accept", accept).expect("base64 is a valid header"),

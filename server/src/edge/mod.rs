@@ -12,6 +12,7 @@ mod demo;
 mod http;
 mod link_sink;
 mod routes;
+mod sockets;
 mod state;
 mod stream;
 
@@ -87,6 +88,7 @@ impl Edge {
         let limiter = KeyedLimiter::new(settings.limits)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let state = Arc::new(AppState {
+            local_addr: addr,
             keys: SessionKeys::new(&settings.session_secret),
             settings,
             hub,

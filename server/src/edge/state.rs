@@ -103,6 +103,8 @@ pub type Waiters = Mutex<HashMap<String, Sender<Completion>>>;
 pub struct AppState {
     /// The settings in force.
     pub settings: EdgeSettings,
+    /// The bound HTTP address (the settings may name port 0).
+    pub local_addr: SocketAddr,
     /// Fan-out and replay.
     pub hub: Arc<Hub>,
     /// The link to the gateway.
