@@ -58,6 +58,7 @@
 //! | [`sse`] | Server-Sent Events encoder and WHATWG parser |
 //! | [`replay`] | the replay ring behind `Last-Event-ID` |
 //! | [`sanitize`] | escaping user text for logs and re-broadcast |
+//! | [`secret`] | secrets that never print, compared in constant time |
 //! | [`ids`] | trace/request id formatting from caller-supplied randomness |
 //! | [`discord`] | Discord Gateway v10 session, dispatch → link events, REST requests and rate limits |
 #![warn(missing_docs, unreachable_pub)]
@@ -74,5 +75,6 @@ pub mod payload;
 pub mod queue;
 pub mod replay;
 pub mod sanitize;
+pub mod secret;
 pub mod sse;
 pub mod validate;

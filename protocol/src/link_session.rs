@@ -50,27 +50,7 @@ use crate::queue::{CommandQueue, Completion, QueueConfig, QueueFull};
 use crate::backoff::Backoff;
 pub use crate::backoff::BackoffConfig;
 
-/// A secret string (the link token) whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Link settings.
 #[derive(Debug, Clone)]
