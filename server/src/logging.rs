@@ -5,7 +5,7 @@
 //! field, so the contract's `traceId` / `requestId` / `latencyMs` land where
 //! log tooling looks for them:
 //!
-//! ```ignore
+//! ```text
 //! log::info!(traceId = trace, requestId = req, latencyMs = ms; "command acked");
 //! ```
 //!
