@@ -55,8 +55,12 @@ struct Conn {
     kill: Arc<AtomicBool>,
 }
 
+/// Rewrites the content of an echoed `sendMessage` at the moment of the echo.
+pub type EchoContent = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 struct Shared {
     token: String,
+    echo_content: Mutex<Option<EchoContent>>,
     mode: Mutex<ReplyMode>,
     conns: Mutex<Vec<Conn>>,
     commands_tx: Sender<GatewayCommand>,
@@ -84,6 +88,7 @@ impl TestGateway {
         let (connected_tx, connected) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             token: token.to_owned(),
+            echo_content: Mutex::new(None),
             mode: Mutex::new(ReplyMode::Ack),
             conns: Mutex::new(Vec::new()),
             commands_tx,
@@ -124,6 +129,13 @@ impl TestGateway {
     /// Sets how commands are answered from now on.
     pub fn set_mode(&self, mode: ReplyMode) {
         *self.shared.mode.lock() = mode;
+    }
+
+    /// In [`ReplyMode::AckAndEcho`], passes each echoed message's content through
+    /// `rewrite` just before the echo is sent (the load generator stamps the
+    /// echo's send time this way).
+    pub fn set_echo_content(&self, rewrite: EchoContent) {
+        *self.shared.echo_content.lock() = Some(rewrite);
     }
 
     /// The voice snapshot sent in `ready` to edges that connect from now on.
@@ -228,6 +240,8 @@ fn broadcast(shared: &Shared, text: String) {
 
 #[allow(clippy::result_large_err)] // tungstenite's callback signature fixes the error type
 fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    // As relay's own link server does: no Nagle delay on small frames.
+    let _ = stream.set_nodelay(true);
     let token = shared.token.clone();
     let failures = &shared.auth_failures;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -322,7 +336,14 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
     let echo = match (&mode, &command.body) {
         (ReplyMode::AckAndEcho, relay_protocol::payload::CommandBody::SendMessage(m)) => Some(
             GatewayEvent {
-                body: message(&clock::new_trace_id()[..16], &m.channel_id, &m.content),
+                body: message(
+                    &clock::new_trace_id()[..16],
+                    &m.channel_id,
+                    &match shared.echo_content.lock().as_ref() {
+                        Some(rewrite) => rewrite(&m.content),
+                        None => m.content.clone(),
+                    },
+                ),
                 meta: TraceMeta {
                     trace_id: command.meta.trace_id.clone(),
                     sent_at: clock::now_rfc3339(),

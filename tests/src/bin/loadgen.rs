@@ -1,0 +1,132 @@
+//! `loadgen`: drives a `relay edge` child process with SSE subscribers and
+//! command calls from a test gateway in this process, and prints markdown
+//! tables of latency, throughput, CPU and RSS. A benchmark, not a test.
+//!
+//! ```text
+//! cargo build --release -p relay-server --bin relay
+//! cargo run --release -p relay-tests --bin loadgen -- [--scenario NAME|all] [--duration-secs N] [--quick]
+//! ```
+//! Scenarios, in the order `all` runs them: fanout, max-rate, commands, sc005, idle-rss.
+
+use std::process::exit;
+use std::time::Instant;
+
+use relay_tests::loadgen::edge_proc::{relay_binary, Tokens};
+use relay_tests::loadgen::scenarios::{self, Ctx, Report};
+use relay_tests::loadgen::{now_ns, sys};
+
+const SCENARIOS: [&str; 5] = ["fanout", "max-rate", "commands", "sc005", "idle-rss"];
+
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|sc005|idle-rss|all] [--duration-secs N] [--quick]
+
+  --scenario       which scenario to run (default: all)
+  --duration-secs  measured seconds of each fanout size, of commands and of sc005
+                   (defaults 15, 10 and 60; with --quick 4, 3 and 10)
+  --quick          everything shorter (~1 min in all), for smoke runs
+
+Build the edge first: cargo build --release -p relay-server --bin relay";
+
+fn main() {
+    let _ = now_ns(); // fix the clock's origin
+    let argv: Vec<String> = std::env::args().collect();
+    let mut scenario = "all".to_owned();
+    let mut duration = None;
+    let mut quick = false;
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--scenario" => scenario = args.next().cloned().unwrap_or_default(),
+            "--duration-secs" => {
+                duration = match args.next().and_then(|v| v.parse::<u64>().ok()) {
+                    Some(d) if d > 0 => Some(d),
+                    _ => usage_error("--duration-secs needs a whole number of seconds ≥ 1"),
+                }
+            }
+            "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => usage_error(&format!("unknown argument {other}")),
+        }
+    }
+    let chosen: Vec<&str> = if scenario == "all" {
+        SCENARIOS.to_vec()
+    } else if SCENARIOS.contains(&scenario.as_str()) {
+        vec![scenario.as_str()]
+    } else {
+        usage_error(&format!("unknown scenario {scenario:?}"))
+    };
+    let relay = relay_binary().unwrap_or_else(|e| {
+        eprintln!("loadgen: {e}");
+        exit(2)
+    });
+    let nofile = sys::raise_nofile();
+    let mut ctx = Ctx {
+        relay,
+        log_dir: std::env::temp_dir(),
+        quick,
+        duration,
+        tokens: Tokens::new(),
+        report: Report::default(),
+    };
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for name in &chosen {
+        let result = match *name {
+            "fanout" => scenarios::fanout(&mut ctx),
+            "max-rate" => scenarios::max_rate(&mut ctx),
+            "commands" => scenarios::commands(&mut ctx),
+            "sc005" => scenarios::sc005(&mut ctx),
+            _ => scenarios::idle_rss(&mut ctx),
+        };
+        if let Err(e) = result {
+            eprintln!("loadgen: {name} failed: {e}");
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    let r = &ctx.report;
+    let shown: Vec<String> = argv.iter().skip(1).map(|a| a.to_owned()).collect();
+    println!("## relay edge under load\n");
+    println!("- machine: {}", sys::machine());
+    println!(
+        "- command: `cargo run --release -p relay-tests --bin loadgen --{}{}`",
+        if shown.is_empty() { "" } else { " " },
+        shown.join(" ")
+    );
+    println!(
+        "- setup: the release `relay edge` as a child process (its CPU/RSS from /proc/<pid>), the test gateway and all clients in the loadgen process on the same machine (loopback); RATE_LIMIT_* raised; open-files limit {nofile}; wall time {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("- latency: gateway send → subscriber's parse of the complete event (one monotonic clock); warm-up excluded; edge CPU % is of one core\n");
+    if !r.sse.is_empty() {
+        println!("### SSE delivery\n\n{}", r.sse_table());
+    }
+    if !r.cmd.is_empty() {
+        println!("### Commands\n\n{}", r.cmd_table());
+    }
+    if !r.idle.is_empty() {
+        println!("### Idle subscribers\n\n| subscribers | edge RSS MiB | edge threads |\n|---:|---:|---:|");
+        for l in &r.idle {
+            println!("{l}\n");
+        }
+    }
+    if !r.notes.is_empty() {
+        println!("### Notes\n");
+        for n in &r.notes {
+            println!("- {n}");
+        }
+    }
+    if !failures.is_empty() {
+        println!("\n### Failed scenarios\n");
+        for f in &failures {
+            println!("- {f}");
+        }
+        exit(1);
+    }
+}
+
+fn usage_error(msg: &str) -> ! {
+    eprintln!("loadgen: {msg}\n\n{USAGE}");
+    exit(2)
+}
