@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::live_queue::{self, Consumer, Producer};
 use parking_lot::Mutex;
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
 
@@ -91,11 +91,11 @@ pub struct Subscription {
     /// Current state items (link status, voice snapshot) at subscription time.
     pub state: Vec<Item>,
     /// Live events from now on; closes if the subscriber falls behind.
-    pub live: Receiver<Item>,
+    pub live: Consumer<Item>,
 }
 
 struct Slot {
-    tx: Sender<Item>,
+    tx: Producer<Item>,
     filter: Filter,
 }
 
@@ -187,7 +187,7 @@ impl Hub {
 
     /// Registers a subscriber. `last_event_id` is the client's `Last-Event-ID`.
     pub fn subscribe(&self, filter: Filter, last_event_id: Option<&str>) -> Subscription {
-        let (tx, live) = crossbeam_channel::bounded(self.channel_capacity);
+        let (tx, live) = live_queue::bounded(self.channel_capacity);
         let mut inner = self.inner.lock();
         let replay = match last_event_id {
             None => Ok(Vec::new()),
@@ -235,9 +235,8 @@ impl Hub {
             if !slot.filter.matches(item) {
                 continue;
             }
-            match slot.tx.try_send(item.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => slow.push(*key),
+            if slot.tx.push(item.clone()).is_err() {
+                slow.push(*key);
             }
         }
         for key in slow {

@@ -5,6 +5,7 @@
 //! | [`ws_io`] | a non-blocking WebSocket one thread drives, woken by other threads |
 //! | [`clock`] | wall clock, ids and epoch: the time and randomness protocol machines take as arguments |
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
+//! | [`live_queue`] | the bounded, non-spinning queue between the hub and one subscriber |
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
 //! | [`discord_gateway`] | the gateway's Discord thread: drives `GatewaySession`, translates dispatches |
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
@@ -18,5 +19,6 @@ pub mod discord_rest;
 pub mod hub;
 pub mod link_client;
 pub mod link_server;
+pub mod live_queue;
 pub mod sim_discord;
 pub mod ws_io;

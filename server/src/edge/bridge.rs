@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
+use relay_runtime::live_queue::RecvTimeoutError;
 use log::{debug, info};
 use relay_runtime::clock;
 use relay_runtime::hub::{Filter, Item};
@@ -139,7 +139,7 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
 fn pump(
     state: &AppState,
     ws: &mut WebSocket<Stream>,
-    live: &crossbeam_channel::Receiver<Item>,
+    live: &relay_runtime::live_queue::Consumer<Item>,
 ) -> &'static str {
     let mut unsent: VecDeque<String> = VecDeque::new();
     let mut unsent_bytes = 0usize;

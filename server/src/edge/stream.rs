@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::RecvTimeoutError;
+use relay_runtime::live_queue::RecvTimeoutError;
 use log::{debug, info};
 use relay_protocol::replay::ResetReason;
 use relay_protocol::sse::encode_comment;
