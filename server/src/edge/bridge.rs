@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use relay_runtime::live_queue::RecvTimeoutError;
 use log::{debug, info};
 use relay_runtime::clock;
 use relay_runtime::hub::{Filter, Item};
+use relay_runtime::live_queue::RecvTimeoutError;
 use serde_json::{json, Value};
 use tiny_http::{Header, Request, Response, StatusCode};
 use tungstenite::protocol::frame::coding::CloseCode;

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use relay_runtime::live_queue::RecvTimeoutError;
 use log::{debug, info};
 use relay_protocol::replay::ResetReason;
 use relay_protocol::sse::encode_comment;
 use relay_runtime::clock;
 use relay_runtime::hub::{Filter, Item};
+use relay_runtime::live_queue::RecvTimeoutError;
 use serde_json::json;
 use tiny_http::Request;
 
