@@ -8,11 +8,13 @@
 //! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
 //! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 //! | [`loadgen`] | the load generator behind `--bin loadgen` (a benchmark, not a test) |
+//! | [`hostile`] | raw HTTP/1.x over `TcpStream` and the "still serving" check of the hostile-HTTP suite |
 #![warn(missing_docs)]
 
 pub mod discord;
 pub mod gateway_rig;
 pub mod harness;
 pub mod loadgen;
+pub mod hostile;
 pub mod sse_client;
 pub mod test_gateway;
