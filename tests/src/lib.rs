@@ -14,7 +14,7 @@
 pub mod discord;
 pub mod gateway_rig;
 pub mod harness;
-pub mod loadgen;
 pub mod hostile;
+pub mod loadgen;
 pub mod sse_client;
 pub mod test_gateway;
