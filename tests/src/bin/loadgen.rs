@@ -5,23 +5,29 @@
 //! ```text
 //! cargo build --release -p relay-server --bin relay
 //! cargo run --release -p relay-tests --bin loadgen -- [--scenario NAME|all] [--duration-secs N] [--quick]
+//! bash tests/nchan/setup.sh && cargo run --release -p relay-tests --bin loadgen -- --against nchan
 //! ```
 //! Scenarios, in the order `all` runs them: fanout, max-rate, commands, sc005, idle-rss.
+//! `--against nchan` (the `compare` scenario, not part of `all`) runs relay and
+//! nginx + nchan side by side.
 
 use std::process::exit;
 use std::time::Instant;
 
 use relay_tests::loadgen::edge_proc::{relay_binary, Tokens};
+use relay_tests::loadgen::nchan::NchanSetup;
 use relay_tests::loadgen::scenarios::{self, Ctx, Report};
 use relay_tests::loadgen::{now_ns, sys};
 
 const SCENARIOS: [&str; 5] = ["fanout", "max-rate", "commands", "sc005", "idle-rss"];
 
-const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|sc005|idle-rss|all] [--duration-secs N] [--quick]
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|sc005|idle-rss|compare|all] [--against nchan] [--duration-secs N] [--quick]
 
-  --scenario       which scenario to run (default: all)
-  --duration-secs  measured seconds of each fanout size, of commands and of sc005
-                   (defaults 15, 10 and 60; with --quick 4, 3 and 10)
+  --scenario       which scenario to run (default: all, which leaves out compare)
+  --against nchan  the compare scenario: every fan-out row against relay and then
+                   against nginx + nchan (install them first: bash tests/nchan/setup.sh)
+  --duration-secs  measured seconds of each fanout size, of each compare row, of
+                   commands and of sc005 (defaults 15, 10, 10 and 60; with --quick 4, 3, 3 and 10)
   --quick          everything shorter (~1 min in all), for smoke runs
 
 Build the edge first: cargo build --release -p relay-server --bin relay";
@@ -43,6 +49,10 @@ fn main() {
                 }
             }
             "--quick" => quick = true,
+            "--against" => match args.next().map(String::as_str) {
+                Some("nchan") => scenario = "compare".to_owned(),
+                other => usage_error(&format!("--against takes nchan, not {other:?}")),
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -52,7 +62,7 @@ fn main() {
     }
     let chosen: Vec<&str> = if scenario == "all" {
         SCENARIOS.to_vec()
-    } else if SCENARIOS.contains(&scenario.as_str()) {
+    } else if SCENARIOS.contains(&scenario.as_str()) || scenario == "compare" {
         vec![scenario.as_str()]
     } else {
         usage_error(&format!("unknown scenario {scenario:?}"))
@@ -62,6 +72,17 @@ fn main() {
         exit(2)
     });
     let nofile = sys::raise_nofile();
+    let nchan = if chosen.contains(&"compare") {
+        match NchanSetup::find() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                exit(2)
+            }
+        }
+    } else {
+        None
+    };
     let mut ctx = Ctx {
         relay,
         log_dir: std::env::temp_dir(),
@@ -78,6 +99,10 @@ fn main() {
             "max-rate" => scenarios::max_rate(&mut ctx),
             "commands" => scenarios::commands(&mut ctx),
             "sc005" => scenarios::sc005(&mut ctx),
+            "compare" => match &nchan {
+                Some(setup) => scenarios::compare(&mut ctx, setup, nofile),
+                None => unreachable!("nchan is found before any scenario runs"),
+            },
             _ => scenarios::idle_rss(&mut ctx),
         };
         if let Err(e) = result {
@@ -99,6 +124,14 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     println!("- latency: gateway send → subscriber's parse of the complete event (one monotonic clock); warm-up excluded; edge CPU % is of one core\n");
+    if let Some(setup) = &nchan {
+        println!("### relay beside nginx + nchan\n");
+        println!("- nchan: nginx {} with `worker_processes auto` (one worker per core: relay's edge may use both cores too), config `tests/nchan/nginx.conf.template`; its CPU and RSS are summed over the master and every worker", setup.version);
+        println!("- same client for both: the loadgen's SSE subscribers on {} `polling` threads, one after the other connected; relay's on `/api/stream` (ready at `voice.snapshot`), nchan's on `/sub` as EventSource (ready at the response head)", 2);
+        println!("- same probes: relay's come in as `messageCreate` link frames from the test gateway over its WebSocket; nchan's are POSTed to `/pub` over one keep-alive HTTP/1.1 connection from the loadgen, each body the very JSON relay wrote for a probe (so nchan's CPU includes parsing the publisher's HTTP request; relay's its link frame and the event's JSON encoding)");
+        println!("- latency: the probe's send (just before the link frame or the POST) → the subscriber's parse; µs CPU/delivery = hub CPU seconds in the measured window / deliveries; goals (issue \"Proof under load\"): p99 and µs/delivery ≤ 1× nchan's, idle KiB/subscriber ≤ 5×\n");
+        println!("{}", r.compare_table());
+    }
     if !r.sse.is_empty() {
         println!("### SSE delivery\n\n{}", r.sse_table());
     }

@@ -8,8 +8,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`hist`] | the latency histogram |
-//! | [`sys`] | `/proc` samples, machine info, open-files limit, `TCP_NODELAY` probe |
+//! | [`sys`] | `/proc` samples (CPU, RSS, PSS, children), machine info, open-files limit, `TCP_NODELAY` probe |
 //! | [`edge_proc`] | the `relay edge` child and session tokens |
+//! | [`nchan`] | nginx + nchan as a child, and its HTTP publisher (`--against nchan`) |
 //! | [`subscribers`] | thousands of SSE subscribers on a few polling threads |
 //! | [`commands`] | open-loop HTTP command senders and the gateway-side collector |
 //! | [`scenarios`] | the scenarios and the report tables |
@@ -20,6 +21,7 @@ use std::time::Instant;
 pub mod commands;
 pub mod edge_proc;
 pub mod hist;
+pub mod nchan;
 pub mod scenarios;
 pub mod subscribers;
 pub mod sys;

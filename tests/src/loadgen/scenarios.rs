@@ -1,6 +1,7 @@
-//! The scenarios (fanout, max-rate, commands, sc005, idle-rss) and the
-//! markdown tables they fill. Each scenario starts its own test gateway and
-//! its own `relay edge` child, so every row's CPU and RSS belong to that row.
+//! The scenarios (fanout, max-rate, commands, sc005, idle-rss, and `compare`:
+//! relay beside nginx + nchan) and the markdown tables they fill. Each scenario
+//! starts its own test gateway and its own `relay edge` child (and `compare` its
+//! own nginx), so every row's CPU and RSS belong to that row.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,8 +15,9 @@ use relay_runtime::clock;
 use super::commands::{self, CmdSpec, GwCollector, MakeCmd};
 use super::edge_proc::{EdgeProc, Tokens, LINK_TOKEN};
 use super::hist::Hist;
+use super::nchan::{self, NchanProc, NchanSetup, Publisher};
 use super::now_ns;
-use super::subscribers::{probe_content, Connect, Pool};
+use super::subscribers::{probe_content, Connect, Pool, StreamRequest};
 use super::sys::{self, ProcSample};
 use crate::test_gateway::{message, ReplyMode, TestGateway};
 
@@ -73,19 +75,58 @@ impl Ctx {
     }
 
     fn subscribers_with(&self, edge: &EdgeProc, tokens: Vec<String>) -> io::Result<Pool> {
-        let n = tokens.len();
-        let start = Instant::now();
-        let pool = Pool::start(edge.addr, tokens, SSE_THREADS, Connect::Sequential);
-        pool.wait_ready(READY_TIMEOUT).map_err(io::Error::other)?;
-        let c = pool.connect_times();
-        progress(&format!(
-            "  {n} subscribers connected one after the other in {:.1?} (request → voice.snapshot p50 {} p99 {} max {} ms)",
-            start.elapsed(),
-            ms(&c, 0.5),
-            ms(&c, 0.99),
-            fmt_ms(c.max_ms())
-        ));
-        Ok(pool)
+        let requests = tokens
+            .iter()
+            .map(|t| StreamRequest::relay(edge.addr, t))
+            .collect();
+        connect_pool(edge.addr, requests, "voice.snapshot")
+    }
+}
+
+/// Connects `requests` one after the other, each waiting until it is ready.
+fn connect_pool(
+    addr: std::net::SocketAddr,
+    requests: Vec<StreamRequest>,
+    ready: &str,
+) -> io::Result<Pool> {
+    let n = requests.len();
+    let start = Instant::now();
+    let pool = Pool::start_requests(addr, requests, SSE_THREADS, Connect::Sequential);
+    pool.wait_ready(READY_TIMEOUT).map_err(io::Error::other)?;
+    let c = pool.connect_times();
+    progress(&format!(
+        "  {n} subscribers connected one after the other in {:.1?} (request → {ready} p50 {} p99 {} max {} ms)",
+        start.elapsed(),
+        ms(&c, 0.5),
+        ms(&c, 0.99),
+        fmt_ms(c.max_ms())
+    ));
+    Ok(pool)
+}
+
+/// A hub process whose CPU time and memory a scenario reads.
+pub trait Hub {
+    /// CPU time and RSS now (summed over its processes).
+    fn sample(&self) -> ProcSample;
+    /// PSS now, KiB (summed over its processes).
+    fn pss_kib(&self) -> u64;
+}
+
+impl Hub for EdgeProc {
+    fn sample(&self) -> ProcSample {
+        EdgeProc::sample(self)
+    }
+    fn pss_kib(&self) -> u64 {
+        sys::pss_kib(self.pid()).unwrap_or(0)
+    }
+}
+
+impl Hub for NchanProc {
+    fn sample(&self) -> ProcSample {
+        NchanProc::sample(self)
+    }
+    fn pss_kib(&self) -> u64 {
+        NchanProc::pss_kib(self)
     }
 }
 
@@ -148,6 +189,48 @@ pub struct Report {
     pub idle: Vec<String>,
     /// Notes (max-rate steps, anomalies).
     pub notes: Vec<String>,
+    /// `compare`: one row per subscribers × rate.
+    pub compare: Vec<CompareRow>,
+    /// `compare`: idle memory of relay and of nchan.
+    pub compare_idle: Option<(IdleMem, IdleMem)>,
+}
+
+/// One `compare` row: the same load on relay and on nchan (or why a hub's half failed).
+#[derive(Clone, Debug)]
+pub struct CompareRow {
+    /// `subs × rate/s`.
+    pub label: String,
+    /// relay's half, and the CPU other processes used meanwhile (% of one core).
+    pub relay: Result<(SseRow, f64), String>,
+    /// nchan's half, and the CPU other processes used meanwhile.
+    pub nchan: Result<(SseRow, f64), String>,
+}
+
+/// RSS and PSS with 0 and with `subs` idle subscribers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdleMem {
+    /// Idle subscribers.
+    pub subs: usize,
+    /// RSS with none, KiB.
+    pub rss0: u64,
+    /// RSS with `subs`, KiB.
+    pub rss1: u64,
+    /// PSS with none, KiB.
+    pub pss0: u64,
+    /// PSS with `subs`, KiB.
+    pub pss1: u64,
+}
+
+impl IdleMem {
+    /// RSS growth per idle subscriber, KiB.
+    pub fn kib_per_sub(&self) -> f64 {
+        (self.rss1 as f64 - self.rss0 as f64) / self.subs.max(1) as f64
+    }
+
+    /// PSS growth per idle subscriber, KiB.
+    pub fn pss_per_sub(&self) -> f64 {
+        (self.pss1 as f64 - self.pss0 as f64) / self.subs.max(1) as f64
+    }
 }
 
 fn progress(msg: &str) {
@@ -201,6 +284,81 @@ impl Report {
         s
     }
 
+    /// The relay-beside-nchan table, markdown: both hubs per row and the
+    /// ratios relay/nchan the issue sets goals for.
+    pub fn compare_table(&self) -> String {
+        let mut s = String::from(
+            "| subscribers × events/s | hub | events/s | deliveries/s | p50 ms | p95 ms | p99 ms | max ms | missed | hub CPU % | other procs' CPU % | µs CPU/delivery | hub RSS MiB | KiB RSS/idle subscriber |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let missed = |r: &SseRow| {
+            if r.disorder > 0 {
+                format!("{} ({} dup/reordered)", r.missed, r.disorder)
+            } else {
+                r.missed.to_string()
+            }
+        };
+        for row in &self.compare {
+            for (hub, r, first) in [("relay", &row.relay, true), ("nchan", &row.nchan, false)] {
+                let label = if first { row.label.as_str() } else { "" };
+                let (r, other) = match r {
+                    Ok((r, other)) => (r, other),
+                    Err(e) => {
+                        s.push_str(&format!(
+                            "| {label} | {hub} | failed: {} | | | | | | | | | | | |\n",
+                            e.replace('|', "/")
+                        ));
+                        continue;
+                    }
+                };
+                s.push_str(&format!(
+                    "| {label} | {hub} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {other:.0} | {:.1} | {:.1} | |\n",
+                    r.events_per_s,
+                    r.deliveries_per_s,
+                    ms(&r.lat, 0.5),
+                    ms(&r.lat, 0.95),
+                    ms(&r.lat, 0.99),
+                    fmt_ms(r.lat.max_ms()),
+                    missed(r),
+                    r.cpu_pct,
+                    r.us_per_delivery,
+                    r.rss_mib,
+                ));
+            }
+            let (p99, us) = match (&row.relay, &row.nchan) {
+                (Ok((a, _)), Ok((b, _))) => (
+                    judged(ratio(a.lat.ms(0.99), b.lat.ms(0.99)), 1.0),
+                    judged(ratio(a.us_per_delivery, b.us_per_delivery), 1.0),
+                ),
+                (Err(_), Ok(_)) => ("relay failed ❌".to_owned(), "relay failed ❌".to_owned()),
+                _ => ("no ratio".to_owned(), "no ratio".to_owned()),
+            };
+            s.push_str(&format!(
+                "| | **relay/nchan** | | | | | **{p99}** | | | | | **{us}** | | |\n"
+            ));
+        }
+        if let Some((a, b)) = &self.compare_idle {
+            for (hub, m, first) in [("relay", a, true), ("nchan", b, false)] {
+                s.push_str(&format!(
+                    "| {} | {hub} | | | | | | | | | | | {:.1} → {:.1} | {:.1} |\n",
+                    if first {
+                        format!("idle: 0 → {} subscribers", m.subs)
+                    } else {
+                        String::new()
+                    },
+                    m.rss0 as f64 / 1024.0,
+                    m.rss1 as f64 / 1024.0,
+                    m.kib_per_sub()
+                ));
+            }
+            s.push_str(&format!(
+                "| | **relay/nchan** | | | | | | | | | | | | **{}** |\n",
+                judged(ratio(a.kib_per_sub(), b.kib_per_sub()), 5.0)
+            ));
+        }
+        s
+    }
+
     /// The command table, markdown.
     pub fn cmd_table(&self) -> String {
         let mut s = String::from(
@@ -233,6 +391,22 @@ fn target(ok: bool, text: &str) -> String {
     format!("{text} {}", if ok { "✅" } else { "❌" })
 }
 
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// `1.23× ✅ (goal ≤ 1×)`.
+fn judged(r: f64, goal: f64) -> String {
+    format!(
+        "{r:.2}× {} (goal ≤ {goal}×)",
+        if r <= goal { "✅" } else { "❌" }
+    )
+}
+
 /// Sends probe events at `rate`/s for `dur` as `phase`, numbering from `*seq`.
 /// Returns how many were sent and over how long.
 fn publish(
@@ -241,6 +415,35 @@ fn publish(
     dur: Duration,
     phase: usize,
     seq: &mut u64,
+) -> (u64, Duration) {
+    publish_with(rate, dur, phase, seq, &mut |s, content| {
+        gw.send_raw(gateway_frame(s, &content))
+    })
+}
+
+/// The link frame relay's probe `s` travels in: a `messageCreate`.
+fn gateway_frame(s: u64, content: &str) -> String {
+    GatewayEvent {
+        body: message(&(s + 1).to_string(), "100", content),
+        meta: TraceMeta {
+            trace_id: clock::new_trace_id(),
+            sent_at: clock::now_rfc3339(),
+            request_id: None,
+            actor: None,
+        },
+    }
+    .to_json()
+}
+
+/// Calls `send(seq, probe content)` at `rate`/s for `dur` as `phase`,
+/// numbering from `*seq`; the content's send time is taken just before.
+/// Returns how many were sent and over how long.
+fn publish_with(
+    rate: f64,
+    dur: Duration,
+    phase: usize,
+    seq: &mut u64,
+    send: &mut dyn FnMut(u64, String),
 ) -> (u64, Duration) {
     let start = Instant::now();
     let total = (rate * dur.as_secs_f64()).round() as u64;
@@ -252,17 +455,7 @@ fn publish(
         }
         let s = *seq;
         *seq += 1;
-        let content = probe_content(phase, s, now_ns());
-        let frame = GatewayEvent {
-            body: message(&(s + 1).to_string(), "100", &content),
-            meta: TraceMeta {
-                trace_id: clock::new_trace_id(),
-                sent_at: clock::now_rfc3339(),
-                request_id: None,
-                actor: None,
-            },
-        };
-        gw.send_raw(frame.to_json());
+        send(s, probe_content(phase, s, now_ns()));
     }
     (total, start.elapsed())
 }
@@ -273,7 +466,7 @@ struct Window {
 }
 
 impl Window {
-    fn open(edge: &EdgeProc) -> Window {
+    fn open(edge: &dyn Hub) -> Window {
         Window {
             edge: edge.sample(),
             gen: sys::sample("self"),
@@ -281,7 +474,7 @@ impl Window {
     }
 
     /// (edge CPU %, edge CPU seconds, loadgen CPU %, edge RSS MiB)
-    fn close(&self, edge: &EdgeProc) -> (f64, f64, f64, f64) {
+    fn close(&self, edge: &dyn Hub) -> (f64, f64, f64, f64) {
         let e = edge.sample();
         let g = sys::sample("self");
         let gen = match (&self.gen, &g) {
@@ -721,5 +914,243 @@ pub fn idle_rss(ctx: &mut Ctx) -> io::Result<()> {
     );
     progress(&format!("  {line}"));
     ctx.report.notes.push(line);
+    Ok(())
+}
+
+/// The rows `compare` runs: subscribers × events/s.
+pub const COMPARE_ROWS: [(usize, f64); 4] =
+    [(100, 200.0), (1000, 50.0), (5000, 10.0), (10_000, 5.0)];
+
+/// `compare` (`--against nchan`): each fan-out row against relay, then the same
+/// row against nginx + nchan with the same subscriber client and the same probe
+/// bodies; then idle memory of both with 0 and 1,000 subscribers.
+pub fn compare(ctx: &mut Ctx, setup: &NchanSetup, nofile: u64) -> io::Result<()> {
+    let measure = ctx.measure(10, 3);
+    let mut sample = None;
+    for (subs, rate) in COMPARE_ROWS {
+        let label = format!("{subs} × {rate:.0}/s");
+        progress(&format!("compare {label}: relay, {measure:?} measured"));
+        let relay = compare_relay(ctx, subs, rate, measure).map(|(row, s)| {
+            sample = s.or(sample.take());
+            row
+        });
+        if let Err(e) = &relay {
+            progress(&format!("  relay failed: {e}"));
+        }
+        progress(&format!("compare {label}: nchan, {measure:?} measured"));
+        let nchan = compare_nchan(ctx, setup, nofile, subs, rate, measure, sample.as_deref());
+        if let Err(e) = &nchan {
+            progress(&format!("  nchan failed: {e}"));
+        }
+        ctx.report.compare.push(CompareRow {
+            label,
+            relay,
+            nchan,
+        });
+    }
+    idle_compare(ctx, setup, nofile)
+}
+
+/// relay's half of a `compare` row, and the `data` of a probe as it wrote it.
+fn compare_relay(
+    ctx: &mut Ctx,
+    subs: usize,
+    rate: f64,
+    measure: Duration,
+) -> Result<((SseRow, f64), Option<String>), String> {
+    let (gw, mut edge) = ctx.start(ReplyMode::Ack).map_err(|e| e.to_string())?;
+    let pool = match ctx.subscribers(&edge, subs) {
+        Ok(pool) => pool,
+        Err(e) => return Err(edge_failure(&mut edge, &e.to_string())),
+    };
+    let mut send = |s: u64, content: String| gw.send_raw(gateway_frame(s, &content));
+    let row = fanout_row(ctx, "relay", &edge, &pool, subs, rate, measure, &mut send);
+    if !edge.alive() {
+        return Err(edge_failure(&mut edge, "exited during the row"));
+    }
+    Ok((row, pool.sample_data()))
+}
+
+/// Why the edge failed: `what`, and if it is gone, the panic message from its log.
+fn edge_failure(edge: &mut EdgeProc, what: &str) -> String {
+    thread::sleep(Duration::from_millis(200));
+    if edge.alive() {
+        return what.to_owned();
+    }
+    let log = std::fs::read_to_string(&edge.log).unwrap_or_default();
+    let panic = log
+        .lines()
+        .skip_while(|l| !l.contains("panicked at"))
+        .nth(1)
+        .map(str::trim)
+        .unwrap_or("no panic message")
+        .to_owned();
+    let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .map(|m| format!("; vm.max_map_count {}", m.trim()))
+        .unwrap_or_default();
+    format!("the edge aborted ({what}): `{panic}`{maps}")
+}
+
+/// nchan's half of a `compare` row.
+#[allow(clippy::too_many_arguments)]
+fn compare_nchan(
+    ctx: &mut Ctx,
+    setup: &NchanSetup,
+    nofile: u64,
+    subs: usize,
+    rate: f64,
+    measure: Duration,
+    sample: Option<&str>,
+) -> Result<(SseRow, f64), String> {
+    let label = format!("{subs} × {rate:.0}/s");
+    let hub = NchanProc::start(setup, &ctx.log_dir, nofile).map_err(|e| e.to_string())?;
+    let requests = (0..subs)
+        .map(|_| StreamRequest::plain(hub.addr, "/sub"))
+        .collect();
+    let pool = connect_pool(hub.addr, requests, "response head").map_err(|e| e.to_string())?;
+    let mut publisher = Publisher::connect(hub.addr).map_err(|e| e.to_string())?;
+    // relay's own event JSON for a probe, so both hubs carry the same bytes.
+    let (head, tail) = nchan::body_template(sample);
+    let mut send = |_s: u64, content: String| {
+        publisher.publish(&format!("{head}{content}{tail}"));
+    };
+    let row = fanout_row(ctx, "nchan", &hub, &pool, subs, rate, measure, &mut send);
+    if publisher.errors > 0 {
+        ctx.report.notes.push(format!(
+            "compare {label}: {} nchan publishes failed, first: {}",
+            publisher.errors,
+            publisher.first_error.clone().unwrap_or_default()
+        ));
+    }
+    for line in hub.trouble() {
+        ctx.report
+            .notes
+            .push(format!("compare {label}: nginx error.log: {line}"));
+    }
+    Ok(row)
+}
+
+/// One fan-out row on a hub whose subscribers are connected: warm-up, then
+/// `measure` of probes through `send`, then the drain.
+#[allow(clippy::too_many_arguments)]
+fn fanout_row(
+    ctx: &Ctx,
+    hub_name: &str,
+    hub: &dyn Hub,
+    pool: &Pool,
+    subs: usize,
+    rate: f64,
+    measure: Duration,
+    send: &mut dyn FnMut(u64, String),
+) -> (SseRow, f64) {
+    let mut seq = 0;
+    publish_with(rate, ctx.warmup(), 0, &mut seq, send);
+    let busy0 = sys::machine_busy_secs();
+    let w = Window::open(hub);
+    let (sent, wall) = publish_with(rate, measure, 1, &mut seq, send);
+    let (cpu, cpu_secs, gen_cpu, rss) = w.close(hub);
+    // What the rest of the machine (other agents' builds and runs) took meanwhile.
+    let other = match (busy0, sys::machine_busy_secs()) {
+        (Some(a), Some(b)) => ((b - a) / wall.as_secs_f64() * 100.0 - cpu - gen_cpu).max(0.0),
+        _ => 0.0,
+    };
+    let drained = pool.wait_received(subs as u64 * seq, DRAIN_TIMEOUT);
+    let rep = pool.report();
+    let lat = rep.phase(1).lat;
+    let deliveries = lat.count();
+    let missed = (subs as u64 * seq).saturating_sub(rep.distinct);
+    let row = SseRow {
+        name: format!("{hub_name} {subs}×{rate:.0}/s"),
+        subs,
+        events_per_s: sent as f64 / wall.as_secs_f64(),
+        deliveries_per_s: deliveries as f64 / wall.as_secs_f64(),
+        lat,
+        missed,
+        disorder: rep.dups + rep.reorders,
+        cpu_pct: cpu,
+        us_per_delivery: cpu_secs * 1e6 / deliveries.max(1) as f64,
+        rss_mib: rss,
+        target: String::new(),
+    };
+    progress(&format!(
+        "  {hub_name}: p50 {} p99 {} max {} ms, {} missed, {} streams closed, drained: {drained}, hub CPU {cpu:.0} % ({:.1} µs/delivery), loadgen CPU {gen_cpu:.0} %, other processes {other:.0} %",
+        ms(&row.lat, 0.5),
+        ms(&row.lat, 0.99),
+        fmt_ms(row.lat.max_ms()),
+        row.missed,
+        rep.closed,
+        row.us_per_delivery
+    ));
+    (row, other)
+}
+
+/// RSS and PSS of `hub` with none and then `n` idle subscribers, read `settle`
+/// after the last one connected.
+fn idle_mem(
+    hub: &dyn Hub,
+    addr: std::net::SocketAddr,
+    requests: Vec<StreamRequest>,
+    ready: &str,
+    settle: Duration,
+) -> io::Result<IdleMem> {
+    thread::sleep(Duration::from_secs(1));
+    let (r0, p0) = (hub.sample(), hub.pss_kib());
+    let n = requests.len();
+    let pool = connect_pool(addr, requests, ready)?;
+    thread::sleep(settle);
+    let (r1, p1) = (hub.sample(), hub.pss_kib());
+    drop(pool);
+    Ok(IdleMem {
+        subs: n,
+        rss0: r0.rss_kib,
+        rss1: r1.rss_kib,
+        pss0: p0,
+        pss1: p1,
+    })
+}
+
+fn idle_compare(ctx: &mut Ctx, setup: &NchanSetup, nofile: u64) -> io::Result<()> {
+    let n = 1000;
+    // relay's tiny_http reader threads last 10 s after a request; read after them.
+    let settle = Duration::from_secs(if ctx.quick { 2 } else { 11 });
+    progress(&format!(
+        "compare idle: 0 then {n} idle subscribers, read {settle:?} after the last connect"
+    ));
+    let relay = {
+        let (_gw, edge) = ctx.start(ReplyMode::Ack)?;
+        let requests = (0..n)
+            .map(|i| {
+                StreamRequest::relay(
+                    edge.addr,
+                    &ctx.tokens.issue(&format!("{}", 500_000 + i), &[]),
+                )
+            })
+            .collect();
+        idle_mem(&edge, edge.addr, requests, "voice.snapshot", settle)?
+    };
+    let nchan = {
+        let hub = NchanProc::start(setup, &ctx.log_dir, nofile)?;
+        let requests = (0..n)
+            .map(|_| StreamRequest::plain(hub.addr, "/sub"))
+            .collect();
+        idle_mem(&hub, hub.addr, requests, "response head", settle)?
+    };
+    for (name, m) in [("relay", &relay), ("nchan", &nchan)] {
+        progress(&format!(
+            "  {name}: RSS {} → {} KiB ({:.1} KiB/subscriber), PSS {} → {} KiB ({:.1} KiB/subscriber)",
+            m.rss0,
+            m.rss1,
+            m.kib_per_sub(),
+            m.pss0,
+            m.pss1,
+            m.pss_per_sub()
+        ));
+    }
+    ctx.report.notes.push(format!(
+        "idle memory by PSS (shared pages split among processes, so nginx's shared-memory zone is not counted once per worker): relay {:.1} KiB/subscriber, nchan {:.1} KiB/subscriber; RSS read {settle:?} after the last of {n} connects",
+        relay.pss_per_sub(),
+        nchan.pss_per_sub()
+    ));
+    ctx.report.compare_idle = Some((relay, nchan));
     Ok(())
 }

@@ -3,6 +3,12 @@
 //! [`SseParser`] per subscriber. A thread per subscriber would put the load
 //! generator's own scheduling on the edge's two cores.
 //!
+//! The same client serves relay's `/api/stream` (ready at its `voice.snapshot`)
+//! and any other SSE hub such as nginx + nchan (ready at the `200` response
+//! head): see [`StreamRequest`]. It takes probes from events named
+//! `messageCreate` or the default `message`, and ignores comments (`: hi`) and
+//! whatever the `id:` field holds (nchan's `<time>:<seq>`).
+//!
 //! Probe events are `messageCreate`s whose content is
 //! `lg <phase> <seq> <sent_ns>[ g<echo_ns>]` (times since [`super::now_ns`]'s
 //! origin, the same clock as the sender's). A subscriber stamps the time once per
@@ -75,8 +81,53 @@ struct Shared {
     closed: AtomicUsize,
     received: AtomicU64,
     first_error: Mutex<Option<String>>,
-    /// Request sent → `voice.snapshot` parsed, per subscriber.
+    /// Request sent → ready (`voice.snapshot` parsed, or the response head), per subscriber.
     connect: Mutex<Hist>,
+    /// The `data` of the first probe event received, as the hub wrote it.
+    sample: Mutex<Option<String>>,
+}
+
+/// When a subscriber counts as subscribed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyOn {
+    /// relay: its `voice.snapshot` event was parsed.
+    Snapshot,
+    /// Any other hub: its `200` response head was read (nchan registers the
+    /// subscriber before it answers).
+    Head,
+}
+
+/// One subscriber's HTTP request and its readiness rule.
+#[derive(Clone, Debug)]
+pub struct StreamRequest {
+    /// The whole request text (head and the blank line).
+    pub text: String,
+    /// When it counts as subscribed.
+    pub ready: ReadyOn,
+}
+
+impl StreamRequest {
+    /// relay's `GET /api/stream` with a session token.
+    pub fn relay(addr: SocketAddr, token: &str) -> StreamRequest {
+        StreamRequest {
+            text: format!(
+                "GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+                 Authorization: Bearer {token}\r\n\r\n"
+            ),
+            ready: ReadyOn::Snapshot,
+        }
+    }
+
+    /// A plain EventSource request for `path` (no credentials), ready at the head.
+    pub fn plain(addr: SocketAddr, path: &str) -> StreamRequest {
+        StreamRequest {
+            text: format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+                 Cache-Control: no-cache\r\n\r\n"
+            ),
+            ready: ReadyOn::Head,
+        }
+    }
 }
 
 /// How subscribers connect.
@@ -121,8 +172,22 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Opens one `/api/stream` per token, spread over `threads` threads.
+    /// Opens one relay `/api/stream` per token, spread over `threads` threads.
     pub fn start(addr: SocketAddr, tokens: Vec<String>, threads: usize, mode: Connect) -> Pool {
+        let requests = tokens
+            .iter()
+            .map(|t| StreamRequest::relay(addr, t))
+            .collect();
+        Pool::start_requests(addr, requests, threads, mode)
+    }
+
+    /// Opens one stream per request, spread over `threads` threads.
+    pub fn start_requests(
+        addr: SocketAddr,
+        tokens: Vec<StreamRequest>,
+        threads: usize,
+        mode: Connect,
+    ) -> Pool {
         let n = tokens.len();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -132,9 +197,10 @@ impl Pool {
             received: AtomicU64::new(0),
             first_error: Mutex::new(None),
             connect: Mutex::new(Hist::new()),
+            sample: Mutex::new(None),
         });
         let threads = threads.max(1).min(n.max(1));
-        let mut groups: Vec<Vec<String>> = vec![Vec::new(); threads];
+        let mut groups: Vec<Vec<StreamRequest>> = vec![Vec::new(); threads];
         for (i, t) in tokens.into_iter().enumerate() {
             groups[i % threads].push(t);
         }
@@ -192,12 +258,12 @@ impl Pool {
         }
     }
 
-    /// Request sent → `voice.snapshot` parsed, over the subscribers ready so far.
+    /// Request sent → ready, over the subscribers ready so far.
     pub fn connect_times(&self) -> Hist {
         self.shared.connect.lock().clone()
     }
 
-    /// Subscribers that got their `voice.snapshot`.
+    /// Subscribers that are ready.
     pub fn ready(&self) -> usize {
         self.shared.ready.load(Ordering::SeqCst)
     }
@@ -212,7 +278,7 @@ impl Pool {
         self.n == 0
     }
 
-    /// Waits until every subscriber got its `voice.snapshot`.
+    /// Waits until every subscriber is ready.
     pub fn wait_ready(&self, timeout: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         loop {
@@ -235,6 +301,11 @@ impl Pool {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The `data` of the first probe event received, as the hub wrote it.
+    pub fn sample_data(&self) -> Option<String> {
+        self.shared.sample.lock().clone()
     }
 
     /// Probe events received so far, over all subscribers.
@@ -300,33 +371,32 @@ struct Sub {
     ready: bool,
     /// The response head while it is still being read.
     head: Option<Vec<u8>>,
+    /// When it counts as ready.
+    ready_on: ReadyOn,
     parser: SseParser,
     open: bool,
 }
 
-fn connect(addr: SocketAddr, token: &str) -> io::Result<Sub> {
+fn connect(addr: SocketAddr, req: &StreamRequest) -> io::Result<Sub> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     stream.set_nodelay(true)?;
-    let req = format!(
-        "GET /api/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
-    );
     let started_ns = now_ns();
-    stream.write_all(req.as_bytes())?;
+    stream.write_all(req.text.as_bytes())?;
     Ok(Sub {
         stream,
         started_ns,
         ready: false,
         head: Some(Vec::new()),
+        ready_on: req.ready,
         parser: SseParser::new(),
         open: true,
     })
 }
 
-/// Connects and reads (blocking) until the `voice.snapshot` is parsed.
+/// Connects and reads (blocking) until the subscriber is ready.
 fn connect_and_wait(
     addr: SocketAddr,
-    token: &str,
+    token: &StreamRequest,
     key: usize,
     shared: &Shared,
     st: &mut ThreadStats,
@@ -337,7 +407,7 @@ fn connect_and_wait(
     while !sub.ready {
         let n = sub.stream.read(buf)?;
         if n == 0 {
-            return Err(io::Error::other("stream closed before its voice.snapshot"));
+            return Err(io::Error::other("stream closed before it was ready"));
         }
         feed(&mut sub, &buf[..n], key, shared, st);
         if !sub.open {
@@ -356,7 +426,7 @@ fn fail(shared: &Shared, msg: String) {
 
 fn run(
     addr: SocketAddr,
-    tokens: Vec<String>,
+    tokens: Vec<StreamRequest>,
     connected: Option<Vec<Sub>>,
     shared: Arc<Shared>,
     stats: Arc<Mutex<ThreadStats>>,
@@ -470,15 +540,29 @@ fn feed(sub: &mut Sub, mut bytes: &[u8], key: usize, shared: &Shared, st: &mut T
             fail(
                 shared,
                 format!(
-                    "/api/stream answered {status}: {}",
+                    "stream request answered {status}: {}",
                     String::from_utf8_lossy(&head[end + 4..])
                 ),
             );
             sub.open = false;
             return;
         }
+        let chunked = String::from_utf8_lossy(&head[..end])
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        if chunked {
+            fail(
+                shared,
+                "chunked event streams are not supported by this client".into(),
+            );
+            sub.open = false;
+            return;
+        }
         let rest = head.split_off(end + 4);
         sub.head = None;
+        if sub.ready_on == ReadyOn::Head {
+            mark_ready(sub, shared, now_ns());
+        }
         sub.parser.feed(&rest);
         bytes = &[];
     }
@@ -489,11 +573,14 @@ fn feed(sub: &mut Sub, mut bytes: &[u8], key: usize, shared: &Shared, st: &mut T
     while let Some(item) = sub.parser.poll_item() {
         let SseItem::Event(ev) = item else { continue };
         match ev.event.as_str() {
-            "messageCreate" => {
+            // relay names its events; a hub that does not gives the default type.
+            "messageCreate" | "message" => {
                 let Some(p) = parse_probe(&ev.data) else {
                     continue;
                 };
-                shared.received.fetch_add(1, Ordering::Relaxed);
+                if shared.received.fetch_add(1, Ordering::Relaxed) == 0 {
+                    shared.sample.lock().get_or_insert_with(|| ev.data.clone());
+                }
                 if st.phases.len() <= p.phase {
                     st.phases.resize_with(p.phase + 1, PhaseStats::default);
                 }
@@ -504,17 +591,21 @@ fn feed(sub: &mut Sub, mut bytes: &[u8], key: usize, shared: &Shared, st: &mut T
                 }
                 st.subs[key].saw(p.seq);
             }
-            "voice.snapshot" if !sub.ready => {
-                sub.ready = true;
-                shared.ready.fetch_add(1, Ordering::SeqCst);
-                shared
-                    .connect
-                    .lock()
-                    .record(now.saturating_sub(sub.started_ns));
+            "voice.snapshot" if !sub.ready && sub.ready_on == ReadyOn::Snapshot => {
+                mark_ready(sub, shared, now);
             }
             _ => {}
         }
     }
+}
+
+fn mark_ready(sub: &mut Sub, shared: &Shared, now: u64) {
+    sub.ready = true;
+    shared.ready.fetch_add(1, Ordering::SeqCst);
+    shared
+        .connect
+        .lock()
+        .record(now.saturating_sub(sub.started_ns));
 }
 
 /// The numbers a probe event carries.
@@ -574,6 +665,49 @@ mod tests {
         let d = format!(r#"{{"data":{{"content":"{}"}}}}"#, probe_content(0, 3, 9));
         assert_eq!(parse_probe(&d).map(|p| p.seq), Some(3));
         assert_eq!(parse_probe(r#"{"content":"hello"}"#), None);
+    }
+
+    #[test]
+    fn nchan_framing_is_understood() {
+        // nchan's EventSource stream: a `: hi` comment first, `<time>:<seq>` ids,
+        // and events named by `nchan_eventsource_event` or not named at all.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).expect("request");
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\
+                  Connection: keep-alive\r\n\r\n: hi\n\n",
+            )
+            .expect("head");
+            thread::sleep(Duration::from_millis(50));
+            s.write_all(
+                b"event: messageCreate\nid: 1795649504:0\ndata: {\"content\":\"lg 1 0 5\"}\n\n\
+                  id: 1795649504:1\ndata: {\"content\":\"lg 1 1 6\"}\n\n",
+            )
+            .expect("events");
+            thread::sleep(Duration::from_millis(500));
+        });
+        let pool = Pool::start_requests(
+            addr,
+            vec![StreamRequest::plain(addr, "/sub")],
+            1,
+            Connect::Sequential,
+        );
+        pool.wait_ready(Duration::from_secs(5))
+            .expect("ready at the head");
+        assert!(pool.wait_received(2, Duration::from_secs(5)));
+        let rep = pool.report();
+        assert_eq!((rep.distinct, rep.dups, rep.reorders), (2, 0, 0));
+        assert_eq!(rep.phase(1).lat.count(), 2);
+        assert_eq!(
+            pool.sample_data().as_deref(),
+            Some(r#"{"content":"lg 1 0 5"}"#)
+        );
+        drop(pool);
+        server.join().expect("server");
     }
 
     #[test]

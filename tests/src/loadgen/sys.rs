@@ -56,6 +56,54 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// The pids whose parent is `pid` (read from every `/proc/<n>/stat`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|n| {
+            fs::read_to_string(format!("/proc/{n}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.get(stat.rfind(')')? + 2..)?.to_owned();
+                    // After the name: state, then ppid.
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// A process's proportional set size (shared pages split among the processes
+/// mapping them), KiB, from `/proc/<pid>/smaps_rollup`.
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds the whole machine spent busy since boot (every core; `/proc/stat`
+/// minus idle and iowait), to tell how much other processes took in a window.
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let busy: f64 = v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
+    Some(busy / clock_ticks())
+}
+
 /// CPU use between two samples, in percent of one core.
 pub fn cpu_percent(a: &ProcSample, b: &ProcSample) -> f64 {
     let wall = (b.at - a.at).as_secs_f64();
