@@ -6,15 +6,15 @@
 //! that address lets browser tests act as Discord (a member leaving voice) and
 //! break the link on purpose.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use log::{info, warn};
 use relay_protocol::bucket::LimitConfig;
+use relay_runtime::http_server::{HttpConfig, HttpServer, Request, Response};
 use relay_runtime::sim_discord::{demo_users, ids, SimConfig, SimDiscord};
 use serde_json::{json, Value};
 
@@ -28,7 +28,7 @@ pub struct Demo {
     sim: Option<Arc<SimDiscord>>,
     gateway: Arc<parking_lot::Mutex<Option<Gateway>>>,
     edge: Option<Edge>,
-    control: Option<(Arc<tiny_http::Server>, JoinHandle<()>)>,
+    control: Option<HttpServer>,
     /// A session token for the first demo user, with both roles.
     pub token: String,
 }
@@ -74,6 +74,7 @@ impl Demo {
             replay_capacity: 4096,
             reply_timeout: Duration::from_secs(5),
             demo: Some(Arc::new(demo_info())),
+            http: HttpConfig::default(),
         };
         let edge = Edge::start(edge_settings, metrics)?;
         let first = demo_users()
@@ -107,9 +108,8 @@ impl Demo {
 
     /// Stops everything, edge first so browsers see the stream end.
     pub fn shutdown(mut self) {
-        if let Some((server, thread)) = self.control.take() {
-            server.unblock();
-            let _ = thread.join();
+        if let Some(server) = self.control.take() {
+            server.shutdown();
         }
         if let Some(edge) = self.edge.take() {
             edge.shutdown();
@@ -117,7 +117,7 @@ impl Demo {
         if let Some(gateway) = self.gateway.lock().take() {
             gateway.shutdown();
         }
-        // The control thread held the only other reference, and it has ended.
+        // The control API holds the simulator weakly, so this is the last reference.
         if let Some(Ok(sim)) = self.sim.take().map(Arc::try_unwrap) {
             sim.shutdown();
         }
@@ -130,9 +130,7 @@ impl Demo {
         &self,
         addr: SocketAddr,
         mut settings: GatewaySettings,
-    ) -> io::Result<(Arc<tiny_http::Server>, JoinHandle<()>)> {
-        let server =
-            Arc::new(tiny_http::Server::http(addr).map_err(|e| io::Error::other(e.to_string()))?);
+    ) -> io::Result<HttpServer> {
         let gateway = self.gateway.clone();
         let sim = self.sim.as_ref().expect("running");
         let api = sim.api_base();
@@ -143,59 +141,52 @@ impl Demo {
         settings.api_base = api;
         settings.gateway_url = Some(ws);
         settings.bot_token = Secret::new(bot);
-        let sim_control = sim.clone();
-        let srv = server.clone();
+        let sim_control = Arc::downgrade(sim);
         let down = Arc::new(AtomicBool::new(false));
-        let thread = thread::Builder::new()
-            .name("relay-demo-control".into())
-            .spawn(move || {
-                while let Ok(mut req) = srv.recv() {
-                    let mut body = String::new();
-                    let _ = req.as_reader().take(4096).read_to_string(&mut body);
-                    let url = req.url().to_owned();
-                    let result = match url.as_str() {
-                        "/voice-leave" => {
-                            let user = serde_json::from_str::<Value>(&body)
-                                .ok()
-                                .and_then(|v| v["userId"].as_str().map(str::to_owned));
-                            match user {
-                                Some(u) => Ok(json!({"ok": sim_control.voice_leave(&u)})),
-                                None => Err("userId required"),
-                            }
-                        }
-                        "/link-drop" => {
-                            down.store(true, Ordering::SeqCst);
-                            if let Some(g) = gateway.lock().take() {
-                                g.shutdown();
-                            }
-                            Ok(json!({"ok": true}))
-                        }
-                        "/link-restore" => {
-                            let mut slot = gateway.lock();
-                            if slot.is_none() {
-                                match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
-                                    Ok(g) => *slot = Some(g),
-                                    Err(e) => {
-                                        warn!("demo control: cannot restart the gateway: {e}")
-                                    }
-                                }
-                            }
-                            down.store(false, Ordering::SeqCst);
-                            Ok(json!({"ok": slot.is_some()}))
-                        }
-                        _ => Err("unknown control"),
-                    };
-                    let (status, body) = match result {
-                        Ok(v) => (200, v),
-                        Err(e) => (400, json!({"error": e})),
-                    };
-                    let _ = req.respond(
-                        tiny_http::Response::from_string(body.to_string()).with_status_code(status),
-                    );
+        let handler = move |mut req: Request| {
+            let body = req.read_body(4096).unwrap_or_default();
+            let result = match req.url() {
+                "/voice-leave" => {
+                    let user = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["userId"].as_str().map(str::to_owned));
+                    match (user, Weak::upgrade(&sim_control)) {
+                        (Some(u), Some(sim)) => Ok(json!({"ok": sim.voice_leave(&u)})),
+                        (None, _) => Err("userId required"),
+                        (_, None) => Err("shutting down"),
+                    }
                 }
-            })?;
-        info!("demo control API on http://{addr}");
-        Ok((server, thread))
+                "/link-drop" => {
+                    down.store(true, Ordering::SeqCst);
+                    if let Some(g) = gateway.lock().take() {
+                        g.shutdown();
+                    }
+                    Ok(json!({"ok": true}))
+                }
+                "/link-restore" => {
+                    let mut slot = gateway.lock();
+                    if slot.is_none() {
+                        match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
+                            Ok(g) => *slot = Some(g),
+                            Err(e) => {
+                                warn!("demo control: cannot restart the gateway: {e}")
+                            }
+                        }
+                    }
+                    down.store(false, Ordering::SeqCst);
+                    Ok(json!({"ok": slot.is_some()}))
+                }
+                _ => Err("unknown control"),
+            };
+            let (status, body) = match result {
+                Ok(v) => (200, v),
+                Err(e) => (400, json!({"error": e})),
+            };
+            let _ = req.respond(Response::json(status, &body));
+        };
+        let server = HttpServer::bind(addr, HttpConfig::default(), Arc::new(handler))?;
+        info!("demo control API on http://{}", server.local_addr());
+        Ok(server)
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay::edge::{Edge, EdgeSettings};
+use relay::edge::{Edge, EdgeSettings, HttpConfig};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_protocol::bucket::LimitConfig;
@@ -31,6 +31,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         replay_capacity: 4096,
         reply_timeout: Duration::from_secs(5),
         demo: None,
+        http: HttpConfig::default(),
     }
 }
 

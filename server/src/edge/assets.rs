@@ -1,9 +1,7 @@
 //! The demo page and the browser client, embedded in the binary so `relay` needs
 //! no files and no CDN at run time (CONTRACT.md §1 `relay demo`).
 
-use tiny_http::Header;
-
-use super::http::{content_type, Reply};
+use super::http::Reply;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
 const APP_JS: &str = include_str!("../../assets/app.js");
@@ -20,11 +18,10 @@ pub fn get(path: &str) -> Option<Reply> {
         _ => return None,
     };
     Some(
-        Reply::from_data(body.as_bytes().to_vec())
-            .with_header(content_type(kind))
-            .with_header(Header::from_bytes("Cache-Control", "no-cache").expect("static header"))
-            .with_header(
-                Header::from_bytes("X-Content-Type-Options", "nosniff").expect("static header"),
-            ),
+        Reply::new(200)
+            .header("Content-Type", kind)
+            .header("Cache-Control", "no-cache")
+            .header("X-Content-Type-Options", "nosniff")
+            .body(body.as_bytes()),
     )
 }

@@ -3,9 +3,8 @@
 //! `access_token` query parameter (CONTRACT.md §2).
 
 use relay_runtime::clock;
-use tiny_http::Request;
 
-use super::http::{header, unauthenticated, Reply};
+use super::http::{header, unauthenticated, Reply, Request};
 use super::state::AppState;
 use crate::auth::{token_from_request, Session};
 

@@ -12,8 +12,8 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
@@ -21,13 +21,11 @@ use relay_runtime::clock;
 use relay_runtime::hub::{Filter, Item};
 use relay_runtime::live_queue::RecvTimeoutError;
 use serde_json::{json, Value};
-use tiny_http::{Header, Request, Response, StatusCode};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
-use super::http::{error_reply, header};
-use super::sockets;
+use super::http::{error_reply, Request};
 use super::state::AppState;
 
 /// How long a client has to authenticate.
@@ -35,47 +33,39 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unsent bytes past which a client is closed.
 const MAX_UNSENT: usize = 1024 * 1024;
 
-type Stream = Box<dyn tiny_http::ReadWrite + Send>;
+type Stream = TcpStream;
 
-/// Upgrades the request and serves the bridge on its own thread.
+/// Upgrades the request and serves the bridge on its connection thread.
 pub fn serve(state: &Arc<AppState>, req: Request) {
-    let Some(key) = header(&req, "Sec-WebSocket-Key").map(str::to_owned) else {
+    if let Some(problem) = req.websocket_upgrade_error() {
+        debug!("bridge: not an upgrade: {problem}");
         let _ = req.respond(error_reply(
             400,
             "invalid_request",
             "expected a WebSocket upgrade",
         ));
         return;
-    };
-    // The auth deadline needs a read timeout on the socket tiny_http hides.
-    if let Some(peer) = req.remote_addr().copied() {
-        if !sockets::set_read_timeout(state.local_addr, peer, AUTH_TIMEOUT) {
-            debug!("bridge: no read timeout for {peer}; a silent client holds its thread");
-        }
     }
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let response = Response::empty(StatusCode(101)).with_header(
-        Header::from_bytes("Sec-WebSocket-Accept", accept).expect("base64 is a valid header"),
-    );
-    let stream = req.upgrade("websocket", response);
-    let state = state.clone();
-    let _ = thread::Builder::new()
-        .name("relay-bridge".into())
-        .stack_size(128 * 1024)
-        .spawn(move || {
-            let config = relay_runtime::ws_io::ws_config().max_message_size(Some(64 * 1024));
-            let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
-            let outcome = run(&state, &mut ws);
-            debug!("bridge client ended: {outcome}");
-        });
+    let stream = match req.upgrade_websocket() {
+        Ok(stream) => stream,
+        Err(e) => {
+            debug!("bridge: upgrade failed: {e}");
+            return;
+        }
+    };
+    let config = relay_runtime::ws_io::ws_config().max_message_size(Some(64 * 1024));
+    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
+    let outcome = run(state, &mut ws);
+    debug!("bridge client ended: {outcome}");
 }
 
 fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
-    let started = Instant::now();
-    // The socket's read timeout (set on the listener) bounds each read; the
-    // overall deadline bounds a client that trickles frames.
+    let deadline = Instant::now() + AUTH_TIMEOUT;
+    // Each read waits only until the deadline, so a silent client and one that
+    // trickles frames are both closed on time.
     let token = loop {
-        if started.elapsed() > AUTH_TIMEOUT {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || ws.get_ref().set_read_timeout(Some(left)).is_err() {
             close(ws, CloseCode::Policy, "authentication timeout");
             return "auth timeout";
         }

@@ -14,11 +14,11 @@ use relay_protocol::sanitize::{sanitize, LOG_TEXT_MAX};
 use relay_protocol::validate::{validate, Endpoint};
 use relay_runtime::clock;
 use serde_json::json;
-use tiny_http::{Header, Request};
 
 use super::authn::authenticate;
 use super::http::{
-    error_reply, header, is_json, json_reply, read_body, BodyError, Reply, MAX_BODY_BYTES,
+    body_error_reply, error_reply, header, is_json, json_reply, read_body, Reply, Request,
+    MAX_BODY_BYTES,
 };
 use super::state::AppState;
 
@@ -44,12 +44,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
     }
     let body = match read_body(req, MAX_BODY_BYTES) {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => {
-            return error_reply(413, "payload_too_large", "bodies are limited to 64 KiB")
-        }
-        Err(BodyError::Io) => {
-            return error_reply(400, "invalid_request", "the body could not be read")
-        }
+        Err(e) => return body_error_reply(e, "bodies are limited to 64 KiB"),
     };
     let command = match validate(endpoint, &body) {
         Ok(c) => c,
@@ -192,5 +187,5 @@ fn rate_limited(retry_after_ms: u64, message: &str) -> Reply {
         429,
         &json!({"error": {"code": "rate_limited", "message": message}, "retryAfterMs": retry_after_ms}),
     )
-    .with_header(Header::from_bytes("Retry-After", secs.to_string()).expect("digits are a valid header"))
+    .header("Retry-After", secs.to_string())
 }

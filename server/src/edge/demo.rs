@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use relay_runtime::clock;
 use serde_json::{json, Value};
-use tiny_http::{Header, Request};
 
-use super::http::{error_reply, json_reply, not_found, read_body, BodyError, Reply};
+use super::http::{
+    body_error_reply, error_reply, json_reply, not_found, read_body, Reply, Request,
+};
 use super::state::AppState;
 use crate::auth::{ROLE_CHAT_WRITE, ROLE_VOICE_MODERATE, SESSION_COOKIE};
 
@@ -31,10 +32,7 @@ pub fn session(state: &AppState, req: &mut Request) -> Reply {
     };
     let body = match read_body(req, 4096) {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return error_reply(413, "payload_too_large", "body too large"),
-        Err(BodyError::Io) => {
-            return error_reply(400, "invalid_request", "the body could not be read")
-        }
+        Err(e) => return body_error_reply(e, "body too large"),
     };
     let user_id = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -59,5 +57,5 @@ pub fn session(state: &AppState, req: &mut Request) -> Reply {
         &json!({"ok": true, "user": {"id": user.id, "username": user.username},
                 "guildId": demo.guild_id, "channels": demo.channels}),
     )
-    .with_header(Header::from_bytes("Set-Cookie", cookie).expect("token and cookie are ASCII"))
+    .header("Set-Cookie", cookie)
 }

@@ -1,24 +1,22 @@
-//! Small HTTP helpers over `tiny_http`: headers, query strings, bounded bodies,
-//! and the contract's JSON error shape (`{"error":{"code","message"}}`).
+//! Small HTTP helpers over the runtime's `http_server`: headers, query strings,
+//! bounded bodies, and the contract's JSON error shape
+//! (`{"error":{"code","message"}}`).
 
 use std::borrow::Cow;
-use std::io::{Cursor, Read};
 
 use serde_json::{json, Value};
-use tiny_http::{Header, Request, Response, StatusCode};
+
+pub use relay_runtime::http_server::{BodyError, Method, Request, Response};
 
 /// A response with an in-memory body.
-pub type Reply = Response<Cursor<Vec<u8>>>;
+pub type Reply = Response;
 
 /// Largest command body accepted (CONTRACT.md §3).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The value of header `name` (case-insensitive), if present and ASCII.
+/// The value of header `name` (case-insensitive), if present and UTF-8.
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+    req.header(name)
 }
 
 /// Splits a request URL into path and query.
@@ -49,39 +47,26 @@ pub fn query_list(query: &str, key: &str, max_items: usize) -> Option<Vec<String
     )
 }
 
-/// Why a body could not be read.
-pub enum BodyError {
-    /// More than the limit.
-    TooLarge,
-    /// The connection failed mid-body.
-    Io,
+/// Reads at most `limit` bytes of body (`Content-Length` or chunked); more is
+/// [`BodyError::TooLarge`]. A declared `Content-Length` above the limit is
+/// refused before reading anything.
+pub fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+    req.read_body(limit)
 }
 
-/// Reads at most `limit` bytes of body; more is [`BodyError::TooLarge`]. A declared
-/// `Content-Length` above the limit is refused before reading anything.
-pub fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if req.body_length().is_some_and(|n| n > limit) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    let read = req
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body);
-    match read {
-        Err(_) => Err(BodyError::Io),
-        Ok(_) if body.len() > limit => Err(BodyError::TooLarge),
-        Ok(_) => Ok(body),
+/// The answer to a body that could not be read: 413, 400 or 408 in the error shape.
+pub fn body_error_reply(e: BodyError, limit_text: &str) -> Reply {
+    match e {
+        BodyError::TooLarge => error_reply(413, "payload_too_large", limit_text),
+        BodyError::Invalid => error_reply(400, "invalid_request", "malformed chunked body"),
+        BodyError::TimedOut => error_reply(408, "request_timeout", "the body took too long"),
+        BodyError::Io => error_reply(400, "invalid_request", "the body could not be read"),
     }
 }
 
 /// A JSON response.
 pub fn json_reply(status: u16, body: &Value) -> Reply {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    Response::from_data(bytes)
-        .with_status_code(StatusCode(status))
-        .with_header(content_type("application/json"))
-        .with_header(no_store())
+    Response::json(status, body).header("Cache-Control", "no-store")
 }
 
 /// The contract's error body: `{"error":{"code","message"}}`.
@@ -99,25 +84,13 @@ pub fn not_found() -> Reply {
 
 /// 405 in the error shape, with `Allow`.
 pub fn method_not_allowed(allow: &str) -> Reply {
-    error_reply(405, "method_not_allowed", &format!("use {allow}"))
-        .with_header(Header::from_bytes("Allow", allow).expect("static header is valid"))
+    error_reply(405, "method_not_allowed", &format!("use {allow}")).header("Allow", allow)
 }
 
 /// 401 in the error shape.
 pub fn unauthenticated(message: &str) -> Reply {
-    error_reply(401, "unauthenticated", message).with_header(
-        Header::from_bytes("WWW-Authenticate", "Bearer realm=\"relay\"")
-            .expect("static header is valid"),
-    )
-}
-
-/// A `Content-Type` header.
-pub fn content_type(value: &str) -> Header {
-    Header::from_bytes("Content-Type", value).expect("content types are valid header values")
-}
-
-fn no_store() -> Header {
-    Header::from_bytes("Cache-Control", "no-store").expect("static header is valid")
+    error_reply(401, "unauthenticated", message)
+        .header("WWW-Authenticate", "Bearer realm=\"relay\"")
 }
 
 /// Whether a `Content-Type` names JSON (`application/json`, any parameters).

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use log::debug;
 use relay_protocol::validate::Endpoint;
 use serde_json::json;
-use tiny_http::{Method, Request};
 
-use super::http::{content_type, json_reply, method_not_allowed, not_found, split_url, Reply};
+use super::http::{json_reply, method_not_allowed, not_found, split_url, Method, Reply, Request};
 use super::state::AppState;
 use super::{assets, bridge, commands, demo, stream};
 use crate::logging::redact_query;
@@ -45,8 +44,9 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
             state
                 .metrics
                 .set_command_queue_depth(state.link.queue_len());
-            Reply::from_data(state.metrics.encode().into_bytes())
-                .with_header(content_type(crate::metrics::CONTENT_TYPE))
+            Reply::new(200)
+                .header("Content-Type", crate::metrics::CONTENT_TYPE)
+                .body(state.metrics.encode())
         }
         "/api/demo/users" if method == Method::Get => demo::users(state),
         "/api/demo/session" if method == Method::Post => demo::session(state, &mut req),

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use relay_protocol::bucket::{KeyedLimiter, LimitConfig};
 use relay_protocol::queue::Completion;
+use relay_runtime::http_server::HttpConfig;
 use relay_runtime::hub::Hub;
 use relay_runtime::link_client::LinkHandle;
 
@@ -44,6 +45,8 @@ pub struct EdgeSettings {
     /// `/api/demo/users` and `/api/demo/session` exist (they issue sessions to
     /// anyone, which only a local demo may do).
     pub demo: Option<Arc<DemoInfo>>,
+    /// HTTP limits and timeouts (request head, idle, body, sizes, connections).
+    pub http: HttpConfig,
 }
 
 /// What the demo page needs to sign in as a simulated user.
@@ -92,6 +95,7 @@ impl std::fmt::Debug for EdgeSettings {
             .field("replay_capacity", &self.replay_capacity)
             .field("reply_timeout", &self.reply_timeout)
             .field("demo", &self.demo.is_some())
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -103,8 +107,6 @@ pub type Waiters = Mutex<HashMap<String, Sender<Completion>>>;
 pub struct AppState {
     /// The settings in force.
     pub settings: EdgeSettings,
-    /// The bound HTTP address (the settings may name port 0).
-    pub local_addr: SocketAddr,
     /// Fan-out and replay.
     pub hub: Arc<Hub>,
     /// The link to the gateway.
@@ -134,6 +136,7 @@ impl EdgeSettings {
             replay_capacity: cfg.replay_capacity,
             reply_timeout: cfg.reply_timeout,
             demo: None,
+            http: HttpConfig::default(),
         }
     }
 }

@@ -1,27 +1,28 @@
 //! `GET /api/stream` (CONTRACT.md §4): one Server-Sent Events stream per browser.
 //!
-//! Each subscriber gets its own thread that writes and flushes every event itself
-//! (tiny_http's streaming responses would buffer ~32 KiB first, DESIGN.md
-//! "Threads"). The thread owns the subscription: when the client goes away (a
-//! write fails) or the hub drops it for falling behind, the thread unsubscribes
-//! and ends, leaving no timer or listener behind.
+//! The request's connection thread becomes the subscriber's writer: it takes the
+//! socket ([`Request::into_stream`]) and writes each batch of events with one
+//! `write_all`, no buffer in between (DESIGN.md "Threads"). The thread owns the
+//! subscription: when the client goes away (a write fails, or the socket reads
+//! end-of-stream while the stream is idle) or the hub drops it for falling
+//! behind, the thread unsubscribes and ends, leaving no timer or listener behind.
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::debug;
 use relay_protocol::replay::ResetReason;
 use relay_protocol::sse::encode_comment;
 use relay_runtime::clock;
+use relay_runtime::http_server::peer_closed;
 use relay_runtime::hub::{Filter, Item};
 use relay_runtime::live_queue::RecvTimeoutError;
 use serde_json::json;
-use tiny_http::Request;
 
 use super::authn::authenticate;
-use super::http::{header, query_list, query_param};
+use super::http::{header, query_list, query_param, Reply, Request};
 use super::link_sink::unsequenced;
 use super::state::AppState;
 
@@ -29,10 +30,12 @@ use super::state::AppState;
 const MAX_FILTER_ITEMS: usize = 256;
 /// How many queued events one write may batch.
 const MAX_BATCH: usize = 256;
-/// Small stacks: a subscriber thread only copies bytes to a socket.
-const SUBSCRIBER_STACK: usize = 64 * 1024;
+/// How often an idle stream looks whether its client has gone (a non-blocking
+/// peek, one syscall), so the subscription ends without waiting for a heartbeat.
+const CLOSE_CHECK: Duration = Duration::from_secs(1);
 
-/// Serves a stream request; answers 401 itself or hands the socket to a new thread.
+/// Serves a stream request on its connection thread, until the stream ends;
+/// answers 401 itself.
 pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
     let session = match authenticate(state, &req, query) {
         Ok(s) => s,
@@ -52,25 +55,14 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
 
     let sub = state.hub.subscribe(filter, last_event_id.as_deref());
     let gauge = state.metrics.sse_client_connected();
-    let state = state.clone();
-    let user = session.sub;
-    let spawned = thread::Builder::new()
-        .name("relay-sse".into())
-        .stack_size(SUBSCRIBER_STACK)
-        .spawn(move || {
-            let key = sub.key;
-            let mut writer = req.into_writer();
-            let result = write_stream(&state, &mut *writer, sub);
-            state.hub.unsubscribe(key);
-            drop(gauge);
-            debug!(
-                "stream of {} ended: {result:?}",
-                relay_protocol::sanitize::sanitize(&user, 64)
-            );
-        });
-    if let Err(e) = spawned {
-        info!("cannot start a stream thread: {e}");
-    }
+    let key = sub.key;
+    let result = write_stream(state, req, sub);
+    state.hub.unsubscribe(key);
+    drop(gauge);
+    debug!(
+        "stream of {} ended: {result:?}",
+        relay_protocol::sanitize::sanitize(&session.sub, 64)
+    );
 }
 
 #[derive(Debug)]
@@ -81,18 +73,11 @@ enum End {
 
 fn write_stream(
     state: &AppState,
-    out: &mut dyn Write,
+    req: Request,
     sub: relay_runtime::hub::Subscription,
 ) -> Result<(), End> {
     let mut buf = Vec::with_capacity(4096);
-    buf.extend_from_slice(
-        b"HTTP/1.1 200 OK\r\n\
-          Content-Type: text/event-stream\r\n\
-          Cache-Control: no-cache, no-transform\r\n\
-          X-Accel-Buffering: no\r\n\
-          Connection: close\r\n\r\n\
-          retry: 2000\n\n",
-    );
+    buf.extend_from_slice(b"retry: 2000\n\n");
     match &sub.replay {
         Ok(events) => events.iter().for_each(|d| buf.extend_from_slice(&d.bytes)),
         Err(reason) => {
@@ -111,12 +96,23 @@ fn write_stream(
     for item in &sub.state {
         buf.extend_from_slice(&item.bytes);
     }
-    flush(state, out, &buf, &[])?;
+    // The head and everything due before the live events leave in one write.
+    let head = Reply::new(200)
+        .header("Content-Type", "text/event-stream")
+        .header("Cache-Control", "no-cache, no-transform")
+        .header("X-Accel-Buffering", "no")
+        .body(buf);
+    let started = Instant::now();
+    let mut out = req.into_stream(head).map_err(|_| End::ClientGone)?;
+    state.metrics.observe_sse_flush(started.elapsed());
+    let mut buf = Vec::with_capacity(4096);
 
     let heartbeat = state.settings.heartbeat;
+    let mut last_write = Instant::now();
     let mut batch: Vec<Item> = Vec::with_capacity(MAX_BATCH);
     loop {
-        match sub.live.recv_timeout(heartbeat) {
+        let until_ping = heartbeat.saturating_sub(last_write.elapsed());
+        match sub.live.recv_timeout(until_ping.min(CLOSE_CHECK)) {
             Ok(first) => {
                 batch.clear();
                 batch.push(first);
@@ -131,12 +127,19 @@ fn write_stream(
                 for d in &batch {
                     buf.extend_from_slice(&d.bytes);
                 }
-                flush(state, out, &buf, &batch)?;
+                flush(state, &mut out, &buf, &batch)?;
+                last_write = Instant::now();
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Err(RecvTimeoutError::Timeout) if last_write.elapsed() >= heartbeat => {
                 buf.clear();
                 encode_comment(&mut buf, "ping");
-                flush(state, out, &buf, &[])?;
+                flush(state, &mut out, &buf, &[])?;
+                last_write = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if peer_closed(&out) {
+                    return Err(End::ClientGone);
+                }
             }
             // The hub dropped us for falling behind: end so the browser resumes
             // from the replay ring with Last-Event-ID.
@@ -147,14 +150,12 @@ fn write_stream(
 
 fn flush(
     state: &AppState,
-    out: &mut dyn Write,
+    out: &mut TcpStream,
     bytes: &[u8],
     delivered: &[Item],
 ) -> Result<(), End> {
     let started = Instant::now();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .map_err(|_| End::ClientGone)?;
+    out.write_all(bytes).map_err(|_| End::ClientGone)?;
     let done = Instant::now();
     state.metrics.observe_sse_flush(done - started);
     for d in delivered {
