@@ -99,6 +99,18 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
 }
 
 fn assert_unauthenticated(r: &RawResponse, what: &str, token: &str) {
+    if what.starts_with("100 KB token") && matches!(r.status, 414 | 431) {
+        // A token that big exceeds the 8 KiB target or 16 KiB head limit and is
+        // refused before auth runs: a clear status all the same, and no echo.
+        let code = if r.status == 414 {
+            "uri_too_long"
+        } else {
+            "headers_too_large"
+        };
+        assert_eq!(r.json()["error"]["code"], code, "{what}");
+        assert!(!r.text().contains(token), "{what}: the token is echoed");
+        return;
+    }
     assert_eq!(r.status, 401, "{what}: {}", r.text());
     assert_eq!(
         r.json()["error"]["code"],

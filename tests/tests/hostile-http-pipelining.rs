@@ -1,7 +1,7 @@
-//! HTTP/1.0 requests are answered in HTTP/1.0 and the connection closes;
+//! HTTP/1.0 requests are answered (as HTTP/1.1, RFC 9112 §2.3) and the connection closes;
 //! requests pipelined on one keep-alive connection in a single write are all
-//! answered, in order; and a body the edge does not read is skipped, never
-//! parsed as a request of its own.
+//! answered, in order; and a body the edge does not read closes the connection,
+//! never parsed as a request of its own.
 
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ fn http_1_0_requests_are_answered_and_closed() {
     let mut c = RawConn::connect(h.addr);
     c.send(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
     let r = c.read_response(T).expect_response("HTTP/1.0 GET");
-    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.0", 200));
+    // RFC 9112 §2.3: a server answers with the highest 1.x it speaks.
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 200));
     assert!(
         c.closed_within(T),
         "an HTTP/1.0 connection without keep-alive closes"
@@ -36,7 +37,7 @@ fn http_1_0_requests_are_answered_and_closed() {
     let r = c.read_response(T).expect_response("HTTP/1.0 POST");
     assert_eq!(
         (r.version.as_str(), r.status),
-        ("HTTP/1.0", 200),
+        ("HTTP/1.1", 200),
         "{}",
         r.text()
     );
@@ -136,13 +137,13 @@ fn an_unread_body_is_skipped_not_parsed_as_a_request() {
         .unwrap();
         let first = c.read_response(T).expect_response("401");
         assert_eq!(first.status, 401);
-        let second = c.read_response(T).expect_response("readyz");
-        assert_eq!(second.json()["ready"], true, "{len}: {}", second.text());
-        c.finish_writing();
-        let third = c.read_response(T);
+        // The edge answered before reading the body, so it cannot know where the
+        // next request starts: it closes the connection. Neither the request
+        // hidden in the body nor the one pipelined after it is answered.
+        let next = c.read_response(T);
         assert!(
-            matches!(third, Outcome::Closed),
-            "{len}: after the two answers, expected a close, got {third:?}"
+            matches!(next, Outcome::Closed),
+            "{len}: after the 401, expected a close, got {next:?}"
         );
     }
     assert_still_serving(&h, "an unread body");

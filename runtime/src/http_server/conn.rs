@@ -122,9 +122,13 @@ pub(crate) fn serve(shared: Arc<Shared>, id: u64, socket: Arc<Socket>, peer: Soc
         socket,
         buf: Vec::new(),
     };
+    let mut first_request = true;
     loop {
-        let head = match read_head(&mut conn) {
-            Ok(Some(head)) => head,
+        let head = match read_head(&mut conn, first_request) {
+            Ok(Some(head)) => {
+                first_request = false;
+                head
+            }
             Ok(None) => return,
             Err(reply) => {
                 debug!("http: {peer}: {}", reply.status());
@@ -153,7 +157,10 @@ pub(crate) fn serve(shared: Arc<Shared>, id: u64, socket: Arc<Socket>, peer: Soc
 
 /// Reads the next request head. `Ok(None)`: the connection ended or idled out
 /// between requests (close silently); `Err`: the answer to send before closing.
-fn read_head(conn: &mut Conn) -> Result<Option<Head>, Response> {
+/// `first`: a new connection must start its first request within `head_timeout`
+/// (a connection that never speaks is a slowloris too); later requests on a
+/// kept-alive connection may wait `idle_timeout`.
+fn read_head(conn: &mut Conn, first: bool) -> Result<Option<Head>, Response> {
     let config = conn.shared.config.clone();
     conn.socket.idle.store(true, Ordering::SeqCst);
     if conn.stopping() {
@@ -177,6 +184,7 @@ fn read_head(conn: &mut Conn) -> Result<Option<Head>, Response> {
         }
         let deadline = match first_byte {
             Some(t) => t + config.head_timeout,
+            None if first => waiting_since + config.head_timeout,
             None => waiting_since + config.idle_timeout,
         };
         match conn.fill(deadline) {

@@ -26,6 +26,7 @@
 //! | what | default | answer |
 //! |---|---|---|
 //! | request head not complete within `head_timeout` of its first byte | 10 s | `408`, close |
+//! | a new connection sends nothing within `head_timeout` | 10 s | close silently |
 //! | no new request within `idle_timeout` on a kept-alive connection | 30 s | close silently |
 //! | head larger than `max_head_bytes` / more than `max_headers` headers | 16 KiB / 100 | `431`, close |
 //! | request target longer than `max_url_bytes` | 8 KiB | `414`, close |

