@@ -219,6 +219,21 @@ impl Hub {
         }
     }
 
+    /// Removes a subscriber its writer found too slow (its unwritten bytes grew
+    /// past a limit): counted and reported like one the hub drops for a full
+    /// queue. Idempotent, and a no-op for one the hub already dropped.
+    pub fn drop_slow(&self, key: u64) {
+        let mut inner = self.inner.lock();
+        if inner.subs.remove(&key).is_some() {
+            self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
+            drop(inner);
+            if let Some(hook) = &self.on_drop {
+                hook();
+            }
+        }
+    }
+
     /// Number of registered subscribers.
     pub fn subscriber_count(&self) -> usize {
         self.inner.lock().subs.len()

@@ -8,9 +8,14 @@
 //! writer sleeps on a futex at once, and the publisher wakes it only when its
 //! queue goes from empty to non-empty: a busy writer drains everything queued in
 //! one batch.
+//!
+//! A consumer that is not a thread of its own (the [`crate::sse_pool`] writers,
+//! which serve many queues from one `epoll` loop) sets a [waker](Consumer::set_waker)
+//! instead: the producer calls it, in place of the condition variable, when the
+//! queue goes from empty to non-empty and when it closes.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvTimeoutError, TryRecvError};
@@ -23,10 +28,29 @@ struct State<T> {
     closed: bool,
 }
 
+/// Called by the producer when the queue goes from empty to non-empty and when
+/// it closes (see [`Consumer::set_waker`]). It runs on the producer's thread,
+/// under no lock of the queue: keep it short and never block in it.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
 struct Shared<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// Set once by a consumer that does not wait on `ready`.
+    waker: OnceLock<Waker>,
     capacity: usize,
+}
+
+impl<T> Shared<T> {
+    /// Wakes the consumer, by its waker if it set one, else by the condvar.
+    fn wake(&self) {
+        match self.waker.get() {
+            Some(waker) => waker(),
+            None => {
+                self.ready.notify_one();
+            }
+        }
+    }
 }
 
 /// The hub's end.
@@ -49,6 +73,18 @@ pub enum PushError {
     Closed,
 }
 
+/// What [`Consumer::drain_status`] took and left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Items moved out.
+    pub taken: usize,
+    /// Items still queued.
+    pub left: usize,
+    /// The producer closed the queue (it fell behind, or the hub dropped it):
+    /// once `left` is 0, nothing more will come.
+    pub closed: bool,
+}
+
 /// A queue holding at most `capacity` items (at least 1).
 pub fn bounded<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let shared = Arc::new(Shared {
@@ -57,6 +93,7 @@ pub fn bounded<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
             closed: false,
         }),
         ready: Condvar::new(),
+        waker: OnceLock::new(),
         capacity: capacity.max(1),
     });
     (
@@ -77,14 +114,14 @@ impl<T> Producer<T> {
         if state.items.len() >= self.shared.capacity {
             state.closed = true;
             drop(state);
-            self.shared.ready.notify_one();
+            self.shared.wake();
             return Err(PushError::Full);
         }
         let was_empty = state.items.is_empty();
         state.items.push_back(item);
         drop(state);
         if was_empty {
-            self.shared.ready.notify_one();
+            self.shared.wake();
         }
         Ok(())
     }
@@ -92,8 +129,10 @@ impl<T> Producer<T> {
 
 impl<T> Drop for Producer<T> {
     fn drop(&mut self) {
-        self.shared.state.lock().closed = true;
-        self.shared.ready.notify_one();
+        let was_open = !std::mem::replace(&mut self.shared.state.lock().closed, true);
+        if was_open {
+            self.shared.wake();
+        }
     }
 }
 
@@ -142,6 +181,39 @@ impl<T> Consumer<T> {
         let n = state.items.len().min(max);
         out.extend(state.items.drain(..n));
         n
+    }
+
+    /// Like [`Consumer::drain_into`], and also tells what is left: how many
+    /// items are still queued, and whether the queue is closed (no more will come).
+    pub fn drain_status(&self, out: &mut Vec<T>, max: usize) -> Drained {
+        let mut state = self.shared.state.lock();
+        let n = state.items.len().min(max);
+        out.extend(state.items.drain(..n));
+        Drained {
+            taken: n,
+            left: state.items.len(),
+            closed: state.closed,
+        }
+    }
+
+    /// Has the producer call `waker` (on its own thread) whenever the queue goes
+    /// from empty to non-empty and when it closes, instead of signalling the
+    /// condition variable: for a consumer that multiplexes many queues on one
+    /// thread and never blocks in [`Consumer::recv_timeout`]. Calls `waker` once
+    /// at once if items are already queued or the queue is already closed, so
+    /// nothing pushed before this call is missed. Only the first waker set counts.
+    pub fn set_waker(&self, waker: Waker) {
+        if self.shared.waker.set(waker).is_err() {
+            return;
+        }
+        // A push that saw no waker has already queued its item: look once.
+        let pending = {
+            let state = self.shared.state.lock();
+            state.closed || !state.items.is_empty()
+        };
+        if pending {
+            self.shared.wake();
+        }
     }
 
     /// Every item queued now, without waiting.
@@ -204,6 +276,36 @@ mod tests {
         let t = thread::spawn(move || rx.recv_timeout(Duration::from_secs(10)));
         tx.push(7).unwrap();
         assert_eq!(t.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn a_waker_is_called_on_empty_to_non_empty_and_on_close() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (tx, rx) = bounded::<u32>(2);
+        tx.push(1).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        // Already non-empty: called once at once.
+        rx.set_waker(Arc::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tx.push(2).unwrap(); // was not empty: no call
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let mut out = Vec::new();
+        let d = rx.drain_status(&mut out, 1);
+        assert_eq!((d.taken, d.left, d.closed), (1, 1, false));
+        rx.drain_into(&mut out, 10);
+        tx.push(3).unwrap(); // empty -> non-empty
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        tx.push(4).unwrap();
+        assert_eq!(tx.push(5), Err(PushError::Full)); // closes: a call
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        drop(tx); // already closed: no call
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let d = rx.drain_status(&mut out, 10);
+        assert_eq!((d.taken, d.left, d.closed), (2, 0, true));
+        assert_eq!(out, vec![1, 2, 3, 4]);
     }
 
     #[test]

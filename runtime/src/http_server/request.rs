@@ -475,6 +475,17 @@ impl Request {
         conn.into_tcp()
     }
 
+    /// Like [`Request::into_stream`], but writes nothing: hands over the socket
+    /// together with the bytes of `head` (status, headers, `Connection: close`,
+    /// its body if it has one), for a writer that sends them itself, e.g. on a
+    /// non-blocking socket ([`crate::sse_pool`]). The socket keeps the write
+    /// timeout and has no read timeout.
+    pub fn into_stream_unsent(mut self, head: Response) -> io::Result<(TcpStream, Vec<u8>)> {
+        let conn = self.take_conn()?;
+        let _ = self.done.send(After::HandedOff);
+        Ok((conn.into_tcp()?, head.to_stream_bytes()))
+    }
+
     /// Why this request is not a WebSocket upgrade this server accepts (GET,
     /// HTTP/1.1, `Upgrade: websocket`, `Connection: Upgrade`,
     /// `Sec-WebSocket-Version: 13`, a 16-byte base64 `Sec-WebSocket-Key`), or
