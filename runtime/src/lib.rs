@@ -6,6 +6,7 @@
 //! | [`clock`] | wall clock, ids and epoch: the time and randomness protocol machines take as arguments |
 //! | [`hub`] | fan-out of encoded events to subscribers, with the replay ring |
 //! | [`live_queue`] | the bounded, non-spinning queue between the hub and one subscriber |
+//! | [`sse_pool`] | the SSE writer threads: a few `epoll` loops write every subscriber's stream, woken by the hub's queues |
 //! | [`link_client`] | the edge's link thread: drives `LinkSession` over a real socket |
 //! | [`discord_gateway`] | the gateway's Discord thread: drives `GatewaySession`, translates dispatches |
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
@@ -23,4 +24,5 @@ pub mod link_client;
 pub mod link_server;
 pub mod live_queue;
 pub mod sim_discord;
+pub mod sse_pool;
 pub mod ws_io;
