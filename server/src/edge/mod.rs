@@ -2,9 +2,10 @@
 //!
 //! One link client thread talks to the gateway. HTTP is the runtime's
 //! `http_server`: each connection has its own thread, which runs the handler
-//! for each of its requests: a command call waits for its reply there, and an
-//! SSE stream or a legacy bridge client keeps that thread, fed by the hub, for
-//! as long as it lasts.
+//! for each of its requests: a command call waits for its reply there, and a
+//! legacy bridge client keeps that thread, fed by the hub, for as long as it
+//! lasts. An SSE stream is handed to the `sse_pool`: a few writer threads, one
+//! per core, write every stream, woken by the hub.
 
 mod assets;
 mod authn;
@@ -31,6 +32,7 @@ use relay_runtime::clock;
 use relay_runtime::http_server::{self, HttpServer};
 use relay_runtime::hub::Hub;
 use relay_runtime::link_client::LinkClient;
+use relay_runtime::sse_pool::{PoolConfig, SsePool};
 
 pub use relay_runtime::http_server::HttpConfig;
 use state::AppState;
@@ -78,6 +80,15 @@ impl Edge {
         let limiter = KeyedLimiter::new(settings.limits)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let http_config = settings.http.clone();
+        let streams = SsePool::new(
+            PoolConfig {
+                heartbeat: settings.heartbeat,
+                max_pending_bytes: stream::MAX_PENDING_BYTES,
+                max_batch: stream::MAX_BATCH,
+                ..PoolConfig::default()
+            },
+            Arc::new(stream::StreamMetrics(metrics.clone())),
+        )?;
         let state = Arc::new(AppState {
             keys: SessionKeys::new(&settings.session_secret),
             settings,
@@ -86,6 +97,7 @@ impl Edge {
             limiter: Mutex::new(limiter),
             waiters,
             metrics,
+            streams,
         });
         let handler_state = state.clone();
         let server = HttpServer::from_listener(
@@ -121,12 +133,13 @@ impl Edge {
     }
 
     /// Stops accepting requests (the port is free when this returns) and stops
-    /// the link. Requests in flight finish; open SSE streams and bridge clients
-    /// end when their sockets close.
+    /// the link. Requests in flight finish; open SSE streams are closed (the
+    /// writer pool stops); bridge clients end when their sockets close.
     pub fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown();
         }
+        self.state.streams.shutdown();
         if let Some(link) = self.link.take() {
             link.shutdown();
         }

@@ -13,6 +13,7 @@ use relay_protocol::queue::Completion;
 use relay_runtime::http_server::HttpConfig;
 use relay_runtime::hub::Hub;
 use relay_runtime::link_client::LinkHandle;
+use relay_runtime::sse_pool::SsePool;
 
 use crate::auth::SessionKeys;
 use crate::metrics::Metrics;
@@ -119,6 +120,8 @@ pub struct AppState {
     pub keys: SessionKeys,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The SSE writer threads every `/api/stream` is handed to.
+    pub streams: SsePool,
 }
 
 impl EdgeSettings {
