@@ -1,13 +1,13 @@
-//! The queue between the hub and one subscriber's writer thread.
+//! The queue between the hub and one subscriber's writer.
 //!
-//! A bounded FIFO behind a mutex and a condition variable. It replaces a
-//! crossbeam channel here because the writer threads are many (one per
-//! subscriber) and mostly asleep: crossbeam's blocking receive spins and calls
-//! `sched_yield` before it sleeps, and with a thousand subscribers woken per event
-//! those yields were over a third of the edge's CPU (measured with `perf`). Here a
-//! writer sleeps on a futex at once, and the publisher wakes it only when its
-//! queue goes from empty to non-empty: a busy writer drains everything queued in
-//! one batch.
+//! A bounded FIFO behind a mutex and a condition variable. It replaced a
+//! crossbeam channel when each subscriber had a writer thread of its own:
+//! crossbeam's blocking receive spins and calls `sched_yield` before it sleeps,
+//! and with a thousand subscribers woken per event those yields were over a
+//! third of the edge's CPU (measured with `perf`). Here a thread-based consumer
+//! (the legacy bridge) sleeps on a futex at once, and the publisher wakes it only
+//! when its queue goes from empty to non-empty: a busy consumer drains
+//! everything queued in one batch.
 //!
 //! A consumer that is not a thread of its own (the [`crate::sse_pool`] writers,
 //! which serve many queues from one `epoll` loop) sets a [waker](Consumer::set_waker)

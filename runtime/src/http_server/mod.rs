@@ -19,7 +19,9 @@
 //!   the handler for each, on that thread. A handler may block (a command waiting for the gateway's reply)
 //!   without holding up any other connection. A long-lived response
 //!   ([`Request::into_stream`], [`Request::upgrade_websocket`]) takes the socket
-//!   and keeps the thread for as long as it runs.
+//!   and keeps the thread for as long as it runs, unless the handler passes the
+//!   socket on ([`Request::into_stream_unsent`]: the edge's SSE writer pool)
+//!   and returns, which ends the thread.
 //!
 //! # Limits and answers
 //!

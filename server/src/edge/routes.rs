@@ -11,7 +11,8 @@ use super::state::AppState;
 use super::{assets, bridge, commands, demo, stream};
 use crate::logging::redact_query;
 
-/// Serves one request (streams and bridge clients move to their own threads).
+/// Serves one request (streams move to the SSE writer pool; bridge clients keep
+/// their connection's thread).
 pub fn handle(state: &Arc<AppState>, mut req: Request) {
     let url = req.url().to_owned();
     let (path, query) = split_url(&url);
