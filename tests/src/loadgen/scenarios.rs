@@ -857,7 +857,7 @@ pub fn idle_rss(ctx: &mut Ctx) -> io::Result<()> {
         r2.threads
     ));
     table.push_str(&format!(
-        "\nRSS per idle subscriber: **{per:.1} KiB** (one stream thread each, 64 KiB stack reserved)"
+        "\nRSS per idle subscriber: **{per:.1} KiB** (the epoll writer pool holds each stream as a socket and its buffers, no thread)"
     ));
     progress(&format!(
         "  RSS {} → {} → {} KiB ({} → {} → {} threads): {per:.1} KiB per subscriber",
