@@ -231,13 +231,22 @@ impl Hub {
 
     fn fan_out(&self, inner: &mut Inner, item: &Item) {
         let mut slow = Vec::new();
+        let mut gone = Vec::new();
         for (key, slot) in &inner.subs {
             if !slot.filter.matches(item) {
                 continue;
             }
             match slot.tx.try_send(item.clone()) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => slow.push(*key),
+                Err(TrySendError::Full(_)) => slow.push(*key),
+                // The writer already ended (its client went away) and is about to
+                // unsubscribe: not a slow reader, so not counted as one.
+                Err(TrySendError::Disconnected(_)) => gone.push(*key),
+            }
+        }
+        for key in gone {
+            if inner.subs.remove(&key).is_some() {
+                self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
             }
         }
         for key in slow {
@@ -307,6 +316,20 @@ mod tests {
         assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 1);
         // The slow one still gets what was buffered, then sees the channel close.
         assert_eq!(slow.live.iter().count(), 2);
+    }
+
+    #[test]
+    fn a_subscriber_whose_writer_ended_is_not_counted_as_slow() {
+        let hub = Hub::new(1, 16, 2);
+        let ended = hub.subscribe(Filter::default(), None);
+        // The stream thread drops its receiver, then unsubscribes; a publish may
+        // come in between.
+        drop(ended.live);
+        hub.publish(|id| delivery(id, "typingStart", None), None);
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 0);
+        hub.unsubscribe(ended.key);
+        assert_eq!(hub.stats().subscribers.load(Ordering::Relaxed), 0);
     }
 
     #[test]
