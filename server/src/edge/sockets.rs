@@ -1,16 +1,36 @@
 //! Finding the socket behind a tiny_http connection.
 //!
 //! tiny_http hides the `TcpStream` of a connection, so an upgraded WebSocket
-//! cannot get a read timeout, and a silent client would hold its thread forever.
+//! cannot get a read timeout, and a silent client would hold its thread forever;
+//! nor can an SSE stream that ends close its connection: tiny_http keeps it open
+//! waiting for a next request, so the browser would see neither data nor an end.
 //! The socket is found among this process's descriptors by its two addresses
-//! (unique for a live TCP connection) and given the timeout there.
+//! (unique for a live TCP connection) and given the timeout, or shut down, there.
 
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 /// Sets `SO_RCVTIMEO` on the connected socket `local` ⇄ `peer`; false if not found.
 pub fn set_read_timeout(local: SocketAddr, peer: SocketAddr, timeout: Duration) -> bool {
+    with_socket(local, peer, |sock| {
+        sock.set_read_timeout(Some(timeout)).is_ok()
+    })
+}
+
+/// Shuts down both directions of the connected socket `local` ⇄ `peer`: what
+/// was already written is still delivered, then the peer reads the end of the
+/// stream, and tiny_http's reader on it wakes up and lets the connection go.
+/// False if not found.
+pub fn shutdown(local: SocketAddr, peer: SocketAddr) -> bool {
+    with_socket(local, peer, |sock| sock.shutdown(Shutdown::Both).is_ok())
+}
+
+fn with_socket(
+    local: SocketAddr,
+    peer: SocketAddr,
+    act: impl FnOnce(socket2::SockRef<'_>) -> bool,
+) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return false;
     };
@@ -41,7 +61,7 @@ pub fn set_read_timeout(local: SocketAddr, peer: SocketAddr, timeout: Duration) 
                 .map(|a| a.port())
                 == Some(local.port());
         if matches {
-            return sock.set_read_timeout(Some(timeout)).is_ok();
+            return act(sock);
         }
     }
     false
@@ -73,5 +93,22 @@ mod tests {
         ));
         assert!(started.elapsed() < Duration::from_secs(5));
         drop(client);
+    }
+
+    #[test]
+    fn a_shut_down_socket_ends_the_peers_stream_after_the_data() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut accepted, peer) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut accepted, b"last words").unwrap();
+        assert!(shutdown(listener.local_addr().unwrap(), peer));
+        let mut got = Vec::new();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"last words");
+        // Our own reader wakes up too.
+        assert_eq!(accepted.read(&mut [0u8; 1]).unwrap(), 0);
     }
 }

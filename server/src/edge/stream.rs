@@ -23,6 +23,7 @@ use tiny_http::Request;
 use super::authn::authenticate;
 use super::http::{header, query_list, query_param};
 use super::link_sink::unsequenced;
+use super::sockets;
 use super::state::AppState;
 
 /// Most values accepted in one `types=` or `channels=` list.
@@ -54,6 +55,7 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
     let gauge = state.metrics.sse_client_connected();
     let state = state.clone();
     let user = session.sub;
+    let peer = req.remote_addr().copied();
     let spawned = thread::Builder::new()
         .name("relay-sse".into())
         .stack_size(SUBSCRIBER_STACK)
@@ -62,6 +64,15 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
             let mut writer = req.into_writer();
             let result = write_stream(&state, &mut *writer, sub);
             state.hub.unsubscribe(key);
+            drop(writer);
+            // tiny_http would keep the connection open for a next request, so a
+            // client dropped for being slow would wait forever for data that
+            // never comes instead of resuming with Last-Event-ID.
+            if let Some(peer) = peer {
+                if !sockets::shutdown(state.local_addr, peer) {
+                    debug!("stream of {peer}: socket not found to close");
+                }
+            }
             drop(gauge);
             debug!(
                 "stream of {} ended: {result:?}",
