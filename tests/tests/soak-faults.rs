@@ -16,7 +16,7 @@
 //! - faults every 2–5 s: the gateway is shut down and started again on the same
 //!   link address 0.5–2 s later, or one of three "droppable" SSE clients hangs
 //!   up and resumes with `Last-Event-ID`; two "stable" SSE clients never hang
-//!   up; one "slow" client (raw socket, 4 KiB receive buffer) stops reading for
+//!   up; one "slow" client (raw socket, 64 KiB receive buffer) stops reading for
 //!   2–12 s at a time, may be dropped by the edge for it (CONTRACT.md §4), and
 //!   then resumes with `Last-Event-ID`. Linux lets the edge's socket buffer grow
 //!   to `tcp_wmem` max (4 MiB by default), so at this rate a stall is only
@@ -533,7 +533,10 @@ fn subscriber(
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut last_id: Option<String> = None;
-    let recv_buffer = (role == Role::Slow).then_some(4096);
+    // Small next to the edge's multi-megabyte send buffer. Not smaller: with a
+    // few KiB, loopback TCP drops segments and backs off so hard that the client
+    // reads slower (~40 KB/s) than the events arrive even when it is reading.
+    let recv_buffer = (role == Role::Slow).then_some(64 * 1024);
     // The slow client reads for a while, then stalls.
     let mut next_stall = Instant::now() + Duration::from_millis(rng.random_range(2000..6000));
     'connect: while !run.stop_subscribers.load(Ordering::SeqCst) {
@@ -1286,6 +1289,7 @@ fn soak_with_faults() {
     let posted = run.posted.lock().clone();
     let posted_up = posted.iter().filter(|p| p.up).count();
     let mut resets_total = 0;
+    let mut slow_resets = 0;
     let mut stable_sets: Vec<Vec<u64>> = Vec::new();
     let mut lat_stalled = Vec::new();
     let mut lat_free = Vec::new();
@@ -1294,7 +1298,12 @@ fn soak_with_faults() {
             failures.push(format!("{}: {e}", log.name));
         }
         let (_, resets) = check_contiguous(log, &mut failures);
-        resets_total += resets;
+        if log.role == Role::Slow && soak_secs >= 300 {
+            // Its 60-90 s stalls may legitimately outlast the replay ring.
+            slow_resets += resets;
+        } else {
+            resets_total += resets;
+        }
         if log.role == Role::Stable {
             let connects = log
                 .recs
@@ -1418,6 +1427,12 @@ fn soak_with_faults() {
         })
         .collect();
     drop(logs);
+    // The test's own bookkeeping is not what the RSS check is about.
+    let (posted_total, calls_total, ran_total) = (posted.len(), calls.len(), executions.len());
+    drop((posted, calls, executions, requests, rest_posts, stable_sets));
+    if let Some(l) = COMMAND_LOG.get() {
+        l.0.lock().clear();
+    }
     edge.shutdown();
     if let Some(g) = run.gateway.lock().take() {
         g.shutdown();
@@ -1459,19 +1474,15 @@ fn soak_with_faults() {
     let drop_faults = faults.len() - gateway_faults;
     eprintln!("================ soak summary (seed {seed}, {soak_secs} s) ================");
     eprintln!(
-        "events: posted {} ({} while everything was up, {} while the gateway was down or relinking); delivered to each stable client {delivered_stable}",
-        posted.len(),
-        posted_up,
-        posted.len() - posted_up
+        "events: posted {posted_total} ({posted_up} while everything was up, {} while the gateway was down or relinking); delivered to each stable client {delivered_stable}",
+        posted_total - posted_up
     );
     eprintln!(
-        "commands: {} calls, by status {by_status:?}; slowest call {}",
-        calls.len(),
+        "commands: {calls_total} calls, by status {by_status:?}; slowest call {}",
         fmt_ms(slowest)
     );
     eprintln!(
-        "commands: ran {} distinct, 504 that ran anyway {e504_executed}, 502 that ran {e502_executed}; REST log {}",
-        executions.len(),
+        "commands: ran {ran_total} distinct, 504 that ran anyway {e504_executed}, 502 that ran {e502_executed}; REST log {}",
         if rest_log_complete { "complete, cross-checked" } else { "truncated at 10 000, cross-check skipped" }
     );
     eprintln!("edge metrics: {}", command_metrics.join("; "));
@@ -1484,7 +1495,7 @@ fn soak_with_faults() {
         "faults: {} in all: {gateway_faults} gateway restarts, {drop_faults} client drops",
         faults.len()
     );
-    eprintln!("resets: {resets_total}; {dropped_slow}");
+    eprintln!("resets: {resets_total} (slow client in a long run: {slow_resets}); {dropped_slow}");
     eprintln!(
         "stable latency: slow client reading: n={} p50={} p99={} max={}; slow client stalled: n={} p50={} p99={} max={}",
         lat_free.len(),
