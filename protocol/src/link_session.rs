@@ -501,6 +501,10 @@ impl LinkSession {
             _ => {}
         }
         self.queue.handle_timeout(now);
+        // Commands deferred by a rateLimited reply go out once their wait is over.
+        if self.state == LinkState::Connected {
+            self.flush(now);
+        }
         self.drain_completions();
     }
 
@@ -858,6 +862,31 @@ mod tests {
         s.handle_timeout(now + 31 * S);
         s.handle_connected(now + 31 * S);
         assert_eq!(sent(&drain(&mut s)), ["r0"]);
+    }
+
+    #[test]
+    fn a_queued_command_refused_for_a_rate_limit_is_sent_again() {
+        // Queued during an outage (answered 202): after the reconnect the gateway
+        // answers rateLimited; nobody waits for it, so it is retried, not dropped.
+        let mut s = session();
+        let t0 = origin();
+        s.start(t0);
+        s.handle_connect_failed(t0, ConnectError::Refused, 0.5);
+        assert_eq!(s.submit(t0, cmd(0), true), Ok(Submitted::Queued));
+        s.handle_timeout(t0 + S);
+        s.handle_connected(t0 + S);
+        assert_eq!(sent(&drain(&mut s)), ["r0"]);
+        let limited = r#"{"version":"1.0","type":"rateLimited","data":{"retryAfterMs":1500,"global":true},"meta":{"traceId":"g","sentAt":"s","requestId":"r0"}}"#;
+        s.handle_text(t0 + S, limited);
+        assert!(completed(&drain(&mut s)).is_empty(), "not finished");
+        let retry_at = t0 + S + Duration::from_millis(1500);
+        assert!(s.poll_timeout().is_some_and(|t| t <= retry_at));
+        s.handle_timeout(retry_at);
+        assert_eq!(
+            sent(&drain(&mut s)),
+            ["r0"],
+            "written again with the same requestId"
+        );
     }
 
     #[test]

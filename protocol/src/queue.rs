@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 
 use crate::frame::{GatewayCommand, Reply};
 
+/// How many times a queued command answered `rateLimited` is written again
+/// before its `rateLimited` reply is final.
+pub const MAX_DEFERRALS: u32 = 10;
+/// Longest single wait honoured for a deferred command (a longer `retryAfterMs`
+/// is capped: the gateway answers again if the limit still holds).
+pub const MAX_DEFERRAL_WAIT: Duration = Duration::from_secs(60);
+
 /// Queue limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -99,6 +106,8 @@ struct Entry {
     /// only while in flight, so a queued-during-outage command is not dropped just
     /// because the outage is long.
     deadline: Option<Instant>,
+    /// Not to be written before this: the gateway answered `rateLimited`.
+    not_before: Option<Instant>,
 }
 
 impl Entry {
@@ -173,13 +182,20 @@ impl CommandQueue {
             } else {
                 None
             },
+            not_before: None,
         });
         Ok(())
     }
 
     /// Moves the oldest pending command to in flight and returns it for writing.
     pub fn pop_to_send(&mut self, now: Instant) -> Option<&GatewayCommand> {
+        // A command waiting out a rate limit holds back the ones behind it, so
+        // commands still reach Discord in the order they were accepted.
+        if self.pending.front()?.not_before.is_some_and(|t| t > now) {
+            return None;
+        }
         let mut entry = self.pending.pop_front()?;
+        entry.not_before = None;
         entry.attempts = entry.attempts.saturating_add(1);
         if entry.deadline.is_none() {
             entry.deadline = now.checked_add(self.config.reply_timeout);
@@ -202,8 +218,48 @@ impl CommandQueue {
 
     /// Matches a reply to its command and removes it. `None` for an unknown or
     /// already completed `requestId` (a duplicate reply).
+    ///
+    /// A `rateLimited` reply to a command nobody waits for (it was answered 202
+    /// while the link was down) does not end it: the command goes back to the
+    /// front of pending and is written again, with its `requestId`, once the wait
+    /// is over (at most [`MAX_DEFERRALS`] times). A waiting caller gets the reply
+    /// instead (HTTP 429 with the wait).
     pub fn complete(&mut self, request_id: &str, reply: Reply, now: Instant) -> Option<Completion> {
+        if let Reply::RateLimited { retry_after_ms, .. } = reply {
+            if self.defer(request_id, retry_after_ms, now) {
+                return None;
+            }
+        }
         self.finish(request_id, Outcome::Replied(reply), now)
+    }
+
+    /// Puts an in-flight, non-waiting command back to wait `retry_after_ms`.
+    fn defer(&mut self, request_id: &str, retry_after_ms: u64, now: Instant) -> bool {
+        let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|e| e.request_id == request_id)
+        else {
+            return false;
+        };
+        let entry = &self.in_flight[i];
+        if entry.waiting || entry.attempts > MAX_DEFERRALS {
+            return false;
+        }
+        let Some(mut entry) = self.in_flight.remove(i) else {
+            return false;
+        };
+        let wait = Duration::from_millis(retry_after_ms).min(MAX_DEFERRAL_WAIT);
+        entry.not_before = now.checked_add(wait);
+        entry.deadline = None;
+        // Ahead of everything accepted after it, so FIFO order holds.
+        let at = self
+            .pending
+            .iter()
+            .position(|e| e.enqueued_at > entry.enqueued_at)
+            .unwrap_or(self.pending.len());
+        self.pending.insert(at, entry);
+        true
     }
 
     /// Ends a command without a proper reply (e.g. its reply was malformed).
@@ -262,10 +318,12 @@ impl CommandQueue {
     /// The earliest command deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = self.pending.front().and_then(|e| e.not_before);
         self.in_flight
             .iter()
             .chain(&self.pending)
             .filter_map(|e| e.deadline)
+            .chain(retry)
             .min()
     }
 
@@ -339,6 +397,67 @@ mod tests {
             capacity,
             reply_timeout: Duration::from_secs(5),
         })
+    }
+
+    fn limited(ms: u64) -> Reply {
+        Reply::RateLimited {
+            retry_after_ms: ms,
+            global: true,
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_queued_command_is_written_again_after_the_wait() {
+        let mut q = queue(10);
+        let t0 = origin();
+        q.push(t0, cmd(0), false).unwrap();
+        q.push(t0, cmd(1), false).unwrap();
+        assert!(q.pop_to_send(t0).is_some());
+        assert!(q.pop_to_send(t0).is_some());
+        // r0 is refused for 800 ms: nobody waits for it, so it is not finished.
+        assert_eq!(q.complete("r0", limited(800), t0), None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.poll_timeout(), Some(t0 + Duration::from_millis(800)));
+        // Nothing goes out before the wait is over, and r0 keeps its place.
+        assert!(q.pop_to_send(t0 + Duration::from_millis(799)).is_none());
+        let again = q.pop_to_send(t0 + Duration::from_millis(800)).unwrap();
+        assert_eq!(again.request_id(), "r0", "same requestId");
+        let done = q
+            .complete("r0", Reply::Ack, t0 + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(done.attempts, 2);
+        assert_eq!(done.outcome, Outcome::Replied(Reply::Ack));
+    }
+
+    #[test]
+    fn a_waiting_caller_gets_the_rate_limit_and_deferrals_are_bounded() {
+        let mut q = queue(10);
+        let t0 = origin();
+        q.push(t0, cmd(0), true).unwrap();
+        q.pop_to_send(t0);
+        let c = q.complete("r0", limited(500), t0).unwrap();
+        assert_eq!(
+            c.outcome,
+            Outcome::Replied(limited(500)),
+            "the caller answers 429"
+        );
+
+        q.push(t0, cmd(1), false).unwrap();
+        let mut now = t0;
+        let mut deferrals = 0;
+        loop {
+            assert!(q.pop_to_send(now).is_some());
+            match q.complete("r1", limited(10), now) {
+                None => deferrals += 1,
+                Some(c) => {
+                    assert_eq!(c.outcome, Outcome::Replied(limited(10)));
+                    break;
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        assert_eq!(deferrals, MAX_DEFERRALS);
+        assert!(q.is_empty());
     }
 
     fn send(q: &mut CommandQueue, now: Instant) -> Option<String> {

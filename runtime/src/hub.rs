@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::live_queue::{self, Consumer, Producer};
+use crate::live_queue::{self, Consumer, Producer, PushError};
 use parking_lot::Mutex;
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
 
@@ -105,6 +105,9 @@ struct Inner {
     next_key: u64,
     /// Latest state items by name, sent to every new subscriber.
     state: Vec<(&'static str, Item)>,
+    /// Subscribers removed because their writer had already gone, until that
+    /// writer reports how it ended (`unsubscribe` or `drop_slow`).
+    gone: HashSet<u64>,
 }
 
 /// Called when a subscriber is dropped for falling behind (for metrics).
@@ -129,6 +132,7 @@ impl Hub {
                 subs: HashMap::new(),
                 next_key: 1,
                 state: Vec::new(),
+                gone: HashSet::new(),
             }),
             epoch,
             channel_capacity: channel_capacity.max(1),
@@ -214,7 +218,9 @@ impl Hub {
 
     /// Removes a subscriber (idempotent: a subscriber dropped as slow is already gone).
     pub fn unsubscribe(&self, key: u64) {
-        if self.inner.lock().subs.remove(&key).is_some() {
+        let mut inner = self.inner.lock();
+        inner.gone.remove(&key);
+        if inner.subs.remove(&key).is_some() {
             self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -224,7 +230,10 @@ impl Hub {
     /// queue. Idempotent, and a no-op for one the hub already dropped.
     pub fn drop_slow(&self, key: u64) {
         let mut inner = self.inner.lock();
-        if inner.subs.remove(&key).is_some() {
+        // The writer may have closed its queue a moment before, and a publish
+        // in between removed the slot as gone; it still counts as dropped slow.
+        let was_gone = inner.gone.remove(&key);
+        if inner.subs.remove(&key).is_some() || was_gone {
             self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
             drop(inner);
@@ -246,12 +255,24 @@ impl Hub {
 
     fn fan_out(&self, inner: &mut Inner, item: &Item) {
         let mut slow = Vec::new();
+        let mut gone = Vec::new();
         for (key, slot) in &inner.subs {
             if !slot.filter.matches(item) {
                 continue;
             }
-            if slot.tx.push(item.clone()).is_err() {
-                slow.push(*key);
+            match slot.tx.push(item.clone()) {
+                Ok(()) => {}
+                Err(PushError::Full) => slow.push(*key),
+                // The writer already ended (its client went away) and is about to
+                // unsubscribe: not a slow reader, so not counted as one.
+                Err(PushError::Closed) => gone.push(*key),
+            }
+        }
+        for key in gone {
+            if inner.subs.remove(&key).is_some() {
+                self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+                // Its writer will still call unsubscribe or drop_slow.
+                inner.gone.insert(key);
             }
         }
         for key in slow {
@@ -321,6 +342,20 @@ mod tests {
         assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 1);
         // The slow one still gets what was buffered, then sees the channel close.
         assert_eq!(slow.live.iter().count(), 2);
+    }
+
+    #[test]
+    fn a_subscriber_whose_writer_ended_is_not_counted_as_slow() {
+        let hub = Hub::new(1, 16, 2);
+        let ended = hub.subscribe(Filter::default(), None);
+        // The stream thread drops its receiver, then unsubscribes; a publish may
+        // come in between.
+        drop(ended.live);
+        hub.publish(|id| delivery(id, "typingStart", None), None);
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 0);
+        hub.unsubscribe(ended.key);
+        assert_eq!(hub.stats().subscribers.load(Ordering::Relaxed), 0);
     }
 
     #[test]

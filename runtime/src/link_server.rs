@@ -693,10 +693,17 @@ fn run_worker(shared: &Shared, jobs: &Receiver<GatewayCommand>) {
         );
         // The entry completes even if the sender's connection died, so its re-send
         // after a reconnect is answered from the cache.
-        let waiters = shared
-            .cache
-            .lock()
-            .finish(&request_id, reply.clone(), Instant::now());
+        // A rateLimited reply means the command did not run: it is not kept, so
+        // the edge's retry with the same requestId runs it rather than getting the
+        // same refusal back forever.
+        let waiters = if matches!(reply, Reply::RateLimited { .. }) {
+            shared.cache.lock().abandon(&request_id)
+        } else {
+            shared
+                .cache
+                .lock()
+                .finish(&request_id, reply.clone(), Instant::now())
+        };
         for waiter in &waiters {
             shared.deliver(waiter, &request_id, &reply);
         }

@@ -69,3 +69,46 @@ fn a_stalled_reader_is_dropped_while_others_keep_up() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A dropped client must see its stream end, or it never resumes: tiny_http keeps
+/// the connection open for a next request, so without the edge closing it the
+/// client gets what was buffered and then waits forever, with no EOF.
+#[test]
+fn a_dropped_client_reads_what_was_sent_then_the_end_of_its_stream() {
+    let h = Harness::start();
+    let token = h.token("42", &[]);
+    // 64 KiB: small enough to stall, large enough to drain fast afterwards.
+    let mut stalled = TcpStream::connect(h.addr).unwrap();
+    socket2::SockRef::from(&stalled)
+        .set_recv_buffer_size(64 * 1024)
+        .unwrap();
+    stalled
+        .write_all(
+            format!("GET /api/stream?access_token={token} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut first = [0u8; 64];
+    stalled.read_exact(&mut first).unwrap();
+    let big = "x".repeat(1800);
+    for i in 0..3000 {
+        h.gateway.send_event(message(&i.to_string(), "7", &big));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.metrics.sse_clients() != 0 {
+        assert!(Instant::now() < deadline, "stalled subscriber not dropped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => panic!("after {read} bytes, no end of stream: {e}"),
+        }
+    }
+    assert!(read > 0, "what was already sent still arrives");
+}
