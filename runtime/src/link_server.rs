@@ -1631,21 +1631,16 @@ mod tests {
     #[test]
     fn a_request_id_runs_once_even_across_a_reconnect() {
         let (server, executor) = start(|_| {});
-        executor.script("sendMessage", Script::rate_limited(1500, false));
-        let limited = Reply::RateLimited {
-            retry_after_ms: 1500,
-            global: false,
-        };
         let (mut a, _) = edge(server.local_addr());
         send(&mut a, command("r1", "t1", send_message("300", "hi")));
         assert_eq!(
             reply_of(&next_event(&mut a)),
-            ("r1".into(), "t1".into(), limited.clone())
+            ("r1".into(), "t1".into(), Reply::Ack)
         );
         send(&mut a, command("r1", "t1b", send_message("300", "hi")));
         assert_eq!(
             reply_of(&next_event(&mut a)),
-            ("r1".into(), "t1b".into(), limited.clone())
+            ("r1".into(), "t1b".into(), Reply::Ack)
         );
         // Exactly one reply each: the next frame answers the next command.
         send(&mut a, command("r2", "t2", typing("300")));
@@ -1661,12 +1656,47 @@ mod tests {
         send(&mut b, command("r1", "t1", send_message("300", "hi")));
         assert_eq!(
             reply_of(&next_event(&mut b)),
-            ("r1".into(), "t1".into(), limited)
+            ("r1".into(), "t1".into(), Reply::Ack)
         );
         assert_eq!(executor.calls(), 2, "r1 and r2 each ran once");
         let stats = server.stats();
         assert_eq!((stats.commands_received, stats.deduplicated), (4, 2));
         assert_eq!(stats.commands_executed, 2);
+    }
+
+    #[test]
+    fn a_rate_limited_command_is_not_cached_so_its_retry_runs() {
+        // rateLimited means "did not run": the edge retries a queued command with
+        // the same requestId, and the retry must reach Discord.
+        let (server, executor) = start(|_| {});
+        executor.script("sendMessage", Script::rate_limited(1500, false));
+        let limited = Reply::RateLimited {
+            retry_after_ms: 1500,
+            global: false,
+        };
+        let (mut a, _) = edge(server.local_addr());
+        for trace in ["t1", "t1b"] {
+            send(&mut a, command("r1", trace, send_message("300", "hi")));
+            assert_eq!(
+                reply_of(&next_event(&mut a)),
+                ("r1".into(), trace.into(), limited.clone())
+            );
+        }
+        assert_eq!(executor.calls(), 2, "each attempt ran");
+        executor.script("sendMessage", Script::ack());
+        send(&mut a, command("r1", "t1c", send_message("300", "hi")));
+        assert_eq!(
+            reply_of(&next_event(&mut a)),
+            ("r1".into(), "t1c".into(), Reply::Ack)
+        );
+        // Once it ran, the first real reply is what a re-send gets.
+        send(&mut a, command("r1", "t1d", send_message("300", "hi")));
+        assert_eq!(
+            reply_of(&next_event(&mut a)),
+            ("r1".into(), "t1d".into(), Reply::Ack)
+        );
+        assert_eq!(executor.calls(), 3);
+        drop(server);
     }
 
     #[test]
