@@ -7,27 +7,41 @@
 //! cargo run --release -p relay-tests --bin loadgen -- [--scenario NAME|all] [--duration-secs N] [--quick]
 //! bash tests/nchan/setup.sh && cargo run --release -p relay-tests --bin loadgen -- --against nchan
 //! ```
-//! Scenarios, in the order `all` runs them: fanout, max-rate, commands, sc005, idle-rss.
+//! Scenarios, in the order `all` runs them: fanout, max-rate, commands,
+//! commands-max, sc005, idle-rss. After fanout or compare it writes
+//! `docs/latency-vs-subscribers.svg`.
 //! `--against nchan` (the `compare` scenario, not part of `all`) runs relay and
 //! nginx + nchan side by side.
 
+use std::path::Path;
 use std::process::exit;
 use std::time::Instant;
 
 use relay_tests::loadgen::edge_proc::{relay_binary, Tokens};
 use relay_tests::loadgen::nchan::NchanSetup;
 use relay_tests::loadgen::scenarios::{self, Ctx, Report};
-use relay_tests::loadgen::{now_ns, sys};
+use relay_tests::loadgen::{now_ns, plot, sys};
 
-const SCENARIOS: [&str; 5] = ["fanout", "max-rate", "commands", "sc005", "idle-rss"];
+const SCENARIOS: [&str; 6] = [
+    "fanout",
+    "max-rate",
+    "commands",
+    "commands-max",
+    "sc005",
+    "idle-rss",
+];
 
-const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|sc005|idle-rss|compare|all] [--against nchan] [--duration-secs N] [--quick]
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|compare|all] [--against nchan] [--duration-secs N] [--quick]
 
   --scenario       which scenario to run (default: all, which leaves out compare)
   --against nchan  the compare scenario: every fan-out row against relay and then
                    against nginx + nchan (install them first: bash tests/nchan/setup.sh)
   --duration-secs  measured seconds of each fanout size, of each compare row, of
-                   commands and of sc005 (defaults 15, 10, 10 and 60; with --quick 4, 3, 3 and 10)
+                   of each commands rate and of sc005 (defaults 15, 10, 10 and 60; with --quick 4, 3, 3 and 10)
+                   (commands-max steps are 4 s, 2 s with --quick)
+
+After fanout or compare, the latency-vs-subscribers chart goes to
+docs/latency-vs-subscribers.svg.
   --quick          everything shorter (~1 min in all), for smoke runs
 
 Build the edge first: cargo build --release -p relay-server --bin relay";
@@ -98,6 +112,7 @@ fn main() {
             "fanout" => scenarios::fanout(&mut ctx),
             "max-rate" => scenarios::max_rate(&mut ctx),
             "commands" => scenarios::commands(&mut ctx),
+            "commands-max" => scenarios::commands_max(&mut ctx),
             "sc005" => scenarios::sc005(&mut ctx),
             "compare" => match &nchan {
                 Some(setup) => scenarios::compare(&mut ctx, setup, nofile),
@@ -111,6 +126,33 @@ fn main() {
         }
     }
     let r = &ctx.report;
+    let series = r.latency_series();
+    let chart = if series.is_empty() {
+        None
+    } else {
+        // The workspace root is the parent of this crate's directory.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = root
+            .parent()
+            .unwrap_or(root)
+            .join("docs/latency-vs-subscribers.svg");
+        let title = if r.compare.is_empty() {
+            "relay: SSE latency vs subscribers"
+        } else {
+            "relay vs nginx + nchan: SSE latency vs subscribers"
+        };
+        match plot::write_latency_svg(&path, title, &series) {
+            Ok(()) => {
+                eprintln!("loadgen: wrote {}", path.display());
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("loadgen: could not write {}: {e}", path.display());
+                failures.push(format!("plot: {e}"));
+                None
+            }
+        }
+    };
     let shown: Vec<String> = argv.iter().skip(1).map(|a| a.to_owned()).collect();
     println!("## relay edge under load\n");
     println!("- machine: {}", sys::machine());
@@ -123,7 +165,11 @@ fn main() {
         "- setup: the release `relay edge` as a child process (its CPU/RSS from /proc/<pid>), the test gateway and all clients in the loadgen process on the same machine (loopback); RATE_LIMIT_* raised; open-files limit {nofile}; wall time {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    println!("- latency: gateway send → subscriber's parse of the complete event (one monotonic clock); warm-up excluded; edge CPU % is of one core\n");
+    println!("- latency: gateway send → subscriber's parse of the complete event (one monotonic clock); warm-up excluded; edge CPU % is of one core");
+    if let Some(path) = &chart {
+        println!("- chart: {}", path.display());
+    }
+    println!();
     if let Some(setup) = &nchan {
         println!("### relay beside nginx + nchan\n");
         println!("- nchan: nginx {} with `worker_processes auto` (one worker per core: relay's edge may use both cores too), config `tests/nchan/nginx.conf.template`; its CPU and RSS are summed over the master and every worker", setup.version);

@@ -13,6 +13,7 @@
 //! | [`nchan`] | nginx + nchan as a child, and its HTTP publisher (`--against nchan`) |
 //! | [`subscribers`] | thousands of SSE subscribers on a few polling threads |
 //! | [`commands`] | open-loop HTTP command senders and the gateway-side collector |
+//! | [`plot`] | the latency-vs-subscribers SVG chart |
 //! | [`scenarios`] | the scenarios and the report tables |
 
 use std::sync::OnceLock;
@@ -22,6 +23,7 @@ pub mod commands;
 pub mod edge_proc;
 pub mod hist;
 pub mod nchan;
+pub mod plot;
 pub mod scenarios;
 pub mod subscribers;
 pub mod sys;
