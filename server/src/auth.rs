@@ -367,16 +367,13 @@ fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The percent-decoded value of the first non-empty `name=` parameter in `query`.
+/// The form-decoded value of the first non-empty `name=` parameter in `query`
+/// (a leading `?` is tolerated).
 pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
     let query = query.strip_prefix('?').unwrap_or(query);
-    query.split('&').find_map(|pair| {
-        let (n, v) = pair.split_once('=')?;
-        if percent_decode(n) != name || v.is_empty() {
-            return None;
-        }
-        Some(percent_decode(v))
-    })
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(n, v)| n == name && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
 /// Decodes `%XX` escapes and `+` (a space in form encoding, as
@@ -386,34 +383,13 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
         return Cow::Borrowed(s);
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (
-                    bytes.get(i + 1).copied().and_then(hex),
-                    bytes.get(i + 2).copied().and_then(hex),
-                ) {
-                    (Some(h), Some(l)) => {
-                        // Two hex digits make at most 0xFF.
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    })
+    // `+` first: an encoded plus (`%2B`) must stay a plus.
+    let spaced = s.replace('+', " ");
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 #[cfg(test)]
