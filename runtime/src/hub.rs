@@ -74,8 +74,6 @@ impl Filter {
 /// Counters the hub keeps for metrics and tests.
 #[derive(Debug, Default)]
 pub struct HubStats {
-    /// Subscribers currently registered.
-    pub subscribers: AtomicU64,
     /// Subscribers dropped because their channel was full.
     pub dropped_slow: AtomicU64,
     /// Events published with an id.
@@ -207,7 +205,6 @@ impl Hub {
         let key = inner.next_key;
         inner.next_key += 1;
         inner.subs.insert(key, Slot { tx, filter });
-        self.stats.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription {
             key,
             replay,
@@ -220,9 +217,7 @@ impl Hub {
     pub fn unsubscribe(&self, key: u64) {
         let mut inner = self.inner.lock();
         inner.gone.remove(&key);
-        if inner.subs.remove(&key).is_some() {
-            self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
-        }
+        inner.subs.remove(&key);
     }
 
     /// Removes a subscriber its writer found too slow (its unwritten bytes grew
@@ -234,7 +229,6 @@ impl Hub {
         // in between removed the slot as gone; it still counts as dropped slow.
         let was_gone = inner.gone.remove(&key);
         if inner.subs.remove(&key).is_some() || was_gone {
-            self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
             self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
             drop(inner);
             if let Some(hook) = &self.on_drop {
@@ -270,7 +264,6 @@ impl Hub {
         }
         for key in gone {
             if inner.subs.remove(&key).is_some() {
-                self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
                 // Its writer will still call unsubscribe or drop_slow.
                 inner.gone.insert(key);
             }
@@ -279,7 +272,6 @@ impl Hub {
             // Dropping the sender closes the channel: the writer drains what it has,
             // then ends the stream so the browser reconnects with Last-Event-ID.
             if inner.subs.remove(&key).is_some() {
-                self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
                 self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
                 if let Some(hook) = &self.on_drop {
                     hook();
@@ -355,7 +347,8 @@ mod tests {
         assert_eq!(hub.subscriber_count(), 0);
         assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 0);
         hub.unsubscribe(ended.key);
-        assert_eq!(hub.stats().subscribers.load(Ordering::Relaxed), 0);
+        // Its count stays right after the writer's own unsubscribe (no double removal).
+        assert_eq!(hub.subscriber_count(), 0);
     }
 
     #[test]

@@ -55,7 +55,12 @@ impl Harness {
 
     /// Starts both, letting the test adjust the edge's settings first.
     pub fn start_with(adjust: impl FnOnce(&mut EdgeSettings)) -> Harness {
-        let gateway = TestGateway::start(LINK_TOKEN);
+        Self::start_on(TestGateway::start(LINK_TOKEN), adjust)
+    }
+
+    /// Starts an edge against a test gateway the test prepared (e.g. its `ready`
+    /// snapshot), and waits until the link is up.
+    pub fn start_on(gateway: TestGateway, adjust: impl FnOnce(&mut EdgeSettings)) -> Harness {
         let mut s = settings(&gateway.url());
         adjust(&mut s);
         let metrics = Arc::new(Metrics::new());

@@ -378,28 +378,5 @@ pub fn assert_still_serving(h: &Harness, after: &str) {
     assert_eq!(r.status, 200, "after {after}: command gave {}", r.body);
 }
 
-/// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit (raising
-/// the hard limit needs privileges the machine may not grant); returns the
-/// soft limit now in force.
-pub fn raise_nofile_limit() -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
-}
+/// Raises this process's open-files soft limit to its hard limit; the limit now in force.
+pub use crate::loadgen::sys::raise_nofile as raise_nofile_limit;

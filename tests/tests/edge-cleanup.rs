@@ -6,17 +6,7 @@
 use std::time::{Duration, Instant};
 
 use relay_tests::harness::Harness;
-
-fn threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use relay_tests::hostile::threads;
 
 fn gauge(h: &Harness) -> i64 {
     h.metrics.sse_clients()
@@ -28,7 +18,7 @@ fn rapid_reconnects_leak_no_thread_or_subscription() {
     let token = h.token("42", &[]);
     // Warm up once so lazily created pools exist before the baseline.
     drop(h.stream(&format!("access_token={token}"), &[]));
-    let settle = |target_threads: usize| {
+    let settle = |target_threads: u64| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while gauge(&h) != 0 || threads() > target_threads {
             assert!(
@@ -40,7 +30,7 @@ fn rapid_reconnects_leak_no_thread_or_subscription() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    settle(usize::MAX);
+    settle(u64::MAX);
     let baseline = threads();
     for i in 0..200 {
         let mut s = h.stream(&format!("access_token={token}"), &[]);

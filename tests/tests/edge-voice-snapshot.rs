@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use relay_protocol::payload::{EventBody, VoiceLeft, VoiceMember, VoiceSnapshot};
-use relay_tests::harness::{settings, Harness};
+use relay_tests::harness::Harness;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(5);
@@ -39,16 +39,7 @@ fn snapshot_tracks_ready_and_voice_events() {
         ],
     );
     gateway.set_ready_voice(VoiceSnapshot { channels });
-    let metrics = std::sync::Arc::new(relay::metrics::Metrics::new());
-    let edge = relay::edge::Edge::start(settings(&gateway.url()), metrics.clone()).unwrap();
-    let addr = edge.local_addr();
-    let h = Harness {
-        gateway,
-        edge: Some(edge),
-        metrics,
-        addr,
-    };
-    assert!(h.gateway.wait_connected(T));
+    let h = Harness::start_on(gateway, |_| {});
 
     // The ready frame may land just after the first subscriber: wait for it.
     let deadline = std::time::Instant::now() + T;

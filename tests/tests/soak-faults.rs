@@ -279,22 +279,12 @@ fn sleep_unless(flag: &AtomicBool, d: Duration) -> bool {
     !flag.load(Ordering::SeqCst)
 }
 
-fn proc_status(field: &str) -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
 fn threads_now() -> i64 {
-    proc_status("Threads:")
+    relay_tests::hostile::threads() as i64
 }
 
 fn rss_kb() -> i64 {
-    proc_status("VmRSS:")
+    relay_tests::hostile::rss_kib() as i64
 }
 
 /// Names of this process's threads, counted ("relay-sse ×3").
