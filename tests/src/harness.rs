@@ -74,9 +74,23 @@ impl Harness {
         };
         assert!(
             h.gateway.wait_connected(Duration::from_secs(5)),
+            "the gateway sees the edge"
+        );
+        // The gateway accepts before the edge has read the handshake's answer and
+        // told browsers: wait for the edge's own view too.
+        assert!(
+            h.wait_link(true, Duration::from_secs(5)),
             "the edge links up"
         );
         h
+    }
+
+    /// Waits until the edge sees the link `up` (or down), as its browsers do.
+    pub fn wait_link(&self, up: bool, timeout: Duration) -> bool {
+        self.edge
+            .as_ref()
+            .expect("edge running")
+            .wait_link(up, timeout)
     }
 
     /// A session token for `sub` with `roles`.

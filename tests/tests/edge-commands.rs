@@ -198,12 +198,8 @@ fn a_full_queue_answers_503() {
     let token = h.token("42", &["chat:write"]);
     h.gateway.set_accepting(false);
     h.gateway.drop_connections();
-    // Wait for the edge to see the link down.
-    let deadline = std::time::Instant::now() + T;
-    while h.get("/readyz").status != 503 {
-        assert!(std::time::Instant::now() < deadline, "link never went down");
-        std::thread::yield_now();
-    }
+    assert!(h.wait_link(false, T), "link never went down");
+    assert_eq!(h.get("/readyz").status, 503);
     for ch in ["1", "2"] {
         let r = h.post(
             SEND,

@@ -12,11 +12,11 @@ fn queued_commands_survive_an_outage_in_order() {
     let token = h.token("42", &["chat:write"]);
     h.gateway.set_accepting(false);
     h.gateway.drop_connections();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while h.get("/readyz").status != 503 {
-        assert!(Instant::now() < deadline, "link never went down");
-        std::thread::yield_now();
-    }
+    assert!(
+        h.wait_link(false, Duration::from_secs(5)),
+        "link never went down"
+    );
+    assert_eq!(h.get("/readyz").status, 503);
     let mut ids = Vec::new();
     for i in 0..20 {
         let r = h.post(

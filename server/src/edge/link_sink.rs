@@ -4,9 +4,10 @@
 //! its `traceId`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
+use parking_lot::{Condvar, Mutex};
 use relay_protocol::frame::{sse_json, sse_json_raw, GatewayEvent, MalformedFrame, Reply};
 use relay_protocol::link_session::LinkOutput;
 use relay_protocol::payload::{ErrorData, EventBody, VoiceSnapshot};
@@ -23,22 +24,57 @@ use serde_json::json;
 use super::state::Waiters;
 use crate::metrics::Metrics;
 
+/// Whether the link is up as browsers see it: set after `gateway.status` went
+/// to the hub, so a caller that waited for it knows every new stream starts
+/// with that status.
+#[derive(Default)]
+pub struct LinkUp {
+    up: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl LinkUp {
+    fn set(&self, up: bool) {
+        *self.up.lock() = up;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the link's state is `up`; false if `timeout` passed first.
+    pub fn wait_for(&self, up: bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.up.lock();
+        while *state != up {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                return *state == up;
+            }
+        }
+        true
+    }
+}
+
 /// The edge's [`LinkEvents`] implementation; runs on the link thread.
 pub struct LinkSink {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     waiters: Arc<Waiters>,
+    link_up: Arc<LinkUp>,
     /// Who is in voice now, kept from `ready` + `voice.*` events for new subscribers.
     voice: VoiceSnapshot,
 }
 
 impl LinkSink {
     /// A sink publishing into `hub`.
-    pub fn new(hub: Arc<Hub>, metrics: Arc<Metrics>, waiters: Arc<Waiters>) -> Self {
+    pub fn new(
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        waiters: Arc<Waiters>,
+        link_up: Arc<LinkUp>,
+    ) -> Self {
         let sink = LinkSink {
             hub,
             metrics,
             waiters,
+            link_up,
             voice: VoiceSnapshot::default(),
         };
         // Subscribers that arrive before the link is up still get both state items.
@@ -156,6 +192,7 @@ impl LinkEvents for LinkSink {
                 }
                 self.hub
                     .broadcast_state("gateway.status", status_item(connected));
+                self.link_up.set(connected);
             }
             LinkOutput::Rtt(rtt) => self.metrics.observe_ws_rtt(rtt),
             LinkOutput::Reconnecting {

@@ -49,6 +49,7 @@ pub struct Edge {
     addr: SocketAddr,
     server: Option<HttpServer>,
     link: Option<LinkClient>,
+    link_up: Arc<link_sink::LinkUp>,
     state: Arc<AppState>,
 }
 
@@ -75,7 +76,13 @@ impl Edge {
             capacity: settings.queue_capacity,
             reply_timeout: settings.reply_timeout,
         };
-        let sink = link_sink::LinkSink::new(hub.clone(), metrics.clone(), waiters.clone());
+        let link_up = Arc::new(link_sink::LinkUp::default());
+        let sink = link_sink::LinkSink::new(
+            hub.clone(),
+            metrics.clone(),
+            waiters.clone(),
+            link_up.clone(),
+        );
         let link = LinkClient::spawn(link_config, sink);
         let limiter = KeyedLimiter::new(settings.limits)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -110,6 +117,7 @@ impl Edge {
             addr,
             server: Some(server),
             link: Some(link),
+            link_up,
             state,
         })
     }
@@ -117,6 +125,13 @@ impl Edge {
     /// The bound HTTP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Waits until the link is up (`up`) or down as browsers see it: once this
+    /// returns true, every new stream's `gateway.status` says so. False if
+    /// `timeout` passed first.
+    pub fn wait_link(&self, up: bool, timeout: Duration) -> bool {
+        self.link_up.wait_for(up, timeout)
     }
 
     /// Issues a session token with the edge's key (demo mode and tests).
