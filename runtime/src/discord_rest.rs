@@ -157,8 +157,7 @@ impl RestExecutor {
         let kind = command.body.type_name();
         let trace = command.meta.trace_id.as_str();
         let request_id = command.request_id();
-        let actor = command.meta.actor.as_deref().unwrap_or_default();
-        let request = match build_request(&command.body, actor) {
+        let request = match build_request(command) {
             Ok(r) => r,
             Err(e) => {
                 // The edge validates first, so this is a bug or a foreign edge.

@@ -16,7 +16,7 @@ use super::ratelimit::{
     is_id, reply_for_wait, route_key, secs_to_duration, RateLimitHeaders, RouteKey,
     DEFAULT_RETRY_AFTER,
 };
-use crate::frame::Reply;
+use crate::frame::{GatewayCommand, Reply};
 use crate::payload::CommandBody;
 
 /// Discord's REST base URL. The version must be in the path: without it Discord
@@ -145,10 +145,12 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// The Discord request for a link command. `actor` (the session's `sub`) goes into
-/// `X-Audit-Log-Reason` on voice moderation so Discord's audit log shows who acted.
-pub fn build_request(cmd: &CommandBody, actor: &str) -> Result<RestRequest, BuildError> {
-    let (method, path, body, reason) = match cmd {
+/// The Discord request for a link command. Its `actor` (the session's `sub`) goes
+/// into `X-Audit-Log-Reason` on voice moderation so Discord's audit log shows who
+/// acted; its `requestId` becomes the message's `nonce` (see [`message_nonce`]).
+pub fn build_request(command: &GatewayCommand) -> Result<RestRequest, BuildError> {
+    let actor = command.meta.actor.as_deref().unwrap_or_default();
+    let (method, path, body, reason) = match &command.body {
         CommandBody::SendMessage(c) => {
             let channel = id(&c.channel_id, "channelId")?;
             let chars = c.content.chars().count();
@@ -159,7 +161,15 @@ pub fn build_request(cmd: &CommandBody, actor: &str) -> Result<RestRequest, Buil
                 return Err(BuildError::ContentTooLong { chars });
             }
             // `parse: []`: relayed user text must not ping @everyone, roles or users.
-            let body = json!({"content": c.content, "allowed_mentions": {"parse": []}});
+            // `enforce_nonce`: Discord returns the message it already made for this
+            // nonce instead of posting twice, so a command re-sent after the
+            // gateway restarted (and forgot its de-dup cache) still posts once.
+            let body = json!({
+                "content": c.content,
+                "allowed_mentions": {"parse": []},
+                "nonce": message_nonce(command.request_id()),
+                "enforce_nonce": true,
+            });
             (
                 Method::Post,
                 format!("/channels/{channel}/messages"),
@@ -225,6 +235,39 @@ pub fn build_request(cmd: &CommandBody, actor: &str) -> Result<RestRequest, Buil
         headers,
         body: body.map(|b| b.to_string()),
     })
+}
+
+/// Longest `nonce` Discord accepts on a message.
+pub const MAX_NONCE_LEN: usize = 25;
+
+/// The message `nonce` for a command's `requestId`: the same id gives the same
+/// nonce in every gateway process, and any id fits Discord's 25 characters.
+/// A 128-bit FNV-1a hash written in base 36 (at most 25 digits): ids are UUIDs
+/// with 122 random bits, so two commands share a nonce with negligible odds
+/// inside Discord's few-minute window.
+pub fn message_nonce(request_id: &str) -> String {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    let mut hash = OFFSET;
+    for byte in request_id.bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    let mut digits = Vec::with_capacity(MAX_NONCE_LEN);
+    loop {
+        let digit = (hash % 36) as u8;
+        digits.push(if digit < 10 {
+            b'0' + digit
+        } else {
+            b'a' + digit - 10
+        });
+        hash /= 36;
+        if hash == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 fn id<'a>(value: &'a str, field: &'static str) -> Result<&'a str, BuildError> {
@@ -483,8 +526,24 @@ mod tests {
     use crate::payload::{AddReaction, SendMessage, TriggerTyping, VoiceMove, VoiceMute};
     use proptest::prelude::*;
 
+    fn command(body: CommandBody, actor: &str) -> GatewayCommand {
+        GatewayCommand {
+            body,
+            meta: crate::frame::TraceMeta {
+                trace_id: "t".into(),
+                sent_at: "2026-01-01T00:00:00.000Z".into(),
+                request_id: Some("req-1".into()),
+                actor: Some(actor.into()),
+            },
+        }
+    }
+
+    fn build(body: &CommandBody, actor: &str) -> Result<RestRequest, BuildError> {
+        build_request(&command(body.clone(), actor))
+    }
+
     fn req(cmd: CommandBody) -> RestRequest {
-        build_request(&cmd, "user-42").unwrap()
+        build(&cmd, "user-42").unwrap()
     }
 
     fn body_json(r: &RestRequest) -> Value {
@@ -498,7 +557,7 @@ mod tests {
     }
 
     fn react(emoji: &str) -> Result<RestRequest, BuildError> {
-        build_request(
+        build(
             &CommandBody::AddReaction(AddReaction {
                 channel_id: "1".into(),
                 message_id: "2".into(),
@@ -546,7 +605,12 @@ mod tests {
         );
         assert_eq!(
             body_json(&r),
-            json!({"content": "hi @everyone", "allowed_mentions": {"parse": []}})
+            json!({
+                "content": "hi @everyone",
+                "allowed_mentions": {"parse": []},
+                "nonce": message_nonce("req-1"),
+                "enforce_nonce": true,
+            })
         );
         assert_eq!(r.route.as_str(), "POST /channels/123/messages");
         assert_eq!(
@@ -733,13 +797,13 @@ mod tests {
             ];
             for (cmd, field) in cmds.iter().zip(fields) {
                 assert_eq!(
-                    build_request(cmd, "a"),
+                    build(cmd, "a"),
                     Err(BuildError::InvalidId { field }),
                     "{bad:?}"
                 );
             }
         }
-        assert!(build_request(
+        assert!(build(
             &CommandBody::TypingStart(TriggerTyping {
                 channel_id: "12345678901234567890".into()
             }),
@@ -751,7 +815,7 @@ mod tests {
     #[test]
     fn content_length_is_checked_in_characters() {
         let send = |content: String| {
-            build_request(
+            build(
                 &CommandBody::SendMessage(SendMessage {
                     channel_id: "1".into(),
                     content,
@@ -768,6 +832,23 @@ mod tests {
             Err(BuildError::ContentTooLong { chars: 2001 })
         );
         assert_eq!(send(String::new()), Err(BuildError::EmptyContent));
+    }
+
+    #[test]
+    fn the_nonce_follows_the_request_id() {
+        assert_eq!(message_nonce("req-1"), message_nonce("req-1"));
+        assert_ne!(message_nonce("req-1"), message_nonce("req-2"));
+        assert_ne!(message_nonce(""), message_nonce("\0"));
+        let mut other = command(
+            CommandBody::SendMessage(SendMessage {
+                channel_id: "1".into(),
+                content: "x".into(),
+            }),
+            "a",
+        );
+        other.meta.request_id = Some("req-2".into());
+        let r = build_request(&other).unwrap();
+        assert_eq!(body_json(&r)["nonce"], message_nonce("req-2"));
     }
 
     #[test]
@@ -788,7 +869,7 @@ mod tests {
         assert!(long.ends_with("%C3%A9"), "never cut inside a character");
         let decoded = percent_decode(&long);
         assert!(format!("relay: requested by {}", "é".repeat(400)).starts_with(&decoded));
-        let no_reason = build_request(
+        let no_reason = build(
             &CommandBody::VoiceMute(VoiceMute {
                 guild_id: "1".into(),
                 user_id: "2".into(),
@@ -997,4 +1078,14 @@ mod tests {
     }
 
     const MAX_WAIT_MS: u64 = super::super::ratelimit::MAX_WAIT.as_millis() as u64;
+
+    proptest! {
+        #[test]
+        fn nonces_fit_discord_for_any_request_id(id in any::<String>()) {
+            let nonce = message_nonce(&id);
+            prop_assert!(!nonce.is_empty() && nonce.len() <= MAX_NONCE_LEN, "{nonce}");
+            prop_assert!(nonce.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+            prop_assert_eq!(nonce, message_nonce(&id.clone()));
+        }
+    }
 }

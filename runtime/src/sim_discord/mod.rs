@@ -23,6 +23,9 @@
 //!   without MESSAGE_CONTENT, message `content` is `""` except in the bot's own messages
 //!   and messages mentioning it. Privileged intents not in
 //!   [`SimConfig::allowed_privileged_intents`] close with 4014.
+//! - A message with `enforce_nonce: true` and a `nonce` that its author used in the
+//!   last [`NONCE_WINDOW`] is not made again: the first one is returned and nothing
+//!   is dispatched, as Discord documents.
 //! - Not simulated: the server closing on missed heartbeats, identify concurrency limits
 //!   (max_concurrency), transport or payload compression, ETF, sharding, DMs.
 //! - The guild ([`ids`]) is the same in every run: "Relay Demo" with `#general`,
@@ -37,6 +40,7 @@ mod rest;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,7 +221,13 @@ struct State {
     last_id: u64,
     subscribers: Vec<Sender<SimEvent>>,
     history_cap: usize,
+    /// Messages made with `enforce_nonce`, by (author, nonce), with when (unix ms).
+    nonces: HashMap<(String, String), (Value, u64)>,
 }
+
+/// How long a message `nonce` with `enforce_nonce` is remembered ("the past few
+/// minutes" in Discord's docs).
+pub const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 impl State {
     /// A fresh, time-based snowflake, strictly greater than the previous one.
@@ -262,6 +272,29 @@ impl State {
         });
         let d = self.guild.message_create(&message, &author);
         self.dispatch("MESSAGE_CREATE", d);
+        Some(message)
+    }
+
+    /// Like [`State::create_message`], but a `nonce` the author used within
+    /// [`NONCE_WINDOW`] returns the first message and makes none.
+    fn create_message_once(
+        &mut self,
+        author_id: &str,
+        channel_id: &str,
+        content: &str,
+        nonce: &str,
+    ) -> Option<Value> {
+        let now = unix_ms();
+        let window = NONCE_WINDOW.as_millis() as u64;
+        self.nonces
+            .retain(|_, (_, at)| now.saturating_sub(*at) < window);
+        let key = (author_id.to_owned(), nonce.to_owned());
+        if let Some((message, _)) = self.nonces.get(&key) {
+            return Some(message.clone());
+        }
+        let mut message = self.create_message(author_id, channel_id, content)?;
+        message["nonce"] = Value::String(nonce.to_owned());
+        self.nonces.insert(key, (message.clone(), now));
         Some(message)
     }
 
@@ -345,6 +378,7 @@ impl SimDiscord {
                 last_id: 0,
                 subscribers: Vec::new(),
                 history_cap: config.resume_history.max(1),
+                nonces: HashMap::new(),
             }),
             rest: Mutex::new(rest::RestState::default()),
             ack_heartbeats: AtomicBool::new(true),

@@ -427,13 +427,33 @@ fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> R
     if content.trim().is_empty() {
         return Reply::error(400, 50006, "Cannot send an empty message");
     }
-    match st.create_message(ids::BOT_USER, channel_id, content) {
-        Some(mut message) => {
-            if let Some(nonce) = body.get("nonce") {
-                message["nonce"] = nonce.clone();
-            }
-            Reply::json(200, message)
+    // Discord takes an integer or a string of at most 25 characters.
+    let nonce = match body.get("nonce") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.chars().count() <= 25 => Some(n.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => {
+            return invalid_form(
+                "nonce",
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 25 or fewer in length.",
+            )
         }
+    };
+    let enforce = body.get("enforce_nonce") == Some(&Value::Bool(true));
+    let made = match (&nonce, enforce) {
+        (Some(n), true) => st.create_message_once(ids::BOT_USER, channel_id, content, n),
+        _ => st
+            .create_message(ids::BOT_USER, channel_id, content)
+            .map(|mut m| {
+                if let Some(n) = &nonce {
+                    m["nonce"] = Value::String(n.clone());
+                }
+                m
+            }),
+    };
+    match made {
+        Some(message) => Reply::json(200, message),
         None => unknown_channel(),
     }
 }

@@ -899,3 +899,42 @@ fn ids_and_timestamps_are_discord_shaped() {
         .unwrap();
     assert!(b > a, "ids increase even within one millisecond");
 }
+
+#[test]
+fn an_enforced_nonce_makes_one_message() {
+    let sim = start();
+    let post = |nonce: Value, enforce: bool| {
+        let body = json!({ "content": "once", "nonce": nonce, "enforce_nonce": enforce });
+        let reply = http(
+            &sim,
+            "POST",
+            &format!("/channels/{}/messages", ids::GENERAL),
+            Some(sim.bot_token()),
+            &[],
+            Some(&body.to_string()),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    };
+    let first = post(json!("n1"), true);
+    assert_eq!(first["nonce"], "n1");
+    let again = post(json!("n1"), true);
+    assert_eq!(again["id"], first["id"], "the first message comes back");
+    assert_ne!(post(json!("n2"), true)["id"], first["id"]);
+    assert_ne!(
+        post(json!("n1"), false)["id"],
+        first["id"],
+        "without enforce_nonce the nonce is only echoed"
+    );
+    let too_long = json!({ "content": "x", "nonce": "a".repeat(26) }).to_string();
+    let reply = http(
+        &sim,
+        "POST",
+        &format!("/channels/{}/messages", ids::GENERAL),
+        Some(sim.bot_token()),
+        &[],
+        Some(&too_long),
+    );
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.contains("50035"), "{}", reply.body);
+}
