@@ -59,6 +59,7 @@
 //! | [`replay`] | the replay ring behind `Last-Event-ID` |
 //! | [`sanitize`] | escaping user text for logs and re-broadcast |
 //! | [`secret`] | secrets that never print, compared in constant time |
+//! | [`legacy`] | the old `/api/ws` bridge's auth frame and envelopes |
 //! | [`ids`] | trace/request id formatting from caller-supplied randomness |
 //! | [`discord`] | Discord Gateway v10 session, dispatch → link events, REST requests and rate limits |
 #![warn(missing_docs, unreachable_pub)]
@@ -70,6 +71,7 @@ pub mod dedupe;
 pub mod discord;
 pub mod frame;
 pub mod ids;
+pub mod legacy;
 pub mod link_session;
 pub mod payload;
 pub mod queue;

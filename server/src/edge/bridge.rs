@@ -2,36 +2,28 @@
 //!
 //! Old `useVoiceChannelEvents` clients keep working while they migrate to SSE: the
 //! bridge is one more hub subscriber (no second link, no second copy of the event
-//! logic) that re-wraps voice and error events in the old envelopes.
-//!
-//! Protocol: the client sends `{"v":1,"type":"auth","token":…}` within 10 s (else
-//! close 1008), gets `{"v":1,"type":"ack","event":"auth.ok",…}`, then receives
-//! `{"v":1,"type":"event","event":"voice.joined"|"voice.left",…}` and
-//! `{"v":1,"type":"error",…}`. A client that falls more than 1 MiB behind (or
-//! overflows its hub buffer) is closed with 1008.
+//! logic) that re-wraps voice and error events in the old envelopes. What goes on
+//! the wire is [`relay_protocol::legacy`]'s; this file owns the socket: the auth
+//! deadline, the subscription, and closing with 1008 a client that falls more
+//! than 1 MiB behind (or overflows its hub buffer).
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, info};
+use relay_protocol::legacy;
 use relay_runtime::clock;
 use relay_runtime::hub::{Filter, Item};
 use relay_runtime::live_queue::RecvTimeoutError;
-use serde_json::{json, Value};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role};
 use tungstenite::{Message, WebSocket};
 
 use super::http::{error_reply, Request};
 use super::state::AppState;
-
-/// How long a client has to authenticate.
-const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Unsent bytes past which a client is closed.
-const MAX_UNSENT: usize = 1024 * 1024;
 
 type Stream = TcpStream;
 
@@ -60,7 +52,7 @@ pub fn serve(state: &Arc<AppState>, req: Request) {
 }
 
 fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
-    let deadline = Instant::now() + AUTH_TIMEOUT;
+    let deadline = Instant::now() + legacy::AUTH_TIMEOUT;
     // Each read waits only until the deadline, so a silent client and one that
     // trickles frames are both closed on time.
     let token = loop {
@@ -70,16 +62,10 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
             return "auth timeout";
         }
         match ws.read() {
-            Ok(Message::Text(text)) => match serde_json::from_str::<Value>(text.as_str()) {
-                Ok(v) if v["v"] == 1 && v["type"] == "auth" && v["token"].is_string() => {
-                    break v["token"].as_str().unwrap_or_default().to_owned();
-                }
-                _ => {
-                    send_error(
-                        ws,
-                        "invalid_request",
-                        "expected {\"v\":1,\"type\":\"auth\",\"token\":…}",
-                    );
+            Ok(Message::Text(text)) => match legacy::parse_auth(text.as_str()) {
+                Ok(token) => break token,
+                Err(e) => {
+                    send_error(ws, "invalid_request", &e.to_string());
                     close(ws, CloseCode::Policy, "authentication required");
                     return "bad handshake";
                 }
@@ -106,17 +92,12 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
     // Subscribe before acknowledging: a client that reacts to `auth.ok` must not
     // miss an event published in between.
     let filter = Filter {
-        types: Some(
-            ["voice.joined", "voice.left", "error"]
-                .map(String::from)
-                .into(),
-        ),
+        types: Some(legacy::EVENT_TYPES.map(String::from).into()),
         channels: None,
     };
     let sub = state.hub.subscribe(filter, None);
-    let ack = json!({"v": 1, "type": "ack", "event": "auth.ok",
-        "payload": {"userId": session.sub, "name": session.name}, "ts": clock::unix_ms()});
-    let outcome = if ws.send(Message::text(ack.to_string())).is_err() {
+    let ack = legacy::auth_ok(&session.sub, session.name.as_deref(), clock::unix_ms());
+    let outcome = if ws.send(Message::text(ack)).is_err() {
         "client gone"
     } else {
         info!("legacy bridge client authenticated");
@@ -146,12 +127,12 @@ fn pump(
             return "client gone";
         }
         for item in first.into_iter().chain(live.try_iter()) {
-            if let Some(text) = legacy_envelope(&item) {
+            if let Some(text) = legacy::envelope(&item.event_type, &item.json, clock::unix_ms()) {
                 unsent_bytes += text.len();
                 unsent.push_back(text);
             }
         }
-        if unsent_bytes > MAX_UNSENT {
+        if unsent_bytes > legacy::MAX_UNSENT {
             close(ws, CloseCode::Policy, "more than 1 MiB unsent");
             return "too much unsent";
         }
@@ -164,27 +145,12 @@ fn pump(
     }
 }
 
-/// Re-wraps an SSE event in the old bridge envelope.
-fn legacy_envelope(item: &Item) -> Option<String> {
-    let envelope: Value = serde_json::from_str(&item.json).ok()?;
-    let data = &envelope["data"];
-    let ts = clock::unix_ms();
-    let msg = match &*item.event_type {
-        "voice.joined" => {
-            json!({"v": 1, "type": "event", "event": "voice.joined", "payload": data, "ts": ts})
-        }
-        // The old payload never named the channel left.
-        "voice.left" => json!({"v": 1, "type": "event", "event": "voice.left",
-            "payload": {"guildId": data["guildId"], "channelId": null, "userId": data["userId"]}, "ts": ts}),
-        "error" => json!({"v": 1, "type": "error", "error": data, "ts": ts}),
-        _ => return None,
-    };
-    Some(msg.to_string())
-}
-
 fn send_error(ws: &mut WebSocket<Stream>, code: &str, message: &str) {
-    let msg = json!({"v": 1, "type": "error", "error": {"code": code, "message": message}, "ts": clock::unix_ms()});
-    let _ = ws.send(Message::text(msg.to_string()));
+    let _ = ws.send(Message::text(legacy::error_frame(
+        code,
+        message,
+        clock::unix_ms(),
+    )));
 }
 
 fn close(ws: &mut WebSocket<Stream>, code: CloseCode, reason: &str) {
