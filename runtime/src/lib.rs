@@ -12,7 +12,7 @@
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
 //! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
 //! | [`http_server`] | the edge's HTTP/1.1 server: one accept thread, a thread per connection, httparse, explicit limits and timeouts, sockets handed to streams and WebSockets |
-//! | [`link_server`] | the gateway side of the link: auth, `ready`, broadcast fan-out, commands run once per requestId; a scripted test gateway |
+//! | [`link_server`] | the gateway side of the link: auth, `ready`, broadcast fan-out, commands run once per requestId, plain `GET`s through a hook; a scripted test gateway |
 #![warn(missing_docs)]
 
 pub mod clock;

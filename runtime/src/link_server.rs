@@ -36,6 +36,10 @@
 //! | `X-Gateway-Version` present with a major other than 1 | 400: frames of another major cannot be read |
 //! | `/link` without the WebSocket upgrade headers | 426 |
 //! | right token | 101, then `ready` |
+//! | a plain `GET` (no upgrade headers) of a path the [`PlainHandler`] answers | its answer, then close (the gateway's `/metrics`, `/healthz`, `/readyz`) |
+//!
+//! Plain HTTP answers, the hook included, live in `link_server/plain.rs`; they
+//! pass the same deadline and head limit as an upgrade.
 //!
 //! # Commands
 //!
@@ -53,6 +57,11 @@
 //! deadline for the whole request (trickled bytes do not extend it) and a 16 KiB
 //! head, frames are at most 1 MiB (a larger one closes that edge with 1009), and
 //! an edge holds at most `edge_queue` frames and `edge_write_buffer` bytes unsent.
+//!
+//! # Observing
+//!
+//! A [`LinkObserver`] hears the edge count, de-duplicated commands and token
+//! refusals as they happen (for metrics); [`LinkServer::stats`] has them all too.
 
 use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
@@ -76,15 +85,18 @@ use relay_protocol::ids;
 use relay_protocol::payload::{Ack, ErrorData, EventBody, RateLimited, Ready, VoiceSnapshot};
 use relay_protocol::secret::Secret;
 use tungstenite::error::ProtocolError;
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::http::{HeaderValue, StatusCode};
+use tungstenite::handshake::server::{Request, Response};
 use tungstenite::protocol::Role;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Error as WsError, HandshakeError, WebSocket};
 
 use crate::ws_io::{self, Incoming, Waker, WsConn};
 
+mod plain;
 pub mod test_peer;
+
+use plain::{Answer, Refusal};
+pub use plain::{PlainHandler, PlainResponse};
 
 /// The only path the link is served on.
 pub const LINK_PATH: &str = "/link";
@@ -127,6 +139,24 @@ pub trait CommandExecutor: Send + Sync + 'static {
 /// The voice snapshot sent in each edge's `ready` frame. Runs under the fan-out lock.
 pub type ReadyFn = Arc<dyn Fn() -> VoiceSnapshot + Send + Sync>;
 
+/// Hears what the link server does, for metrics. Every method has a no-op
+/// default; each must be quick and must not call back into the server.
+pub trait LinkObserver: Send + Sync + 'static {
+    /// The edges in the fan-out are now `edges`. Called under the fan-out lock
+    /// on every change, so the calls arrive in order and a count read after
+    /// [`LinkServer::wait_for_edges`] returns is already this one.
+    fn on_edges(&self, _edges: usize) {}
+    /// A command was answered as a re-send of an earlier `requestId` (from the
+    /// reply cache, or by the reply of the run still going).
+    fn on_deduplicated(&self) {}
+    /// An upgrade was refused for a missing or wrong token.
+    fn on_auth_failure(&self) {}
+}
+
+/// An observer that hears nothing.
+pub struct NoLinkObserver;
+impl LinkObserver for NoLinkObserver {}
+
 /// How the link server runs.
 #[derive(Clone)]
 pub struct LinkServerConfig {
@@ -150,6 +180,10 @@ pub struct LinkServerConfig {
     /// Connections (upgrading or upgraded) served at once; more are closed at once,
     /// so a flood of sockets cannot spawn unbounded threads.
     pub max_connections: usize,
+    /// Hears the edge count, de-duplications and token refusals.
+    pub observer: Arc<dyn LinkObserver>,
+    /// Answers plain `GET`s on the link port (none: every such request is 404).
+    pub plain: Option<PlainHandler>,
 }
 
 impl LinkServerConfig {
@@ -165,6 +199,8 @@ impl LinkServerConfig {
             edge_write_buffer: DEFAULT_EDGE_WRITE_BUFFER,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            observer: Arc::new(NoLinkObserver),
+            plain: None,
         }
     }
 }
@@ -181,7 +217,8 @@ impl std::fmt::Debug for LinkServerConfig {
             .field("edge_write_buffer", &self.edge_write_buffer)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
-            .finish()
+            .field("plain", &self.plain.as_ref().map(|_| "<handler>"))
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,6 +248,8 @@ pub struct LinkStats {
     pub busy: u64,
     /// Events broadcast.
     pub broadcasts: u64,
+    /// Plain `GET`s the [`PlainHandler`] answered (not counted as refused upgrades).
+    pub plain_answered: u64,
     /// Threads this server runs now (acceptor, workers, connections).
     pub threads: usize,
 }
@@ -227,6 +266,7 @@ struct Counters {
     dropped_slow: AtomicU64,
     busy: AtomicU64,
     broadcasts: AtomicU64,
+    plain_answered: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -283,6 +323,8 @@ struct Shared {
     connections: Arc<AtomicUsize>,
     executor: Arc<dyn CommandExecutor>,
     ready: ReadyFn,
+    observer: Arc<dyn LinkObserver>,
+    plain: Option<PlainHandler>,
     fanout: Mutex<Fanout>,
     fanout_changed: Condvar,
     cache: Mutex<ReplyCache<Waiter>>,
@@ -398,6 +440,8 @@ impl LinkServer {
             connections: Arc::new(AtomicUsize::new(0)),
             executor,
             ready,
+            observer: cfg.observer,
+            plain: cfg.plain,
             fanout: Mutex::new(Fanout {
                 edges: HashMap::new(),
                 closed: false,
@@ -495,6 +539,7 @@ impl LinkServer {
             dropped_slow: get(&c.dropped_slow),
             busy: get(&c.busy),
             broadcasts: get(&c.broadcasts),
+            plain_answered: get(&c.plain_answered),
             threads: self.threads.load(Ordering::Acquire),
         }
     }
@@ -507,7 +552,7 @@ impl LinkServer {
             edge.request_close(CLOSE_GOING_AWAY);
         }
         fanout.edges.clear();
-        self.shared.fanout_changed.notify_all();
+        self.shared.edges_changed(&fanout);
     }
 
     /// Stops accepting, closes every edge, lets running commands finish, and joins
@@ -533,7 +578,7 @@ impl LinkServer {
                 edge.request_close(CLOSE_GOING_AWAY);
             }
             fanout.edges.clear();
-            shared.fanout_changed.notify_all();
+            shared.edges_changed(&fanout);
         }
         for (_, tcp) in shared.handshaking.lock().drain() {
             let _ = tcp.shutdown(Shutdown::Both);
@@ -577,9 +622,16 @@ impl Shared {
             for id in gone {
                 fanout.edges.remove(&id);
             }
-            self.fanout_changed.notify_all();
+            self.edges_changed(fanout);
         }
         sent
+    }
+
+    /// After every change of the fan-out's members, under its lock: wakes
+    /// [`LinkServer::wait_for_edges`] and tells the observer.
+    fn edges_changed(&self, fanout: &Fanout) {
+        self.fanout_changed.notify_all();
+        self.observer.on_edges(fanout.edges.len());
     }
 
     fn lagging(&self, edge: &EdgeOut) {
@@ -803,14 +855,14 @@ fn serve_connection(shared: &Arc<Shared>, id: u64, tcp: TcpStream, peer: SocketA
         let ready = ready_event((shared.ready)());
         let _ = edge.tx.try_send(ready.to_json().into());
         fanout.edges.insert(id, edge.clone());
-        shared.fanout_changed.notify_all();
+        shared.edges_changed(&fanout);
     }
     info!("link: edge {peer} connected");
     let why = drive(shared, &edge, &rx, &mut conn);
     {
         let mut fanout = shared.fanout.lock();
         if fanout.edges.remove(&id).is_some() {
-            shared.fanout_changed.notify_all();
+            shared.edges_changed(&fanout);
         }
     }
     info!("link: edge {peer} disconnected ({why})");
@@ -938,10 +990,12 @@ fn on_frame(
         Begin::Run => shared.submit(command),
         Begin::InProgress => {
             bump(&shared.counters.deduplicated);
+            shared.observer.on_deduplicated();
             debug!("link: {request_id} is running; its reply will answer this re-send too");
         }
         Begin::Done(reply) => {
             bump(&shared.counters.deduplicated);
+            shared.observer.on_deduplicated();
             debug!("link: {request_id} ran before; repeating its first reply");
             conn.send_text(reply_event(&request_id, &trace_id, &reply).to_json())?;
         }
@@ -967,11 +1021,12 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
     }
     let writer = tcp.try_clone().ok()?;
     let mut head = Vec::new();
+    let deadline = Instant::now() + shared.handshake_timeout;
     let stream = HandshakeStream {
         tcp,
         head: &mut head,
         read_total: 0,
-        deadline: Instant::now() + shared.handshake_timeout,
+        deadline,
     };
     let refusal = Cell::new(None);
     // tungstenite's callback type fixes the large error (an HTTP response).
@@ -1011,6 +1066,7 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
             match refusal.get() {
                 Some(Refusal::Unauthorized) => {
                     bump(&shared.counters.auth_failures);
+                    shared.observer.on_auth_failure();
                     warn!("link: refused an upgrade from {peer}: missing or wrong bearer token");
                 }
                 Some(other) => {
@@ -1033,17 +1089,21 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
         }
         Err(HandshakeError::Failure(e)) => {
             // Not a WebSocket upgrade (or junk): answer like a web server would.
-            bump(&shared.counters.rejected_upgrades);
-            let refused = match request_path(&head) {
-                Some(path) if path == LINK_PATH => Refusal::NotUpgrade,
-                Some(_) => Refusal::NotFound,
-                None => Refusal::BadRequest,
-            };
-            debug!(
-                "link: {peer} sent no valid upgrade ({e}); answering {}",
-                refused.status()
-            );
-            write_plain_response(writer, refused);
+            let answer = plain::answer(shared.plain.as_ref(), &head, &e);
+            match &answer {
+                Answer::Served(path, response) => {
+                    bump(&shared.counters.plain_answered);
+                    debug!("link: {peer} GET {path}: {}", response.status);
+                }
+                Answer::Refused(refused) => {
+                    bump(&shared.counters.rejected_upgrades);
+                    debug!(
+                        "link: {peer} sent no valid upgrade ({e}); answering {}",
+                        refused.status()
+                    );
+                }
+            }
+            plain::write_answer(writer, &answer, deadline);
             None
         }
         Err(HandshakeError::Interrupted(_)) => {
@@ -1051,62 +1111,6 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
             debug!("link: upgrade from {peer} timed out");
             None
         }
-    }
-}
-
-/// Why an upgrade is refused; each maps to one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    NotFound,
-    Unauthorized,
-    UnsupportedVersion,
-    NotUpgrade,
-    BadRequest,
-}
-
-impl Refusal {
-    fn status(self) -> StatusCode {
-        match self {
-            Refusal::NotFound => StatusCode::NOT_FOUND,
-            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::UnsupportedVersion | Refusal::BadRequest => StatusCode::BAD_REQUEST,
-            Refusal::NotUpgrade => StatusCode::UPGRADE_REQUIRED,
-        }
-    }
-
-    fn reason(self) -> &'static str {
-        match self {
-            Refusal::NotFound => "not found",
-            Refusal::Unauthorized => "missing or wrong bearer token",
-            Refusal::UnsupportedVersion => {
-                "unsupported X-Gateway-Version (this gateway speaks 1.x)"
-            }
-            Refusal::NotUpgrade => "expected a WebSocket upgrade",
-            Refusal::BadRequest => "bad request",
-        }
-    }
-
-    fn response(self) -> ErrorResponse {
-        let body = self.reason();
-        let mut response = ErrorResponse::new(Some(body.to_owned()));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(
-            "Content-Type",
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        headers.insert("Content-Length", HeaderValue::from(body.len()));
-        headers.insert("Connection", HeaderValue::from_static("close"));
-        match self {
-            Refusal::Unauthorized => {
-                headers.insert("WWW-Authenticate", HeaderValue::from_static("Bearer"));
-            }
-            Refusal::NotUpgrade => {
-                headers.insert("Upgrade", HeaderValue::from_static("websocket"));
-            }
-            _ => {}
-        }
-        response
     }
 }
 
@@ -1141,35 +1145,6 @@ fn bearer_token(value: &[u8]) -> &[u8] {
     } else {
         &[]
     }
-}
-
-/// The path of the request line in `head`, if it has one.
-fn request_path(head: &[u8]) -> Option<String> {
-    let line = head.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split_ascii_whitespace();
-    let (_method, target) = (parts.next()?, parts.next()?);
-    Some(target.split('?').next().unwrap_or_default().to_owned())
-}
-
-fn write_plain_response(mut tcp: TcpStream, refused: Refusal) {
-    let response = refused.response();
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status().as_str(),
-        response.status().canonical_reason().unwrap_or("")
-    );
-    for (name, value) in response.headers() {
-        out.push_str(name.as_str());
-        out.push_str(": ");
-        out.push_str(value.to_str().unwrap_or_default());
-        out.push_str("\r\n");
-    }
-    out.push_str("\r\n");
-    out.push_str(response.body().as_deref().unwrap_or_default());
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = tcp.write_all(out.as_bytes());
-    let _ = tcp.flush();
 }
 
 /// The socket during the upgrade: enforces one deadline for the whole handshake
@@ -1964,13 +1939,96 @@ mod tests {
     }
 
     #[test]
-    fn bearer_tokens_and_request_paths_are_read() {
+    fn plain_gets_go_to_the_handler_and_everything_else_keeps_its_answer() {
+        let handler: PlainHandler = Arc::new(|path| {
+            (path == "/healthz").then(|| PlainResponse {
+                status: 200,
+                content_type: "application/json",
+                body: r#"{"status":"ok"}"#.into(),
+            })
+        });
+        let (server, _) = start(|cfg| cfg.plain = Some(handler));
+        let addr = server.local_addr();
+        let ok = raw_http(addr, "GET /healthz?probe HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("content-length: 15\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\n{\"status\":\"ok\"}"), "{ok}");
+        let other = raw_http(addr, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        let post = raw_http(addr, "POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 404"), "{post}");
+        let link = raw_http(addr, "GET /link HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(link.starts_with("HTTP/1.1 426"), "{link}");
+        // An upgrade to the handler's path is still an upgrade to a wrong path.
+        assert_eq!(status_of(dial(addr, "/healthz", Some(TOKEN), None)), 404);
+        assert_eq!(status_of(dial(addr, LINK_PATH, None, None)), 401);
+        // A head over the limit is not read to its end, so not answered.
+        let huge = format!(
+            "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST_HEAD_BYTES)
+        );
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        // The server may reset the socket before the whole head is written.
+        let _ = tcp.write_all(huge.as_bytes());
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        let stats = server.stats();
+        assert_eq!(stats.plain_answered, 1);
+        assert_eq!(stats.auth_failures, 1);
+        assert_eq!(stats.rejected_upgrades, 5);
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        edges: Mutex<Vec<usize>>,
+        deduplicated: AtomicU64,
+        auth_failures: AtomicU64,
+    }
+
+    impl LinkObserver for Recorder {
+        fn on_edges(&self, edges: usize) {
+            self.edges.lock().push(edges);
+        }
+        fn on_deduplicated(&self) {
+            bump(&self.deduplicated);
+        }
+        fn on_auth_failure(&self) {
+            bump(&self.auth_failures);
+        }
+    }
+
+    #[test]
+    fn the_observer_hears_edges_re_sends_and_refused_tokens() {
+        let recorder = Arc::new(Recorder::default());
+        let observer = recorder.clone();
+        let (server, _) = start(move |cfg| cfg.observer = observer);
+        let addr = server.local_addr();
+        assert_eq!(status_of(dial(addr, LINK_PATH, Some("wrong"), None)), 401);
+        assert_eq!(recorder.auth_failures.load(Ordering::Relaxed), 1);
+
+        let (mut a, _) = edge(addr);
+        let (_b, _) = edge(addr);
+        assert!(server.wait_for_edges(2, WAIT));
+        assert_eq!(*recorder.edges.lock(), [1, 2]);
+        for trace in ["t1", "t1b"] {
+            send(&mut a, command("r1", trace, typing("300")));
+            assert_eq!(reply_of(&next_event(&mut a)).2, Reply::Ack);
+        }
+        assert_eq!(recorder.deduplicated.load(Ordering::Relaxed), 1);
+
+        a.close(None).unwrap();
+        let _ = read_until_closed(&mut a);
+        assert!(server.wait_for_edges(1, WAIT));
+        assert_eq!(*recorder.edges.lock(), [1, 2, 1]);
+        server.kick_all();
+        assert_eq!(*recorder.edges.lock(), [1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read() {
         assert_eq!(bearer_token(b"bearer abc "), b"abc");
         assert_eq!(bearer_token(b"Basic abc"), b"");
-        assert_eq!(
-            request_path(b"GET /link?x=1 HTTP/1.1\r\n"),
-            Some("/link".into())
-        );
-        assert_eq!(request_path(b"\xff\xfe"), None);
     }
 }
