@@ -96,7 +96,10 @@ pub trait DiscordObserver: Send + Sync + 'static {
     fn on_dispatch(&self, _event: &str) {}
     /// A heartbeat was acknowledged after `latency`.
     fn on_heartbeat_ack(&self, _latency: Duration) {}
-    /// The session is up (READY or RESUMED: `true`) or down (`false`).
+    /// The session is up (READY or RESUMED: `true`) or down (`false`). Called
+    /// under the status lock, so whoever sees the new [`DiscordStatus`] (or
+    /// returns from [`DiscordGateway::wait_connected`]) sees what the observer
+    /// made of it; keep it quick and do not call back into the driver.
     fn on_connected(&self, _up: bool) {}
     /// A reconnect was scheduled.
     fn on_reconnect(&self, _resume: bool) {}
@@ -613,9 +616,11 @@ impl Driver {
         let mut status = self.shared.status.lock();
         if status.connected != up {
             status.connected = up;
+            // Under the lock: a readiness probe fed by the observer must never
+            // lag the status a waiter was woken by.
+            self.observer.on_connected(up);
             drop(status);
             self.shared.status_changed.notify_all();
-            self.observer.on_connected(up);
         }
     }
 
