@@ -76,7 +76,7 @@ impl Demo {
             demo: Some(Arc::new(demo_info())),
             http: HttpConfig::default(),
         };
-        let edge = Edge::start(edge_settings, metrics)?;
+        let edge = Edge::start(edge_settings, metrics.clone())?;
         let first = demo_users()
             .into_iter()
             .next()
@@ -96,7 +96,7 @@ impl Demo {
             token,
         };
         if let Some(addr) = opts.control {
-            demo.control = Some(demo.start_control(addr, gateway_settings)?);
+            demo.control = Some(demo.start_control(addr, gateway_settings, metrics)?);
         }
         Ok(demo)
     }
@@ -125,11 +125,13 @@ impl Demo {
 
     /// The test control API: `POST /voice-leave {"userId"}`, `POST /link-drop`
     /// (stops the gateway, so the edge's link goes down and stays down),
-    /// `POST /link-restore` (starts it again on the same address).
+    /// `POST /link-restore` (starts it again on the same address, counting into
+    /// the same `metrics`, so both ports keep showing one registry).
     fn start_control(
         &self,
         addr: SocketAddr,
         mut settings: GatewaySettings,
+        metrics: Arc<Metrics>,
     ) -> io::Result<HttpServer> {
         let gateway = self.gateway.clone();
         let sim = self.sim.as_ref().expect("running");
@@ -166,7 +168,7 @@ impl Demo {
                 "/link-restore" => {
                     let mut slot = gateway.lock();
                     if slot.is_none() {
-                        match Gateway::start(settings.clone(), Arc::new(Metrics::new())) {
+                        match Gateway::start(settings.clone(), metrics.clone()) {
                             Ok(g) => *slot = Some(g),
                             Err(e) => {
                                 warn!("demo control: cannot restart the gateway: {e}")

@@ -277,7 +277,7 @@ impl Metrics {
         );
         r.register(
             "relay_link_auth_failures",
-            "Link upgrades refused for a wrong or missing LINK_TOKEN",
+            "Link upgrades refused for a wrong or missing LINK_TOKEN, by this gateway or to this edge",
             m.link_auth_failures.clone(),
         );
         r.register(
@@ -361,7 +361,9 @@ impl Metrics {
         self.malformed_frames.inc();
     }
 
-    /// Counts a refused link upgrade (`relay_link_auth_failures_total`).
+    /// Counts a link upgrade refused for its token (`relay_link_auth_failures_total`):
+    /// the edge counts the refusals it gets, the gateway the ones it gives. In
+    /// `relay all` both share one LINK_TOKEN, so no refusal is counted twice.
     pub fn link_auth_failure(&self) {
         self.link_auth_failures.inc();
     }
@@ -467,10 +469,18 @@ impl Metrics {
         self.discord_heartbeat_latency.observe(d.as_secs_f64());
     }
 
-    /// Raises `relay_link_edges` until the guard drops.
-    pub fn link_edge_connected(&self) -> ConnectionGuard {
-        self.link_edges.inc();
-        ConnectionGuard(self.link_edges.clone())
+    /// Sets `relay_link_edges` to the link server's edge count. A count rather
+    /// than a guard per edge: the server drops edges in bulk (kick, shutdown)
+    /// and reports its count under the fan-out lock, so the gauge never
+    /// disagrees with it.
+    pub fn set_link_edges(&self, edges: usize) {
+        self.link_edges
+            .set(i64::try_from(edges).unwrap_or(i64::MAX));
+    }
+
+    /// Edges connected to this process's gateway, as last set, for `/readyz`.
+    pub fn link_edges(&self) -> i64 {
+        self.link_edges.get()
     }
 
     /// Counts a command answered from the de-duplication cache.
@@ -561,7 +571,7 @@ mod tests {
         m.discord_event("MESSAGE_CREATE");
         m.discord_rest("sendMessage", Some(200));
         m.observe_discord_heartbeat(Duration::from_millis(40));
-        let _edge = m.link_edge_connected();
+        m.set_link_edges(1);
         m.command_deduplicated();
     }
 
@@ -734,12 +744,15 @@ mod tests {
         let m = Metrics::new();
         let a = m.sse_client_connected();
         let b = m.sse_client_connected();
-        let e = m.link_edge_connected();
         assert_eq!(m.sse_clients(), 2);
         drop(a);
         assert_eq!(m.sse_clients(), 1);
-        drop((b, e));
+        drop(b);
         assert_eq!(m.sse_clients(), 0);
+        m.set_link_edges(2);
+        assert_eq!(m.link_edges(), 2);
+        assert_eq!(value(&m.encode(), "relay_link_edges", ""), Some("2".into()));
+        m.set_link_edges(0);
         assert_eq!(value(&m.encode(), "relay_link_edges", ""), Some("0".into()));
         assert!(!m.ws_connected());
         m.set_ws_connected(true);

@@ -12,8 +12,9 @@
 //! [`Settings`] is built from the validated [`GatewayConfig`] or, for the demo and
 //! tests, straight from a simulated Discord's URLs.
 //!
-//! Metrics: the gateway counts Discord dispatches, REST calls and heartbeat
-//! latency into the [`Metrics`] it is given. `relay gateway` alone serves no HTTP,
+//! Metrics: the gateway counts Discord dispatches, REST calls, heartbeat
+//! latency, connected edges, re-sent commands and refused link tokens into the
+//! [`Metrics`] it is given (`observe.rs`). `relay gateway` alone serves no HTTP,
 //! so nothing scrapes them there; in `relay all` and `relay demo` the edge's
 //! `/metrics` shows them.
 
@@ -138,7 +139,7 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the link server, then the Discord session.
     pub fn start(settings: Settings, metrics: Arc<Metrics>) -> Result<Gateway, StartError> {
-        let observer = Arc::new(observe::MetricsObserver(metrics));
+        let observer = Arc::new(observe::MetricsObserver { metrics });
         let token = BotToken::new(settings.bot_token.expose());
         let translator = shared_translator(settings.guild_id.clone());
 
@@ -149,8 +150,12 @@ impl Gateway {
         })
         .with_observer(observer.clone());
         let ready_translator = translator.clone();
+        let link_config = LinkServerConfig {
+            observer: observer.clone(),
+            ..LinkServerConfig::new(settings.bind, settings.link_token.expose())
+        };
         let link = LinkServer::start(
-            LinkServerConfig::new(settings.bind, settings.link_token.expose()),
+            link_config,
             Arc::new(executor),
             Arc::new(move || ready_translator.lock().voice_snapshot()),
         )

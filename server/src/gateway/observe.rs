@@ -1,24 +1,29 @@
-//! The gateway's metrics: Discord dispatches, REST calls and heartbeat latency,
-//! counted into the process's [`Metrics`].
+//! The gateway's observers: Discord dispatches, REST calls, heartbeat latency,
+//! and the link's edges, re-sent commands and refused tokens, counted into the
+//! process's [`Metrics`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use relay_runtime::discord_gateway::DiscordObserver;
 use relay_runtime::discord_rest::{RestObserver, RestOutcome};
+use relay_runtime::link_server::LinkObserver;
 
 use crate::metrics::Metrics;
 
-/// Feeds the Discord driver's and the REST client's observations to [`Metrics`].
-pub(super) struct MetricsObserver(pub(super) Arc<Metrics>);
+/// Feeds the Discord driver's, the REST client's and the link server's
+/// observations to [`Metrics`].
+pub(super) struct MetricsObserver {
+    pub(super) metrics: Arc<Metrics>,
+}
 
 impl DiscordObserver for MetricsObserver {
     fn on_dispatch(&self, event: &str) {
-        self.0.discord_event(event);
+        self.metrics.discord_event(event);
     }
 
     fn on_heartbeat_ack(&self, latency: Duration) {
-        self.0.observe_discord_heartbeat(latency);
+        self.metrics.observe_discord_heartbeat(latency);
     }
 }
 
@@ -27,7 +32,21 @@ impl RestObserver for MetricsObserver {
         // Refusals before sending are not Discord calls; the edge counts them
         // by their reply.
         if outcome.sent {
-            self.0.discord_rest(outcome.command, outcome.status);
+            self.metrics.discord_rest(outcome.command, outcome.status);
         }
+    }
+}
+
+impl LinkObserver for MetricsObserver {
+    fn on_edges(&self, edges: usize) {
+        self.metrics.set_link_edges(edges);
+    }
+
+    fn on_deduplicated(&self) {
+        self.metrics.command_deduplicated();
+    }
+
+    fn on_auth_failure(&self) {
+        self.metrics.link_auth_failure();
     }
 }
