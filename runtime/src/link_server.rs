@@ -1036,6 +1036,14 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
         match verdict {
             Ok(()) => Ok(response),
             Err(refused) => {
+                // Counted before tungstenite writes the answer, so a client that
+                // has its 401 finds it in the counters and metrics.
+                if refused == Refusal::Unauthorized {
+                    bump(&shared.counters.auth_failures);
+                    shared.observer.on_auth_failure();
+                } else {
+                    bump(&shared.counters.rejected_upgrades);
+                }
                 refusal.set(Some(refused));
                 Err(refused.response())
             }
@@ -1063,17 +1071,15 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
             }
         }
         Err(HandshakeError::Failure(WsError::Http(_))) => {
+            // Counted by the callback, which made the refusal.
             match refusal.get() {
                 Some(Refusal::Unauthorized) => {
-                    bump(&shared.counters.auth_failures);
-                    shared.observer.on_auth_failure();
                     warn!("link: refused an upgrade from {peer}: missing or wrong bearer token");
                 }
                 Some(other) => {
-                    bump(&shared.counters.rejected_upgrades);
                     debug!("link: refused an upgrade from {peer}: {}", other.reason());
                 }
-                None => bump(&shared.counters.rejected_upgrades),
+                None => debug!("link: refused an upgrade from {peer}"),
             }
             None
         }
