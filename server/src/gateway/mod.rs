@@ -2,9 +2,10 @@
 //!
 //! Three parts, started in this order and stopped in reverse:
 //! - a translator (voice cache included) shared by the two threads below;
-//! - the link server on `GATEWAY_BIND` (`/link`), which greets each edge with the
-//!   translator's voice snapshot, fans events out, and runs commands through the
-//!   [`RestExecutor`] at most once per `requestId`;
+//! - the link server on `GATEWAY_BIND` (`/link`, and the operations endpoints
+//!   below), which greets each edge with the translator's voice snapshot, fans
+//!   events out, and runs commands through the [`RestExecutor`] at most once per
+//!   `requestId`;
 //! - the Discord driver, which keeps the Gateway v10 session and publishes every
 //!   translated dispatch through the link server's fan-out.
 //!
@@ -12,17 +13,20 @@
 //! [`Settings`] is built from the validated [`GatewayConfig`] or, for the demo and
 //! tests, straight from a simulated Discord's URLs.
 //!
-//! Metrics: the gateway counts Discord dispatches, REST calls, heartbeat
-//! latency, connected edges, re-sent commands and refused link tokens into the
-//! [`Metrics`] it is given (`observe.rs`). `relay gateway` alone serves no HTTP,
-//! so nothing scrapes them there; in `relay all` and `relay demo` the edge's
-//! `/metrics` shows them.
+//! Metrics and operations: the gateway counts Discord dispatches, REST calls,
+//! heartbeat latency, connected edges, re-sent commands and refused link tokens
+//! into the [`Metrics`] it is given (`observe.rs`), and answers `GET /metrics`,
+//! `/healthz` and `/readyz` on the link port (`ops.rs`) in every mode. In
+//! `relay all` and `relay demo` the registry is shared with the edge, so the
+//! edge's `/metrics` shows the same series.
 
 mod observe;
+mod ops;
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,7 +143,11 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the link server, then the Discord session.
     pub fn start(settings: Settings, metrics: Arc<Metrics>) -> Result<Gateway, StartError> {
-        let observer = Arc::new(observe::MetricsObserver { metrics });
+        let discord_up = Arc::new(AtomicBool::new(false));
+        let observer = Arc::new(observe::MetricsObserver {
+            metrics: metrics.clone(),
+            discord_up: discord_up.clone(),
+        });
         let token = BotToken::new(settings.bot_token.expose());
         let translator = shared_translator(settings.guild_id.clone());
 
@@ -152,6 +160,7 @@ impl Gateway {
         let ready_translator = translator.clone();
         let link_config = LinkServerConfig {
             observer: observer.clone(),
+            plain: Some(ops::handler(metrics, discord_up)),
             ..LinkServerConfig::new(settings.bind, settings.link_token.expose())
         };
         let link = LinkServer::start(

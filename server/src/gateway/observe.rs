@@ -1,7 +1,8 @@
 //! The gateway's observers: Discord dispatches, REST calls, heartbeat latency,
 //! and the link's edges, re-sent commands and refused tokens, counted into the
-//! process's [`Metrics`].
+//! process's [`Metrics`]; and whether the Discord session is up, for `/readyz`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,11 @@ use relay_runtime::link_server::LinkObserver;
 use crate::metrics::Metrics;
 
 /// Feeds the Discord driver's, the REST client's and the link server's
-/// observations to [`Metrics`].
+/// observations to [`Metrics`] and to the readiness flag.
 pub(super) struct MetricsObserver {
     pub(super) metrics: Arc<Metrics>,
+    /// True between READY/RESUMED and the loss of that connection.
+    pub(super) discord_up: Arc<AtomicBool>,
 }
 
 impl DiscordObserver for MetricsObserver {
@@ -24,6 +27,10 @@ impl DiscordObserver for MetricsObserver {
 
     fn on_heartbeat_ack(&self, latency: Duration) {
         self.metrics.observe_discord_heartbeat(latency);
+    }
+
+    fn on_connected(&self, up: bool) {
+        self.discord_up.store(up, Ordering::Release);
     }
 }
 
