@@ -122,12 +122,7 @@ impl Harness {
 
     /// GETs a path.
     pub fn get(&self, path: &str) -> Response {
-        let agent = agent();
-        let resp = agent
-            .get(&format!("{}{path}", self.base()))
-            .call()
-            .expect("request");
-        Response::from(resp)
+        get(&self.base(), path)
     }
 }
 
@@ -194,6 +189,15 @@ pub fn agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(15)))
         .build()
         .into()
+}
+
+/// GETs `path` from `base` (`http://addr`).
+pub fn get(base: &str, path: &str) -> Response {
+    let resp = agent()
+        .get(&format!("{base}{path}"))
+        .call()
+        .expect("request");
+    Response::from(resp)
 }
 
 /// POSTs `body` with `content_type` and an optional bearer token.
