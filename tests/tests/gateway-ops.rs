@@ -209,3 +209,21 @@ fn other_requests_keep_their_answers_and_refused_tokens_are_counted() {
     assert_eq!(get_clean(&base, "/healthz", &bot_token).status, 200);
     assert_eq!(rig.gateway.link_stats().plain_answered, 3);
 }
+
+#[test]
+fn readyz_goes_back_to_503_when_the_discord_session_ends() {
+    let rig = GatewayRig::start();
+    let bot_token = rig.sim.bot_token().to_owned();
+    let base = base(&rig.gateway);
+    assert_eq!(get_clean(&base, "/readyz", &bot_token).status, 200);
+    // 4004 (authentication failed) ends the session for good: no reconnect can
+    // bring it back between the close and the probe.
+    rig.sim.close_with(4004);
+    rig.gateway
+        .fatal()
+        .recv_timeout(WAIT)
+        .expect("the session stops on 4004");
+    let ready = get_clean(&base, "/readyz", &bot_token);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["discord"], "disconnected");
+}
