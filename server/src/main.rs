@@ -61,9 +61,13 @@ fn main() {
             start_logging(&cfg.log);
             let settings = edge::EdgeSettings::from_config(&cfg);
             let metrics = Arc::new(metrics::Metrics::new());
+            // The handler goes in first: a SIGTERM right after start must still
+            // shut down cleanly, not kill the process mid-way.
+            let signal = shutdown_signal();
             let edge = edge::Edge::start(settings, metrics)
                 .unwrap_or_else(|e| fail(format!("cannot start the edge on {}: {e}", cfg.bind)));
-            wait_for_shutdown_signal();
+            let _ = signal.recv();
+            log::info!("shutting down");
             edge.shutdown();
         }
         Command::Gateway(args) => {
@@ -117,12 +121,6 @@ fn main() {
             }
         }
     }
-}
-
-/// Blocks until Ctrl-C or SIGTERM.
-fn wait_for_shutdown_signal() {
-    let _ = shutdown_signal().recv();
-    log::info!("shutting down");
 }
 
 /// A channel that receives on Ctrl-C or SIGTERM. `ctrlc`'s `termination` feature
