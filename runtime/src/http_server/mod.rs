@@ -54,6 +54,7 @@
 //! requests in flight finish with `Connection: close`. Streams and WebSockets
 //! already handed to their handlers end when their sockets close.
 
+mod body;
 mod conn;
 mod request;
 mod response;
