@@ -23,6 +23,7 @@
 //! Numeric limits are bounded so a typo cannot turn into a huge allocation or
 //! an `Instant` overflow: durations are 1 ms to 24 h, counts 1 to 1 000 000.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,7 +36,7 @@ use relay_protocol::bucket::LimitConfig;
 use relay_protocol::sanitize::sanitize;
 
 use crate::logging::{redact_query, LogFormat, LogSpec};
-use crate::secret::Secret;
+use crate::secret::{Secret, REDACTED};
 
 /// Longest duration setting, in milliseconds (24 h).
 pub const MAX_MS: u64 = 86_400_000;
@@ -671,7 +672,10 @@ impl HttpUrl {
     pub fn parse(var: &str, s: &str) -> Result<HttpUrl, String> {
         let mut url = Url::parse(var, s, "http", "https")?;
         if url.path.contains('?') {
-            return Err(format!("{var} must not have a query (got {})", quoted(s)));
+            return Err(format!(
+                "{var} must not have a query (got {})",
+                quoted_url(s)
+            ));
         }
         let trimmed = url.text.trim_end_matches('/').len();
         url.text.truncate(trimmed);
@@ -736,7 +740,7 @@ impl Url {
     /// configuration URL should not carry: credentials (they would be logged
     /// with the URL), a fragment, whitespace and control characters.
     fn parse(var: &str, s: &str, plain: &str, tls: &str) -> Result<Url, String> {
-        let must = |what: &str| format!("{var} must be {what} (got {})", quoted(s));
+        let must = |what: &str| format!("{var} must be {what} (got {})", quoted_url(s));
         let kind = format!("a {plain}:// or {tls}:// URL");
         let (scheme, rest) = s.split_once("://").ok_or_else(|| must(&kind))?;
         let is_tls = if scheme.eq_ignore_ascii_case(plain) {
@@ -820,6 +824,27 @@ impl Url {
 /// A user-given value for an error message: cut, escaped, quoted. Never used on secrets.
 fn quoted(s: &str) -> String {
     format!("\"{}\"", sanitize(s, 80))
+}
+
+/// A URL for an error message: [`quoted`], with what may be a credential
+/// hidden — `user:password@` and `token` / `access_token` query values — since
+/// the error line is printed and secrets never are (CONTRACT.md §1).
+fn quoted_url(s: &str) -> String {
+    quoted(&redact_query(&redact_userinfo(s)))
+}
+
+/// `scheme://[redacted]@host…` for a URL with userinfo. The authority ends at
+/// the first `/` or `?`, as [`Url::parse`] reads it, and everything before its
+/// last `@` goes: a password may hold any other character, `#` and `@` too.
+fn redact_userinfo(s: &str) -> Cow<'_, str> {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(s);
+    };
+    let end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
+    match s[start..end].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}{REDACTED}{}", &s[..start], &s[start + at..])),
+        None => Cow::Borrowed(s),
+    }
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -1407,6 +1432,39 @@ mod tests {
         assert_eq!(
             (h.as_str(), h.path(), h.port()),
             ("https://discord.com", "/", 443)
+        );
+    }
+
+    #[test]
+    fn url_errors_never_quote_credentials_or_tokens() {
+        for bad in [
+            "wss://relay:hunter2secret@gw.example/link",
+            "ws://gw.example:1:2/link?token=hunter2secret",
+            "ws://gw h/link?x=1&access_token=hunter2secret",
+            "ws://a:hunter2secret@b@c/",
+            "ws://u:hunter2secret#frag@h/",
+        ] {
+            let err = WsUrl::parse("GATEWAY_WS_URL", bad)
+                .err()
+                .unwrap_or_default();
+            assert!(err.starts_with("GATEWAY_WS_URL must be"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("[redacted]"), "{err}");
+        }
+        let err = HttpUrl::parse("DISCORD_API_BASE", "https://x/api?token=hunter2secret")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "DISCORD_API_BASE must not have a query (got \"https://x/api?token=[redacted]\")"
+        );
+        // What is not a credential is still shown, to help find the typo.
+        let err = WsUrl::parse("GATEWAY_WS_URL", "ws://h:99999/link?types=a")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.ends_with("(got \"ws://h:99999/link?types=a\")"),
+            "{err}"
         );
     }
 
