@@ -56,6 +56,8 @@
 
 mod body;
 mod conn;
+#[cfg(feature = "fuzzing")]
+mod fuzz;
 mod request;
 mod response;
 #[cfg(test)]
@@ -73,6 +75,8 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 use polling::{Event, Events, Poller};
 
+#[cfg(feature = "fuzzing")]
+pub use fuzz::fuzz_http_request;
 pub use request::{BodyError, Method, Request};
 pub use response::{status_reason, InvalidHeader, Response};
 

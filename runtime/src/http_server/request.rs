@@ -184,7 +184,7 @@ impl Head {
             expect_continue: false,
             keep_alive: false,
         };
-        head.framing = head.framing()?;
+        head.framing = head.read_framing()?;
         head.expect_continue = match head.header("Expect") {
             None => false,
             Some(e) if e.trim().eq_ignore_ascii_case("100-continue") => minor == 1,
@@ -201,6 +201,24 @@ impl Head {
         Ok(Some((head, len)))
     }
 
+    /// How the body after this head is delimited.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The request target, as sent.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn minor(&self) -> u8 {
+        self.minor
+    }
+
     /// The answer to a head that outgrew `max_head_bytes` before completing:
     /// `414` if the request line alone is that long, else `431`.
     pub(crate) fn too_large(buf: &[u8], config: &HttpConfig) -> Response {
@@ -212,7 +230,7 @@ impl Head {
         }
     }
 
-    fn framing(&self) -> Result<Framing, Response> {
+    fn read_framing(&self) -> Result<Framing, Response> {
         let mut length: Option<u64> = None;
         for value in self.values("Content-Length") {
             let digits = std::str::from_utf8(value).unwrap_or("").trim();
