@@ -1051,10 +1051,6 @@ fn check_error_line(name: &str, line: &str) {
 /// `access_token` query value, and panics if an error or a display shows it.
 #[cfg(any(test, feature = "fuzzing"))]
 fn check_planted(which: u8, value: &str) {
-    if value.contains(PLANTED) {
-        // Then a quote of the value itself would show it, rightly.
-        return;
-    }
     let scheme = ["ws", "wss", "http", "https"][usize::from(which % 4)];
     let cut = (0..=value.len() / 2)
         .rev()
@@ -1063,6 +1059,13 @@ fn check_planted(which: u8, value: &str) {
     let (path, query) = value.split_at(cut);
     let path = path.replace(['?', '#'], "");
     let query = query.replace('#', "");
+    if [value, &path, &query]
+        .iter()
+        .any(|part| part.contains(PLANTED))
+    {
+        // Then a quote of the value itself would show it, rightly.
+        return;
+    }
     for url in [
         format!("{scheme}://user:{PLANTED}@{value}"),
         format!(
@@ -1682,6 +1685,15 @@ mod tests {
         ] {
             fuzz_config(sample);
         }
+    }
+
+    /// Found by the `config_value` fuzz target: taking `?` out of the value
+    /// to build a path joined the marker, so the check blamed the parser for
+    /// quoting what was really part of the value.
+    #[test]
+    fn the_planted_secret_check_skips_a_marker_of_the_value_itself() {
+        check_planted(1, "2251437Pl4nted?S3cret\u{1}w:1!\t:/%?87/link?B=a&bbc");
+        check_planted(2, "Pl4nted#S3cret and the rest");
     }
 
     fn url_like() -> impl Strategy<Value = String> {
