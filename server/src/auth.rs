@@ -327,6 +327,23 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Unpadded base64url, the inverse of [`base64url_decode`]: tests and the fuzz
+/// entry build tokens with it.
+#[cfg(any(test, feature = "fuzzing"))]
+fn base64url_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut buf = [0u8; 3];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let n = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]);
+        for k in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// Finds the session token of a request: `Authorization: Bearer …` first, then
 /// the `relay_session` cookie (in a `Cookie` header that may hold several),
 /// then the `access_token` query parameter (percent-decoded). `query` is the
@@ -392,6 +409,158 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// Every [`AuthError`] there is: the messages a 401 can carry form this fixed
+/// set, so none can quote a token.
+#[cfg(any(test, feature = "fuzzing"))]
+const ALL_ERRORS: [AuthError; 13] = [
+    AuthError::Missing,
+    AuthError::Malformed,
+    AuthError::BadSignature,
+    AuthError::Expired,
+    AuthError::NotYetValid,
+    AuthError::MissingClaim("sub"),
+    AuthError::MissingClaim("exp"),
+    AuthError::InvalidClaim("sub"),
+    AuthError::InvalidClaim("exp"),
+    AuthError::InvalidClaim("name"),
+    AuthError::InvalidClaim("roles"),
+    AuthError::InvalidClaim("nbf"),
+    AuthError::UnsupportedAlg,
+];
+
+/// The clock the checked verification runs at.
+#[cfg(any(test, feature = "fuzzing"))]
+const CHECK_NOW: u64 = 1_800_000_000;
+
+/// Verifies `token` at [`CHECK_NOW`] and panics unless the outcome is sound:
+/// an error is one of [`ALL_ERRORS`], a session has a `sub` and has not expired.
+#[cfg(any(test, feature = "fuzzing"))]
+fn verify_checked(keys: &SessionKeys, token: &str) -> Result<Session, AuthError> {
+    let result = keys.verify(token, CHECK_NOW);
+    match &result {
+        Ok(s) => assert!(!s.sub.is_empty() && s.exp > CHECK_NOW, "{s:?}"),
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                ALL_ERRORS.iter().any(|known| known.to_string() == text),
+                "unexpected error text {text:?}"
+            );
+        }
+    }
+    result
+}
+
+/// A token of raw `header` and `payload` bytes with a valid HS256 signature
+/// under `keys`, whatever the bytes say.
+#[cfg(any(test, feature = "fuzzing"))]
+fn sign_raw(keys: &SessionKeys, header: &[u8], payload: &[u8]) -> String {
+    let message = format!("{}.{}", base64url_encode(header), base64url_encode(payload));
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding, Algorithm::HS256)
+            .unwrap_or_default();
+    format!("{message}.{signature}")
+}
+
+/// `value` as an `access_token=` query parameter, form-encoded as a browser's
+/// `URLSearchParams` writes it, after another parameter.
+#[cfg(any(test, feature = "fuzzing"))]
+fn access_token_query(value: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    format!("types=a&{ACCESS_TOKEN_PARAM}={encoded}")
+}
+
+/// Fuzz entry over session inputs. `bytes` is tried as a whole token, as the
+/// claims and as the header of a correctly signed token, as base64url, and,
+/// split at newlines, as the `Authorization`, `Cookie` and query of a request.
+/// Panics unless: every error is one of the fixed, token-free messages; a
+/// correctly signed token never fails its signature and passes only with
+/// `alg: HS256` and a `sub`; base64url decoding has the right length and
+/// inverts encoding; the bearer token wins over the cookie, which wins over
+/// the query; a cookie token is taken verbatim; a query token and
+/// [`percent_decode`] invert form encoding.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_session(bytes: &[u8]) {
+    let keys = SessionKeys::new(&Secret::new("fuzz-session-secret"));
+    let text = String::from_utf8_lossy(bytes);
+    let _ = verify_checked(&keys, &text);
+
+    let header = br#"{"alg":"HS256","typ":"JWT"}"#;
+    match verify_checked(&keys, &sign_raw(&keys, header, bytes)) {
+        Ok(session) => {
+            // Lossy: serde skips an unknown claim without checking its UTF-8
+            // (see `unknown_claims_are_skipped_unchecked`); the claims read are checked.
+            let claims: Value =
+                serde_json::from_str(&String::from_utf8_lossy(bytes)).unwrap_or_default();
+            assert_eq!(claims["sub"].as_str(), Some(session.sub.as_str()));
+        }
+        Err(e) => assert!(
+            !matches!(
+                e,
+                AuthError::BadSignature | AuthError::UnsupportedAlg | AuthError::Missing
+            ),
+            "a signed token failed with {e:?}"
+        ),
+    }
+    let claims = format!(r#"{{"sub":"1","exp":{}}}"#, CHECK_NOW + 60);
+    match verify_checked(&keys, &sign_raw(&keys, bytes, claims.as_bytes())) {
+        Ok(_) => {
+            let header: Value = serde_json::from_slice(bytes).unwrap_or_default();
+            assert_eq!(header["alg"].as_str(), Some("HS256"));
+            assert!(header.get("crit").is_none());
+        }
+        Err(e) => assert!(
+            !matches!(e, AuthError::BadSignature | AuthError::Missing),
+            "a signed token failed with {e:?}"
+        ),
+    }
+
+    if let Some(decoded) = base64url_decode(&text) {
+        assert_eq!(decoded.len(), text.len() * 3 / 4);
+    }
+    assert_eq!(
+        base64url_decode(&base64url_encode(bytes)).as_deref(),
+        Some(bytes)
+    );
+
+    let mut fields = text.split('\n');
+    let (authorization, cookie, query) = (fields.next(), fields.next(), fields.next());
+    let found = token_from_request(authorization, cookie, query);
+    if let Some(token) = &found {
+        assert!(!token.is_empty());
+        let _ = verify_checked(&keys, token);
+    }
+    let bearer_token = authorization.and_then(|a| {
+        let a = a.trim();
+        let rest = a
+            .get(..7)?
+            .eq_ignore_ascii_case("bearer ")
+            .then(|| a[7..].trim())?;
+        (!rest.is_empty()).then_some(rest)
+    });
+    if let Some(t) = bearer_token {
+        assert_eq!(found.as_deref(), Some(t));
+    } else if let Some(t) = &found {
+        // A cookie value is taken as it is; only the query is decoded.
+        let from_query = query.and_then(|q| query_param(q, ACCESS_TOKEN_PARAM));
+        assert!(cookie.is_some_and(|c| c.contains(&**t)) || from_query.as_ref() == Some(t));
+    }
+
+    let decoded = percent_decode(&text);
+    assert!(decoded.len() <= text.len());
+    if !text.contains(['%', '+']) {
+        assert_eq!(decoded, text);
+    }
+    if !text.is_empty() {
+        let query = access_token_query(&text);
+        assert_eq!(
+            query_param(&query, ACCESS_TOKEN_PARAM).as_deref(),
+            Some(&*text)
+        );
+        let encoded = query.rsplit_once('=').map_or("", |(_, v)| v);
+        assert_eq!(percent_decode(encoded), text);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,21 +570,6 @@ mod tests {
 
     fn keys() -> SessionKeys {
         SessionKeys::new(&Secret::new("test-session-secret"))
-    }
-
-    fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut buf = [0u8; 3];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let n = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]);
-            for k in 0..=chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize] as char);
-            }
-        }
-        out
     }
 
     /// A token with any header and claims, HS256-signed with the test key
@@ -431,13 +585,16 @@ mod tests {
 
     fn with_header(header: &str, token: &str) -> String {
         let rest = token.split_once('.').map_or("", |(_, r)| r);
-        format!("{}.{rest}", b64(header.as_bytes()))
+        format!("{}.{rest}", base64url_encode(header.as_bytes()))
     }
 
     #[test]
     fn base64url_round_trips() {
         for input in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xff\xfe\x00"] {
-            assert_eq!(base64url_decode(&b64(input)).as_deref(), Some(input));
+            assert_eq!(
+                base64url_decode(&base64url_encode(input)).as_deref(),
+                Some(input)
+            );
         }
         assert_eq!(
             base64url_decode("eyJhbGciOiJIUzI1NiJ9").as_deref(),
@@ -674,6 +831,48 @@ mod tests {
         assert_eq!(got(None, None, None), None);
     }
 
+    #[cfg(feature = "fuzzing")]
+    #[test]
+    fn fuzz_entry_holds_on_samples() {
+        let k = SessionKeys::new(&Secret::new("fuzz-session-secret"));
+        let valid = k.issue("42", None, &[], Duration::from_secs(60), NOW);
+        for sample in [
+            String::new(),
+            valid.clone(),
+            format!("Bearer {valid}\ntheme=dark; relay_session=x\naccess_token=y"),
+            format!("\nrelay_session=\"{valid}\"\n"),
+            "\n\n?access_token=a%2Bb+c&access_token=d".to_owned(),
+            format!(r#"{{"sub":"1","exp":{}}}"#, NOW + 60),
+            r#"{"alg":"HS256","crit":["x"]}"#.to_owned(),
+            r#"{"sub":"","exp":1e400}"#.to_owned(),
+            "%zz%4+%E2%9C%93".to_owned(),
+        ] {
+            fuzz_session(sample.as_bytes());
+        }
+    }
+
+    /// Found by the `session_token` fuzz target: a signed payload whose
+    /// unknown claim holds a byte that is not UTF-8 verifies, because serde
+    /// skips unknown fields without decoding them. Only a token signed with
+    /// `SESSION_SECRET` gets this far, and every claim relay reads is still
+    /// checked: `sub` with the same byte is refused.
+    #[test]
+    fn unknown_claims_are_skipped_unchecked() {
+        let k = keys();
+        let payload = |field: &str| {
+            let mut p = format!(r#"{{"sub":"42","exp":{},"{field}":"c"#, NOW + 60).into_bytes();
+            p.extend_from_slice(b"\xf5\"}");
+            p
+        };
+        let header = br#"{"alg":"HS256","typ":"JWT"}"#;
+        let got = k.verify(&sign_raw(&k, header, &payload("joles")), NOW);
+        assert_eq!(got.map(|s| s.sub), Ok("42".to_owned()));
+        let got = k.verify(&sign_raw(&k, header, &payload("name")), NOW);
+        assert_eq!(got, Err(AuthError::Malformed));
+        #[cfg(feature = "fuzzing")]
+        fuzz_session(&payload("joles"));
+    }
+
     #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("plain"), "plain");
@@ -698,6 +897,104 @@ mod tests {
         #[test]
         fn extraction_never_panics(a in proptest::option::of(any::<String>()), c in proptest::option::of(any::<String>()), q in proptest::option::of(any::<String>())) {
             let _ = token_from_request(a.as_deref(), c.as_deref(), q.as_deref());
+        }
+
+        #[test]
+        fn errors_are_one_of_the_fixed_messages(token in any::<String>(), shaped in "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}") {
+            for t in [&token, &shaped] {
+                if let Err(e) = verify_checked(&keys(), t) {
+                    let text = format!("{e} {e:?}");
+                    prop_assert!(t.chars().count() < 8 || !text.contains(t.as_str()), "{}", text);
+                }
+            }
+        }
+
+        #[test]
+        fn a_secret_inside_a_token_never_reaches_the_error(
+            before in "[ -~]{0,30}",
+            after in "[ -~]{0,30}",
+            signed_payload in any::<bool>(),
+        ) {
+            const MARKER: &str = "Zq8SECRETxv3";
+            let token = if signed_payload {
+                let payload = format!(r#"{{"sub":{before:?},"exp":"{MARKER}{after}"}}"#);
+                sign_raw(&keys(), br#"{"alg":"HS256"}"#, payload.as_bytes())
+            } else {
+                format!("{before}{MARKER}{after}")
+            };
+            let text = keys().verify(&token, NOW).err().map(|e| format!("{e} {e:?}")).unwrap_or_default();
+            prop_assert!(!text.contains(MARKER), "{}", text);
+        }
+
+        #[test]
+        fn a_correctly_signed_token_never_fails_its_signature(
+            payload in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                (proptest::option::of(prop_oneof![Just(serde_json::json!("u1")), Just(serde_json::json!("")), Just(serde_json::json!(7))]),
+                 proptest::option::of(prop_oneof![(0u64..2 * NOW).prop_map(serde_json::Value::from), Just(serde_json::json!("x")), Just(serde_json::json!(-1.5))]),
+                 proptest::option::of(proptest::collection::vec("[a-z:]{0,8}", 0..3)))
+                    .prop_map(|(sub, exp, roles)| {
+                        let mut claims = serde_json::Map::new();
+                        claims.extend(sub.map(|v| ("sub".to_owned(), v)));
+                        claims.extend(exp.map(|v| ("exp".to_owned(), v)));
+                        claims.extend(roles.map(|r| ("roles".to_owned(), r.into())));
+                        serde_json::to_vec(&claims).unwrap_or_default()
+                    }),
+            ],
+            alg in prop_oneof![Just("HS256"), Just("HS512"), Just("none"), Just("RS256")],
+        ) {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#);
+            let got = verify_checked(&keys(), &sign_raw(&keys(), header.as_bytes(), &payload));
+            prop_assert_ne!(got.clone(), Err(AuthError::BadSignature));
+            if alg != "HS256" {
+                prop_assert_eq!(got, Err(AuthError::UnsupportedAlg));
+            } else if let Ok(session) = got {
+                let claims: Value = serde_json::from_slice(&payload).unwrap_or_default();
+                prop_assert_eq!(claims["sub"].as_str(), Some(session.sub.as_str()));
+                prop_assert_eq!(claims["exp"].as_u64(), Some(session.exp));
+            }
+        }
+
+        #[test]
+        fn base64url_inverts_and_has_the_right_length(bytes in proptest::collection::vec(any::<u8>(), 0..64), text in "[A-Za-z0-9_=+/-]{0,24}") {
+            prop_assert_eq!(base64url_decode(&base64url_encode(&bytes)), Some(bytes));
+            if let Some(decoded) = base64url_decode(&text) {
+                prop_assert_eq!(decoded.len(), text.len() * 3 / 4);
+                prop_assert!(!text.contains(['=', '+', '/']));
+            }
+        }
+
+        #[test]
+        fn the_header_wins_then_the_cookie_then_the_query(
+            token in "[A-Za-z0-9._~-]{1,40}",
+            other in "[A-Za-z0-9._~-]{1,40}",
+            cookies_before in proptest::collection::vec("[a-z]{1,6}=[a-z0-9]{0,6}", 0..3),
+        ) {
+            let mut cookie = cookies_before.join("; ");
+            if !cookie.is_empty() {
+                cookie.push_str("; ");
+            }
+            cookie.push_str(&format!("{SESSION_COOKIE}={token}"));
+            let query = access_token_query(&token);
+            let got = |a: Option<&str>, c: Option<&str>, q: Option<&str>| {
+                token_from_request(a, c, q).map(Cow::into_owned)
+            };
+            let bearer = format!("Bearer {other}");
+            prop_assert_eq!(got(Some(&bearer), Some(&cookie), Some(&query)), Some(other.clone()));
+            prop_assert_eq!(got(Some("Basic x"), Some(&cookie), Some(&query)), Some(token.clone()));
+            prop_assert_eq!(got(None, Some("a=b"), Some(&query)), Some(token.clone()));
+            prop_assert_eq!(got(None, Some(&cookie), None), Some(token));
+        }
+
+        #[test]
+        fn query_tokens_and_percent_decoding_invert_form_encoding(value in any::<String>()) {
+            let query = access_token_query(&value);
+            let want = (!value.is_empty()).then(|| value.clone());
+            prop_assert_eq!(token_from_request(None, None, Some(&query)).map(Cow::into_owned), want);
+            let encoded = query.rsplit_once('=').map_or("", |(_, v)| v);
+            prop_assert_eq!(percent_decode(encoded), value.as_str());
+            let decoded = percent_decode(&value);
+            prop_assert!(decoded.len() <= value.len());
         }
 
         #[test]

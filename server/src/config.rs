@@ -23,6 +23,7 @@
 //! Numeric limits are bounded so a typo cannot turn into a huge allocation or
 //! an `Instant` overflow: durations are 1 ms to 24 h, counts 1 to 1 000 000.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,7 +36,7 @@ use relay_protocol::bucket::LimitConfig;
 use relay_protocol::sanitize::sanitize;
 
 use crate::logging::{redact_query, LogFormat, LogSpec};
-use crate::secret::Secret;
+use crate::secret::{Secret, REDACTED};
 
 /// Longest duration setting, in milliseconds (24 h).
 pub const MAX_MS: u64 = 86_400_000;
@@ -671,7 +672,10 @@ impl HttpUrl {
     pub fn parse(var: &str, s: &str) -> Result<HttpUrl, String> {
         let mut url = Url::parse(var, s, "http", "https")?;
         if url.path.contains('?') {
-            return Err(format!("{var} must not have a query (got {})", quoted(s)));
+            return Err(format!(
+                "{var} must not have a query (got {})",
+                quoted_url(s)
+            ));
         }
         let trimmed = url.text.trim_end_matches('/').len();
         url.text.truncate(trimmed);
@@ -736,7 +740,7 @@ impl Url {
     /// configuration URL should not carry: credentials (they would be logged
     /// with the URL), a fragment, whitespace and control characters.
     fn parse(var: &str, s: &str, plain: &str, tls: &str) -> Result<Url, String> {
-        let must = |what: &str| format!("{var} must be {what} (got {})", quoted(s));
+        let must = |what: &str| format!("{var} must be {what} (got {})", quoted_url(s));
         let kind = format!("a {plain}:// or {tls}:// URL");
         let (scheme, rest) = s.split_once("://").ok_or_else(|| must(&kind))?;
         let is_tls = if scheme.eq_ignore_ascii_case(plain) {
@@ -822,6 +826,27 @@ fn quoted(s: &str) -> String {
     format!("\"{}\"", sanitize(s, 80))
 }
 
+/// A URL for an error message: [`quoted`], with what may be a credential
+/// hidden — `user:password@` and `token` / `access_token` query values — since
+/// the error line is printed and secrets never are (CONTRACT.md §1).
+fn quoted_url(s: &str) -> String {
+    quoted(&redact_query(&redact_userinfo(s)))
+}
+
+/// `scheme://[redacted]@host…` for a URL with userinfo. The authority ends at
+/// the first `/` or `?`, as [`Url::parse`] reads it, and everything before its
+/// last `@` goes: a password may hold any other character, `#` and `@` too.
+fn redact_userinfo(s: &str) -> Cow<'_, str> {
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(s);
+    };
+    let end = s[start..].find(['/', '?']).map_or(s.len(), |i| start + i);
+    match s[start..end].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}{REDACTED}{}", &s[..start], &s[start + at..])),
+        None => Cow::Borrowed(s),
+    }
+}
+
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     s.parse()
 }
@@ -904,10 +929,209 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         })
 }
 
+// ---------------------------------------------------------------------------
+// Checks over any value: the fuzz entry and the property tests share them
+// ---------------------------------------------------------------------------
+
+/// Longest error line any value may produce: the quoted value is cut to 80
+/// characters, but escaping can grow each of them to a few.
+#[cfg(any(test, feature = "fuzzing"))]
+const MAX_ERROR_CHARS: usize = 2048;
+
+/// A secret the checks plant in URLs; no error or display may show it.
+#[cfg(any(test, feature = "fuzzing"))]
+const PLANTED: &str = "Pl4ntedS3cret";
+
+/// Runs value parser `which` (wrapping) on `value` and panics unless the
+/// outcome is sound: an error is one bounded line that starts with its
+/// setting's name; a value is in range, and a URL parses back to itself.
+#[cfg(any(test, feature = "fuzzing"))]
+fn check_value(which: u8, value: &str) {
+    let in_range = |n: u64, max: u64| assert!((1..=max).contains(&n), "{n}");
+    let (name, result) = match which % 11 {
+        0 => (
+            "ENABLE_WS_BRIDGE",
+            parse_bool("ENABLE_WS_BRIDGE", value).map(|b| {
+                let table = if b {
+                    ["true", "1", "yes", "on"]
+                } else {
+                    ["false", "0", "no", "off"]
+                };
+                assert!(table.iter().any(|t| t.eq_ignore_ascii_case(value)));
+            }),
+        ),
+        1 => (
+            "BIND",
+            parse_addr("BIND", value).map(|a| assert_eq!(a.to_string().parse(), Ok(a))),
+        ),
+        2 => (
+            "HEARTBEAT_MS",
+            parse_ms("HEARTBEAT_MS", value).map(|d| in_range(d.as_millis() as u64, MAX_MS)),
+        ),
+        3 => (
+            "RATE_LIMIT_BURST",
+            parse_u32("RATE_LIMIT_BURST", value).map(|n| in_range(n.into(), MAX_COUNT)),
+        ),
+        4 => (
+            "QUEUE_CAPACITY",
+            parse_usize("QUEUE_CAPACITY", value).map(|n| in_range(n as u64, MAX_COUNT)),
+        ),
+        5 => (
+            "DISCORD_GUILD_ID",
+            parse_snowflake("DISCORD_GUILD_ID", value).map(|id| {
+                assert!(id == value && (1..=20).contains(&id.len()));
+                assert!(id.bytes().all(|b| b.is_ascii_digit()));
+            }),
+        ),
+        6 => (
+            "--ttl",
+            parse_ttl(value).map(|d| assert!(d >= Duration::from_secs(1))),
+        ),
+        7 => ("LOG_FORMAT", parse_log_format(value).map(drop)),
+        8 => (
+            "RUST_LOG",
+            parse_rust_log(value).map(|spec| assert_eq!(spec, value)),
+        ),
+        9 => (
+            "GATEWAY_WS_URL",
+            WsUrl::parse("GATEWAY_WS_URL", value).map(|u| {
+                assert_eq!(u.as_str(), value);
+                assert_eq!(
+                    u.is_tls(),
+                    value
+                        .get(..6)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("wss://"))
+                );
+                check_url(&u.0);
+                assert_eq!(u.to_string(), redact_query(value));
+                assert_eq!(WsUrl::parse("GATEWAY_WS_URL", u.as_str()).as_ref(), Ok(&u));
+            }),
+        ),
+        _ => (
+            "DISCORD_API_BASE",
+            HttpUrl::parse("DISCORD_API_BASE", value).map(|u| {
+                assert!(!u.as_str().ends_with('/') && !u.path().contains('?'));
+                check_url(&u.0);
+                assert_eq!(
+                    HttpUrl::parse("DISCORD_API_BASE", u.as_str()).as_ref(),
+                    Ok(&u)
+                );
+            }),
+        ),
+    };
+    if let Err(line) = result {
+        check_error_line(name, &line);
+    }
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+fn check_url(url: &Url) {
+    assert!(!url.host.is_empty() && url.host == url.host.to_ascii_lowercase());
+    assert!(url.port != 0 && url.path.starts_with('/'));
+}
+
+/// One line, naming its setting first, bounded however long the value.
+#[cfg(any(test, feature = "fuzzing"))]
+fn check_error_line(name: &str, line: &str) {
+    assert!(line.starts_with(name), "{line}");
+    assert!(
+        !line
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+        "{line:?}"
+    );
+    assert!(
+        line.chars().count() <= MAX_ERROR_CHARS,
+        "{} chars",
+        line.chars().count()
+    );
+}
+
+/// Plants [`PLANTED`] around `value` as a URL's password and as its
+/// `access_token` query value, and panics if an error or a display shows it.
+#[cfg(any(test, feature = "fuzzing"))]
+fn check_planted(which: u8, value: &str) {
+    let scheme = ["ws", "wss", "http", "https"][usize::from(which % 4)];
+    let cut = (0..=value.len() / 2)
+        .rev()
+        .find(|&i| value.is_char_boundary(i))
+        .unwrap_or(0);
+    let (path, query) = value.split_at(cut);
+    let path = path.replace(['?', '#'], "");
+    let query = query.replace('#', "");
+    if [value, &path, &query]
+        .iter()
+        .any(|part| part.contains(PLANTED))
+    {
+        // Then a quote of the value itself would show it, rightly.
+        return;
+    }
+    for url in [
+        format!("{scheme}://user:{PLANTED}@{value}"),
+        format!(
+            "{scheme}://{path}?{query}&{}={PLANTED}",
+            crate::auth::ACCESS_TOKEN_PARAM
+        ),
+    ] {
+        let shown = match WsUrl::parse("X", &url) {
+            Ok(u) => format!("{u} {u:?}"),
+            Err(e) => e,
+        };
+        assert!(!shown.contains(PLANTED), "{shown}");
+        if let Err(e) = HttpUrl::parse("X", &url) {
+            assert!(!e.contains(PLANTED), "{e}");
+        }
+    }
+}
+
+/// A secret setting (`LINK_TOKEN`) read from raw bytes: its error names the
+/// setting and is the same whatever the bytes, and the secret never prints.
+#[cfg(any(test, feature = "fuzzing"))]
+fn check_secret(bytes: &[u8]) {
+    #[cfg(unix)]
+    let raw = <OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes.to_vec());
+    #[cfg(not(unix))]
+    let raw = OsString::from(String::from_utf8_lossy(bytes).into_owned());
+    match secret(Some(RawSecret(raw)), "LINK_TOKEN", "--link-token") {
+        Ok(secret) => {
+            assert_eq!(secret.expose().as_bytes(), bytes);
+            assert_eq!(
+                format!("{secret} {secret:?}"),
+                format!("{REDACTED} {REDACTED}")
+            );
+        }
+        Err(e) => {
+            let line = e.to_string();
+            assert!(
+                line == "LINK_TOKEN must not be empty" || line == "LINK_TOKEN must be valid UTF-8",
+                "{line}"
+            );
+        }
+    }
+}
+
+/// Fuzz entry over config values: the first byte picks a value parser
+/// (`BIND`, the numbers, `ENABLE_WS_BRIDGE`, `DISCORD_GUILD_ID`, `--ttl`,
+/// `LOG_FORMAT`, `RUST_LOG`, the ws:// and http:// URLs), the rest is the
+/// value. Panics unless [`check_value`] holds, a secret planted in a URL
+/// built around the value never shows, and the rest read as a secret setting
+/// is reported by name only.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_config(bytes: &[u8]) {
+    let Some((&which, rest)) = bytes.split_first() else {
+        return;
+    };
+    let value = String::from_utf8_lossy(rest);
+    check_value(which, &value);
+    check_planted(which, &value);
+    check_secret(rest);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{CommandFactory, FromArgMatches};
+    use proptest::prelude::*;
 
     /// Parses `args` with every `env = …` removed, so tests do not depend on
     /// (or race with) the process environment.
@@ -1408,6 +1632,118 @@ mod tests {
             (h.as_str(), h.path(), h.port()),
             ("https://discord.com", "/", 443)
         );
+    }
+
+    #[test]
+    fn url_errors_never_quote_credentials_or_tokens() {
+        for bad in [
+            "wss://relay:hunter2secret@gw.example/link",
+            "ws://gw.example:1:2/link?token=hunter2secret",
+            "ws://gw h/link?x=1&access_token=hunter2secret",
+            "ws://a:hunter2secret@b@c/",
+            "ws://u:hunter2secret#frag@h/",
+        ] {
+            let err = WsUrl::parse("GATEWAY_WS_URL", bad)
+                .err()
+                .unwrap_or_default();
+            assert!(err.starts_with("GATEWAY_WS_URL must be"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("[redacted]"), "{err}");
+        }
+        let err = HttpUrl::parse("DISCORD_API_BASE", "https://x/api?token=hunter2secret")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "DISCORD_API_BASE must not have a query (got \"https://x/api?token=[redacted]\")"
+        );
+        // What is not a credential is still shown, to help find the typo.
+        let err = WsUrl::parse("GATEWAY_WS_URL", "ws://h:99999/link?types=a")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.ends_with("(got \"ws://h:99999/link?types=a\")"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "fuzzing")]
+    #[test]
+    fn fuzz_entry_holds_on_samples() {
+        for sample in [
+            &b""[..],
+            b"\x00yes",
+            b"\x01[::1]:3000",
+            b"\x02+86400000",
+            b"\x03007",
+            b"\x05123456789012345678",
+            b"\x061h 30m",
+            b"\x08warn,relay::edge=debug",
+            b"\x09wss://GW.example:443/link?token=abc",
+            b"\x0ahttps://discord.com/api/v10//",
+            b"\x09ws://u:p@h/\xff",
+        ] {
+            fuzz_config(sample);
+        }
+    }
+
+    /// Found by the `config_value` fuzz target: taking `?` out of the value
+    /// to build a path joined the marker, so the check blamed the parser for
+    /// quoting what was really part of the value.
+    #[test]
+    fn the_planted_secret_check_skips_a_marker_of_the_value_itself() {
+        check_planted(1, "2251437Pl4nted?S3cret\u{1}w:1!\t:/%?87/link?B=a&bbc");
+        check_planted(2, "Pl4nted#S3cret and the rest");
+    }
+
+    fn url_like() -> impl Strategy<Value = String> {
+        "(ws|wss|WSS|http|https|ftp|)(://|:/|)([a-zA-Z0-9._-]{0,12}|\\[[0-9a-f:]{0,12}\\])(:[0-9+]{0,6})?(/[a-z0-9/?=&%#@ ]{0,12})?"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_parser_names_its_setting_in_one_line(which in 0u8..11, value in any::<String>()) {
+            check_value(which, &value);
+        }
+
+        #[test]
+        fn near_valid_values_parse_soundly(
+            which in 0u8..11,
+            value in prop_oneof![
+                "[0-9+-]{0,22}",
+                "(true|FALSE|On|no|1|0|2|)",
+                "[0-9.:\\[\\]a-f]{0,24}",
+                "[0-9]{1,4} ?(ms|s|m|h|d|w)",
+                "(warn|info|x)(,[a-z:]{0,6}=(debug|off|nope))?",
+                url_like(),
+            ],
+        ) {
+            check_value(which, &value);
+        }
+
+        #[test]
+        fn urls_parse_soundly(value in url_like(), http in any::<bool>()) {
+            check_value(if http { 10 } else { 9 }, &value);
+        }
+
+        #[test]
+        fn a_secret_in_a_url_never_shows(which in any::<u8>(), value in prop_oneof![url_like(), any::<String>()]) {
+            check_planted(which, &value);
+        }
+
+        #[test]
+        fn secret_settings_are_reported_by_name_only(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+            check_secret(&bytes);
+        }
+
+        #[test]
+        fn counts_are_taken_exactly_in_range(n in prop_oneof![any::<u64>(), 0u64..2 * MAX_MS]) {
+            let text = n.to_string();
+            prop_assert_eq!(parse_ms("HEARTBEAT_MS", &text).ok(), (1..=MAX_MS).contains(&n).then(|| Duration::from_millis(n)));
+            prop_assert_eq!(parse_usize("QUEUE_CAPACITY", &text).ok(), (1..=MAX_COUNT).contains(&n).then_some(n as usize));
+        }
     }
 
     /// Runs in a child process with a prepared environment (see

@@ -54,7 +54,10 @@
 //! requests in flight finish with `Connection: close`. Streams and WebSockets
 //! already handed to their handlers end when their sockets close.
 
+mod body;
 mod conn;
+#[cfg(feature = "fuzzing")]
+mod fuzz;
 mod request;
 mod response;
 #[cfg(test)]
@@ -72,6 +75,8 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 use polling::{Event, Events, Poller};
 
+#[cfg(feature = "fuzzing")]
+pub use fuzz::fuzz_http_request;
 pub use request::{BodyError, Method, Request};
 pub use response::{status_reason, InvalidHeader, Response};
 

@@ -9,13 +9,9 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::body::{BodyDecoder, Decoded};
 use super::conn::{After, Conn, Fill};
 use super::{HttpConfig, Response};
-
-/// Longest chunk-size line (size and extensions) of a chunked body.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Most bytes of trailer fields after the last chunk.
-const MAX_TRAILER_BYTES: usize = 8 * 1024;
 
 /// A request method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +184,7 @@ impl Head {
             expect_continue: false,
             keep_alive: false,
         };
-        head.framing = head.framing()?;
+        head.framing = head.read_framing()?;
         head.expect_continue = match head.header("Expect") {
             None => false,
             Some(e) if e.trim().eq_ignore_ascii_case("100-continue") => minor == 1,
@@ -205,6 +201,24 @@ impl Head {
         Ok(Some((head, len)))
     }
 
+    /// How the body after this head is delimited.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The request target, as sent.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `1` for HTTP/1.1, `0` for HTTP/1.0.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn minor(&self) -> u8 {
+        self.minor
+    }
+
     /// The answer to a head that outgrew `max_head_bytes` before completing:
     /// `414` if the request line alone is that long, else `431`.
     pub(crate) fn too_large(buf: &[u8], config: &HttpConfig) -> Response {
@@ -216,7 +230,7 @@ impl Head {
         }
     }
 
-    fn framing(&self) -> Result<Framing, Response> {
+    fn read_framing(&self) -> Result<Framing, Response> {
         let mut length: Option<u64> = None;
         for value in self.values("Content-Length") {
             let digits = std::str::from_utf8(value).unwrap_or("").trim();
@@ -406,11 +420,7 @@ impl Request {
             BodyState::Broken => return Err(BodyError::Invalid),
             BodyState::Unread => {}
         }
-        if let Framing::Length(n) = self.head.framing {
-            if n > limit as u64 {
-                return Err(BodyError::TooLarge);
-            }
-        }
+        let decoder = BodyDecoder::new(self.head.framing, limit)?;
         let conn = self.conn.as_mut().ok_or(BodyError::Io)?;
         let deadline = Instant::now() + conn.shared.config.body_timeout;
         if self.head.expect_continue && !self.sent_continue {
@@ -418,11 +428,7 @@ impl Request {
             conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .map_err(|_| BodyError::Io)?;
         }
-        let read = match self.head.framing {
-            Framing::Empty => Ok(Vec::new()),
-            Framing::Length(n) => take(conn, n as usize, deadline),
-            Framing::Chunked => read_chunked(conn, limit, deadline),
-        };
+        let read = read_with(conn, decoder, deadline);
         self.body = if read.is_ok() {
             BodyState::Read
         } else {
@@ -572,79 +578,23 @@ fn fill_error(fill: Fill) -> BodyError {
     }
 }
 
-/// Takes exactly `n` bytes from the connection.
-fn take(conn: &mut Conn, n: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
-    conn.buf.reserve(n.saturating_sub(conn.buf.len()));
-    while conn.buf.len() < n {
-        conn.fill(deadline).map_err(fill_error)?;
-    }
-    Ok(conn.buf.drain(..n).collect())
-}
-
-/// Takes one CRLF-terminated line of at most `max` bytes (without the CRLF).
-fn take_line(conn: &mut Conn, max: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
-    let mut scanned = 0;
+/// Feeds `decoder` from the connection until the body ends. Bytes read past
+/// it (a pipelined next request) stay in the connection's buffer.
+fn read_with(
+    conn: &mut Conn,
+    mut decoder: BodyDecoder,
+    deadline: Instant,
+) -> Result<Vec<u8>, BodyError> {
     loop {
-        if let Some(i) = conn.buf[scanned..].iter().position(|&b| b == b'\n') {
-            let lf = scanned + i;
-            if lf == 0 || conn.buf[lf - 1] != b'\r' || lf - 1 > max {
-                return Err(BodyError::Invalid);
+        match decoder.feed(&conn.buf)? {
+            Decoded::Done { body, used } => {
+                conn.buf.drain(..used);
+                return Ok(body);
             }
-            let line = conn.buf[..lf - 1].to_vec();
-            conn.buf.drain(..=lf);
-            return Ok(line);
-        }
-        scanned = conn.buf.len();
-        if scanned > max + 1 {
-            return Err(BodyError::Invalid);
-        }
-        conn.fill(deadline).map_err(fill_error)?;
-    }
-}
-
-/// The size of a chunk from its size line (`1a;ext=v`); `None` if malformed.
-pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
-    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return None;
-    }
-    let size = match line.iter().position(|&b| b == b';') {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    // Whitespace is allowed before the extensions' `;`, not before the size.
-    let size = size.trim_ascii_end();
-    if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    u64::from_str_radix(std::str::from_utf8(size).ok()?, 16).ok()
-}
-
-/// Decodes a chunked body of at most `limit` bytes, trailers discarded.
-fn read_chunked(conn: &mut Conn, limit: usize, deadline: Instant) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    loop {
-        let line = take_line(conn, MAX_CHUNK_LINE, deadline)?;
-        let size = chunk_size(&line).ok_or(BodyError::Invalid)?;
-        if size == 0 {
-            break;
-        }
-        if body.len() as u64 + size > limit as u64 {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&take(conn, size as usize, deadline)?);
-        if take(conn, 2, deadline)? != b"\r\n" {
-            return Err(BodyError::Invalid);
-        }
-    }
-    let mut trailers = 0;
-    loop {
-        let line = take_line(conn, MAX_TRAILER_BYTES, deadline)?;
-        if line.is_empty() {
-            return Ok(body);
-        }
-        trailers += line.len() + 2;
-        if trailers > MAX_TRAILER_BYTES || !line.contains(&b':') {
-            return Err(BodyError::Invalid);
+            Decoded::NeedMore => {
+                conn.buf.clear();
+                conn.fill(deadline).map_err(fill_error)?;
+            }
         }
     }
 }

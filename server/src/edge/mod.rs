@@ -17,6 +17,7 @@ mod link_sink;
 mod routes;
 mod state;
 mod stream;
+mod stream_params;
 
 use std::io;
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ use relay_runtime::sse_pool::{PoolConfig, SsePool};
 pub use relay_runtime::http_server::HttpConfig;
 use state::AppState;
 pub use state::{DemoChannel, DemoInfo, DemoUser, EdgeSettings};
+#[cfg(feature = "fuzzing")]
+pub use stream_params::fuzz_stream_request;
 
 use crate::auth::SessionKeys;
 use crate::metrics::Metrics;

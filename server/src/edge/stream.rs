@@ -14,18 +14,16 @@ use std::time::Duration;
 use log::debug;
 use relay_protocol::replay::ResetReason;
 use relay_runtime::clock;
-use relay_runtime::hub::Filter;
 use relay_runtime::sse_pool::{End, OnEnd, PoolObserver};
 use serde_json::json;
 
 use super::authn::authenticate;
-use super::http::{header, query_list, query_param, Reply, Request};
+use super::http::{header, Reply, Request};
 use super::link_sink::unsequenced;
 use super::state::AppState;
+use super::stream_params::StreamParams;
 use crate::metrics::Metrics;
 
-/// Most values accepted in one `types=` or `channels=` list.
-const MAX_FILTER_ITEMS: usize = 256;
 /// How many queued events one write may batch.
 pub(super) const MAX_BATCH: usize = 256;
 /// A subscriber whose unwritten bytes pass this is dropped as too slow.
@@ -53,16 +51,10 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
             return;
         }
     };
-    let filter = Filter {
-        types: query_list(query, "types", MAX_FILTER_ITEMS).map(|v| v.into_iter().collect()),
-        channels: query_list(query, "channels", MAX_FILTER_ITEMS).map(|v| v.into_iter().collect()),
-    };
-    let last_event_id = header(&req, "Last-Event-ID")
-        .map(str::to_owned)
-        .or_else(|| query_param(query, "lastEventId").map(|v| v.into_owned()))
-        .filter(|id| !id.is_empty());
-
-    let sub = state.hub.subscribe(filter, last_event_id.as_deref());
+    let params = StreamParams::parse(query, header(&req, "Last-Event-ID"));
+    let sub = state
+        .hub
+        .subscribe(params.filter, params.last_event_id.as_deref());
     let gauge = state.metrics.sse_client_connected();
     let key = sub.key;
     let hub = state.hub.clone();
