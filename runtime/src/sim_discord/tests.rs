@@ -177,14 +177,21 @@ fn http(
 }
 
 fn post_message(sim: &SimDiscord, channel: &str, content: &str) -> HttpReply {
-    let body = json!({ "content": content, "allowed_mentions": { "parse": [] } }).to_string();
+    post_message_body(
+        sim,
+        channel,
+        &json!({ "content": content, "allowed_mentions": { "parse": [] } }),
+    )
+}
+
+fn post_message_body(sim: &SimDiscord, channel: &str, body: &Value) -> HttpReply {
     http(
         sim,
         "POST",
         &format!("/channels/{channel}/messages"),
         Some(sim.bot_token()),
         &[],
-        Some(&body),
+        Some(&body.to_string()),
     )
 }
 
@@ -905,14 +912,7 @@ fn an_enforced_nonce_makes_one_message() {
     let sim = start();
     let post = |nonce: Value, enforce: bool| {
         let body = json!({ "content": "once", "nonce": nonce, "enforce_nonce": enforce });
-        let reply = http(
-            &sim,
-            "POST",
-            &format!("/channels/{}/messages", ids::GENERAL),
-            Some(sim.bot_token()),
-            &[],
-            Some(&body.to_string()),
-        );
+        let reply = post_message_body(&sim, ids::GENERAL, &body);
         assert_eq!(reply.status, 200, "{}", reply.body);
         reply.json()
     };
@@ -926,15 +926,8 @@ fn an_enforced_nonce_makes_one_message() {
         first["id"],
         "without enforce_nonce the nonce is only echoed"
     );
-    let too_long = json!({ "content": "x", "nonce": "a".repeat(26) }).to_string();
-    let reply = http(
-        &sim,
-        "POST",
-        &format!("/channels/{}/messages", ids::GENERAL),
-        Some(sim.bot_token()),
-        &[],
-        Some(&too_long),
-    );
+    let too_long = json!({ "content": "x", "nonce": "a".repeat(26) });
+    let reply = post_message_body(&sim, ids::GENERAL, &too_long);
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("50035"), "{}", reply.body);
 }
