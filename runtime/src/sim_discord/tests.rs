@@ -909,7 +909,14 @@ fn ids_and_timestamps_are_discord_shaped() {
 
 #[test]
 fn an_enforced_nonce_makes_one_message() {
-    let sim = start();
+    // Five posts to one channel: room in the bucket so none meets a 429.
+    let sim = start_with(SimConfig {
+        rate_limits: RateLimits {
+            messages: RateLimit::new(50, Duration::from_secs(5)),
+            ..RateLimits::default()
+        },
+        ..SimConfig::default()
+    });
     let post = |nonce: Value, enforce: bool| {
         let body = json!({ "content": "once", "nonce": nonce, "enforce_nonce": enforce });
         let reply = post_message_body(&sim, ids::GENERAL, &body);
