@@ -594,7 +594,7 @@ impl TokenArgs {
 // ---------------------------------------------------------------------------
 
 /// A checked `ws://` or `wss://` URL. `Display` and `Debug` hide `token` /
-/// `access_token` query values; [`WsUrl::as_str`] gives the full text.
+/// `access_token` query values; [`Url::as_str`] gives the full text.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WsUrl(Url);
 
@@ -603,14 +603,64 @@ pub struct WsUrl(Url);
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpUrl(Url);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Url {
+/// The parts both URL kinds share; [`WsUrl`] and [`HttpUrl`] deref to it.
+/// `Debug` hides query credentials like theirs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Url {
     text: String,
     tls: bool,
     host: String,
     port: u16,
     /// Path and query, at least `/`.
     path: String,
+}
+
+impl Url {
+    /// The whole URL as given (an [`HttpUrl`] without its trailing `/`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// `wss://` or `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The host (IPv6 in brackets), for connecting and the `Host` header.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, explicit or the scheme's default (80 / 443).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path and query, at least `/` (an [`HttpUrl`] has no query and no
+    /// trailing `/`: `/api/v10`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl fmt::Debug for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Url({:?})", redact_query(&self.text))
+    }
+}
+
+impl std::ops::Deref for WsUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for HttpUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
 }
 
 impl WsUrl {
@@ -640,31 +690,6 @@ impl WsUrl {
             path: LINK_PATH.to_owned(),
         })
     }
-
-    /// The whole URL, as given.
-    pub fn as_str(&self) -> &str {
-        &self.0.text
-    }
-
-    /// `wss://`.
-    pub fn is_tls(&self) -> bool {
-        self.0.tls
-    }
-
-    /// The host (IPv6 in brackets), for connecting and the `Host` header.
-    pub fn host(&self) -> &str {
-        &self.0.host
-    }
-
-    /// The port, explicit or the scheme's default (80 / 443).
-    pub fn port(&self) -> u16 {
-        self.0.port
-    }
-
-    /// Path and query, at least `/`.
-    pub fn path_and_query(&self) -> &str {
-        &self.0.path
-    }
 }
 
 impl HttpUrl {
@@ -682,31 +707,6 @@ impl HttpUrl {
         let trimmed = url.path.trim_end_matches('/').len().max(1);
         url.path.truncate(trimmed);
         Ok(HttpUrl(url))
-    }
-
-    /// The base URL, without a trailing `/`.
-    pub fn as_str(&self) -> &str {
-        &self.0.text
-    }
-
-    /// `https://`.
-    pub fn is_tls(&self) -> bool {
-        self.0.tls
-    }
-
-    /// The host (IPv6 in brackets).
-    pub fn host(&self) -> &str {
-        &self.0.host
-    }
-
-    /// The port, explicit or the scheme's default (80 / 443).
-    pub fn port(&self) -> u16 {
-        self.0.port
-    }
-
-    /// The base path (`/api/v10`, or `/`).
-    pub fn path(&self) -> &str {
-        &self.0.path
     }
 }
 
@@ -1204,7 +1204,7 @@ mod tests {
         assert_eq!(c.session_secret.expose(), "session-secret-value");
         assert_eq!(c.gateway_ws_url.host(), "127.0.0.1");
         assert_eq!(c.gateway_ws_url.port(), 8787);
-        assert_eq!(c.gateway_ws_url.path_and_query(), "/link");
+        assert_eq!(c.gateway_ws_url.path(), "/link");
     }
 
     #[test]
@@ -1462,7 +1462,7 @@ mod tests {
             .unwrap_or_else(|| WsUrl::for_local_link(c.gateway_bind));
         assert!(g.is_tls());
         assert_eq!((g.host(), g.port()), ("gateway.discord.gg", 443));
-        assert_eq!(g.path_and_query(), "/?v=10&encoding=json");
+        assert_eq!(g.path(), "/?v=10&encoding=json");
         assert_eq!(c.discord_bot_token.expose(), "bot-secret");
 
         let d = parse(&["gateway", "--link-token", "l", "--discord-bot-token", "b"]);
@@ -1594,7 +1594,7 @@ mod tests {
             (u.host(), u.port(), u.is_tls()),
             ("edge-gw.internal", 8787, false)
         );
-        assert_eq!(u.path_and_query(), "/link?token=abc");
+        assert_eq!(u.path(), "/link?token=abc");
         assert_eq!(
             u.to_string(),
             "ws://edge-gw.internal:8787/link?token=[redacted]"
@@ -1602,12 +1602,9 @@ mod tests {
         assert!(!format!("{u:?}").contains("abc"));
         assert_eq!(u.as_str(), "ws://edge-gw.internal:8787/link?token=abc");
         let u = ok("wss://[2001:db8::1]");
-        assert_eq!(
-            (u.host(), u.port(), u.path_and_query()),
-            ("[2001:db8::1]", 443, "/")
-        );
+        assert_eq!((u.host(), u.port(), u.path()), ("[2001:db8::1]", 443, "/"));
         let u = ok("ws://h?x=1");
-        assert_eq!(u.path_and_query(), "/?x=1");
+        assert_eq!(u.path(), "/?x=1");
         for bad in [
             "",
             "ws:/h",
