@@ -77,6 +77,14 @@ impl Demo {
             http: HttpConfig::default(),
         };
         let edge = Edge::start(edge_settings, metrics.clone())?;
+        // Return once the page would show a live guild: the simulated Discord
+        // session up and the edge linked. Everything is on loopback, so this
+        // takes milliseconds; if it does not, the page shows the link badge
+        // and catches up by itself.
+        let startup = Duration::from_secs(5);
+        if !gateway.wait_discord_connected(startup) || !edge.wait_link(true, startup) {
+            log::warn!("demo: not all linked up after {startup:?}; continuing");
+        }
         let first = demo_users()
             .into_iter()
             .next()
