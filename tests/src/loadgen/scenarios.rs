@@ -18,7 +18,7 @@ use super::hist::Hist;
 use super::nchan::{self, NchanProc, NchanSetup, Publisher};
 use super::now_ns;
 use super::plot::Series;
-use super::subscribers::{probe_content, Connect, Pool, StreamRequest};
+use super::subscribers::{probe_content, Connect, Pool, PoolReport, StreamRequest};
 use super::sys::{self, ProcSample};
 use crate::test_gateway::{message, ReplyMode, TestGateway};
 
@@ -156,6 +156,38 @@ pub struct SseRow {
     pub rss_mib: f64,
     /// Target text.
     pub target: String,
+}
+
+impl SseRow {
+    /// The row for `phase` of a fan-out run: `seq` probes published so far to
+    /// `subs` subscribers, `sent` of them in `wall` during the phase, and the
+    /// hub's CPU (% of a core, seconds) and RSS over that window. The target
+    /// is left for the caller.
+    fn from_phase(
+        name: String,
+        subs: usize,
+        seq: u64,
+        (sent, wall): (u64, Duration),
+        rep: &PoolReport,
+        phase: usize,
+        (cpu_pct, cpu_secs, rss_mib): (f64, f64, f64),
+    ) -> SseRow {
+        let lat = rep.phase(phase).lat;
+        let deliveries = lat.count();
+        SseRow {
+            name,
+            subs,
+            events_per_s: sent as f64 / wall.as_secs_f64(),
+            deliveries_per_s: deliveries as f64 / wall.as_secs_f64(),
+            lat,
+            missed: (subs as u64 * seq).saturating_sub(rep.distinct),
+            disorder: rep.dups + rep.reorders,
+            cpu_pct,
+            us_per_delivery: cpu_secs * 1e6 / deliveries.max(1) as f64,
+            rss_mib,
+            target: String::new(),
+        }
+    }
 }
 
 /// One row of the command table.
@@ -572,25 +604,19 @@ pub fn fanout(ctx: &mut Ctx) -> io::Result<()> {
         let (cpu, cpu_secs, gen_cpu, rss) = w.close(&edge);
         let drained = pool.wait_received(subs as u64 * seq, DRAIN_TIMEOUT);
         let rep = pool.report();
-        let lat = rep.phase(1).lat;
-        let deliveries = lat.count();
-        let missed = (subs as u64 * seq).saturating_sub(rep.distinct);
-        let ok = missed == 0 && p99_target.is_none_or(|t| lat.ms(0.99) <= t);
-        let row = SseRow {
-            name: format!("fanout {subs}×{rate:.0}/s"),
+        let mut row = SseRow::from_phase(
+            format!("fanout {subs}×{rate:.0}/s"),
             subs,
-            events_per_s: sent as f64 / wall.as_secs_f64(),
-            deliveries_per_s: deliveries as f64 / wall.as_secs_f64(),
-            lat,
-            missed,
-            disorder: rep.dups + rep.reorders,
-            cpu_pct: cpu,
-            us_per_delivery: cpu_secs * 1e6 / deliveries.max(1) as f64,
-            rss_mib: rss,
-            target: match p99_target {
-                Some(t) => target(ok, &format!("p99 ≤ {t} ms, 0 missed")),
-                None => target(ok, "0 missed"),
-            },
+            seq,
+            (sent, wall),
+            &rep,
+            1,
+            (cpu, cpu_secs, rss),
+        );
+        let ok = row.missed == 0 && p99_target.is_none_or(|t| row.lat.ms(0.99) <= t);
+        row.target = match p99_target {
+            Some(t) => target(ok, &format!("p99 ≤ {t} ms, 0 missed")),
+            None => target(ok, "0 missed"),
         };
         progress(&format!(
             "  p50 {} p99 {} ms, {} missed, {} streams closed, drained: {drained}, loadgen CPU {gen_cpu:.0} %",
@@ -628,16 +654,25 @@ pub fn max_rate(ctx: &mut Ctx) -> io::Result<()> {
         let (cpu, cpu_secs, gen_cpu, rss) = w.close(&edge);
         pool.wait_received(subs as u64 * seq, DRAIN_TIMEOUT);
         let rep = pool.report();
-        let lat = rep.phase(phase).lat;
-        let missed = (subs as u64 * seq).saturating_sub(rep.distinct);
-        let events = sent as f64 / wall.as_secs_f64();
-        let deliveries = lat.count() as f64 / wall.as_secs_f64();
-        let p99 = lat.ms(0.99);
-        let pass = p99 < 100.0 && missed == 0 && rep.closed == 0 && events >= 0.9 * rate;
+        let row = SseRow::from_phase(
+            format!("max-rate (last step with p99 < 100 ms, 0 missed: {rate:.0} events/s)"),
+            subs,
+            seq,
+            (sent, wall),
+            &rep,
+            phase,
+            (cpu, cpu_secs, rss),
+        );
+        let (lat, missed) = (&row.lat, row.missed);
+        let pass = lat.ms(0.99) < 100.0
+            && missed == 0
+            && rep.closed == 0
+            && row.events_per_s >= 0.9 * rate;
         let line = format!(
-            "{rate:.0} events/s → {deliveries:.0} deliveries/s: p50 {} p99 {} max {} ms, {missed} missed, {} streams closed, edge CPU {cpu:.0} %, loadgen CPU {gen_cpu:.0} % — {}",
-            ms(&lat, 0.5),
-            ms(&lat, 0.99),
+            "{rate:.0} events/s → {:.0} deliveries/s: p50 {} p99 {} max {} ms, {missed} missed, {} streams closed, edge CPU {cpu:.0} %, loadgen CPU {gen_cpu:.0} % — {}",
+            row.deliveries_per_s,
+            ms(lat, 0.5),
+            ms(lat, 0.99),
             fmt_ms(lat.max_ms()),
             rep.closed,
             if pass { "pass" } else { "stop" }
@@ -648,17 +683,8 @@ pub fn max_rate(ctx: &mut Ctx) -> io::Result<()> {
             break;
         }
         best = Some(SseRow {
-            name: format!("max-rate (last step with p99 < 100 ms, 0 missed: {rate:.0} events/s)"),
-            subs,
-            events_per_s: events,
-            deliveries_per_s: deliveries,
-            us_per_delivery: cpu_secs * 1e6 / lat.count().max(1) as f64,
-            lat,
-            missed,
-            disorder: rep.dups + rep.reorders,
-            cpu_pct: cpu,
-            rss_mib: rss,
             target: "highest deliveries/s with p99 < 100 ms".into(),
+            ..row
         });
         rate *= 1.5;
     }
@@ -670,7 +696,7 @@ pub fn max_rate(ctx: &mut Ctx) -> io::Result<()> {
             .push("max-rate: even the first step failed".into()),
     }
     ctx.report.notes.push(format!(
-        "max-rate steps (1,000 subscribers; loopback tops out near 150,000 deliveries/s on these 2-core machines with the client on the same box):\n  - {}",
+        "max-rate steps (1,000 subscribers, the clients on the same machine):\n  - {}",
         steps.join("\n  - ")
     ));
     drop(pool);
@@ -1250,22 +1276,15 @@ fn fanout_row(
     };
     let drained = pool.wait_received(subs as u64 * seq, DRAIN_TIMEOUT);
     let rep = pool.report();
-    let lat = rep.phase(1).lat;
-    let deliveries = lat.count();
-    let missed = (subs as u64 * seq).saturating_sub(rep.distinct);
-    let row = SseRow {
-        name: format!("{hub_name} {subs}×{rate:.0}/s"),
+    let row = SseRow::from_phase(
+        format!("{hub_name} {subs}×{rate:.0}/s"),
         subs,
-        events_per_s: sent as f64 / wall.as_secs_f64(),
-        deliveries_per_s: deliveries as f64 / wall.as_secs_f64(),
-        lat,
-        missed,
-        disorder: rep.dups + rep.reorders,
-        cpu_pct: cpu,
-        us_per_delivery: cpu_secs * 1e6 / deliveries.max(1) as f64,
-        rss_mib: rss,
-        target: String::new(),
-    };
+        seq,
+        (sent, wall),
+        &rep,
+        1,
+        (cpu, cpu_secs, rss),
+    );
     progress(&format!(
         "  {hub_name}: p50 {} p99 {} max {} ms, {} missed, {} streams closed, drained: {drained}, hub CPU {cpu:.0} % ({:.1} µs/delivery), loadgen CPU {gen_cpu:.0} %, other processes {other:.0} %",
         ms(&row.lat, 0.5),
