@@ -428,12 +428,7 @@ impl RestLimiter {
                 return Err(IN_FLIGHT_WAIT);
             }
         }
-        let limit = self.known_limit(&key);
-        let bucket = self
-            .buckets
-            .entry(key)
-            .or_insert_with(|| Bucket::new(now, limit));
-        bucket.refresh(now);
+        let bucket = self.bucket_now(key, now);
         if let Some(wait) = bucket.wait(now) {
             return Err(wait);
         }
@@ -493,12 +488,7 @@ impl RestLimiter {
                 self.limits.insert(bucket.clone(), limit);
             }
         }
-        let limit = self.known_limit(&key);
-        let bucket = self
-            .buckets
-            .entry(key)
-            .or_insert_with(|| Bucket::new(now, limit));
-        bucket.refresh(now);
+        let bucket = self.bucket_now(key, now);
         if let (Some(remaining), Some(reset_after)) = (headers.remaining, headers.reset_after) {
             let reset = now.checked_add(reset_after).unwrap_or(now);
             bucket.limit = headers.limit.or(bucket.limit);
@@ -582,6 +572,17 @@ impl RestLimiter {
             },
             None => BucketKey::Route(route.key.clone()),
         }
+    }
+
+    /// `key`'s bucket as of `now`, made with the learned limit if it is new.
+    fn bucket_now(&mut self, key: BucketKey, now: Instant) -> &mut Bucket {
+        let limit = self.known_limit(&key);
+        let bucket = self
+            .buckets
+            .entry(key)
+            .or_insert_with(|| Bucket::new(now, limit));
+        bucket.refresh(now);
+        bucket
     }
 
     fn known_limit(&self, key: &BucketKey) -> Option<u32> {
