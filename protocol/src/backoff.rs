@@ -110,8 +110,9 @@ impl Backoff {
     }
 }
 
-/// `u128` nanoseconds as a `Duration`, saturating at `Duration::MAX`.
-fn nanos_to_duration(nanos: u128) -> Duration {
+/// `u128` nanoseconds as a `Duration`, saturating at `Duration::MAX` (also
+/// the token buckets' refill arithmetic).
+pub(crate) fn nanos_to_duration(nanos: u128) -> Duration {
     const NANOS_PER_SEC: u128 = 1_000_000_000;
     match u64::try_from(nanos / NANOS_PER_SEC) {
         // The remainder is below 1e9, so it fits a u32.

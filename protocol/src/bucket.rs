@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::backoff::nanos_to_duration;
+
 /// Bucket parameters: `burst` tokens at most, `refill` tokens added per `window`.
 ///
 /// The fields are public so a config loader can build it; use [`LimitConfig::new`]
@@ -397,16 +399,6 @@ impl RateLimiter for KeyedLimiter {
             self.sweep(now);
         }
         Decision::Allowed
-    }
-}
-
-/// `u128` nanoseconds as a `Duration`, saturating at `Duration::MAX`.
-fn nanos_to_duration(nanos: u128) -> Duration {
-    const NANOS_PER_SEC: u128 = 1_000_000_000;
-    match u64::try_from(nanos / NANOS_PER_SEC) {
-        // The remainder is below 1e9, so it fits a u32.
-        Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),
-        Err(_) => Duration::MAX,
     }
 }
 

@@ -730,8 +730,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::frame::{parse_command, TraceMeta};
-    use crate::payload::{CommandBody, TriggerTyping};
+    use crate::frame::parse_command;
+    use crate::queue::tests::cmd;
     use crate::queue::Outcome;
 
     #[allow(clippy::disallowed_methods)] // the one clock read: an origin for hand-driven time
@@ -740,20 +740,6 @@ mod tests {
     }
 
     const S: Duration = Duration::from_secs(1);
-
-    fn cmd(n: usize) -> GatewayCommand {
-        GatewayCommand {
-            body: CommandBody::TypingStart(TriggerTyping {
-                channel_id: "1".into(),
-            }),
-            meta: TraceMeta {
-                trace_id: format!("t{n}"),
-                sent_at: "2026-11-25T12:00:00.000Z".into(),
-                request_id: Some(format!("r{n}")),
-                actor: Some("u".into()),
-            },
-        }
-    }
 
     fn session() -> LinkSession {
         LinkSession::new(LinkConfig::new("ws://gw/link", "hunter2"))

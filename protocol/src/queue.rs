@@ -364,7 +364,7 @@ impl CommandQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
@@ -378,7 +378,8 @@ mod tests {
         Instant::now()
     }
 
-    fn cmd(n: usize) -> GatewayCommand {
+    /// Command `n`: trace id `t<n>`, request id `r<n>` (link_session's tests too).
+    pub(crate) fn cmd(n: usize) -> GatewayCommand {
         GatewayCommand {
             body: CommandBody::TypingStart(TriggerTyping {
                 channel_id: "1".into(),
