@@ -28,15 +28,20 @@ fn posts(rig: &GatewayRig) -> usize {
         .count()
 }
 
-#[test]
-fn a_route_429_is_answered_rate_limited_and_holds_that_route_only() {
-    let rig = GatewayRig::start_with(
+/// A rig whose forced 429s ask for 1.5 s.
+fn rig_with_forced_429s() -> GatewayRig {
+    GatewayRig::start_with(
         SimConfig {
             forced_retry_after: Duration::from_millis(1500),
             ..sim_config()
         },
         |_| {},
-    );
+    )
+}
+
+#[test]
+fn a_route_429_is_answered_rate_limited_and_holds_that_route_only() {
+    let rig = rig_with_forced_429s();
     let edge = rig.edge();
     rig.sim.force_429(1, false);
     let reply = send(&edge, "r1", ids::GENERAL);
@@ -59,13 +64,7 @@ fn a_route_429_is_answered_rate_limited_and_holds_that_route_only() {
 
 #[test]
 fn a_global_429_holds_every_route() {
-    let rig = GatewayRig::start_with(
-        SimConfig {
-            forced_retry_after: Duration::from_millis(1500),
-            ..sim_config()
-        },
-        |_| {},
-    );
+    let rig = rig_with_forced_429s();
     let edge = rig.edge();
     rig.sim.force_429(1, true);
     let reply = send(&edge, "g1", ids::GENERAL);
