@@ -1472,8 +1472,13 @@ fn soak_with_faults() {
     );
     eprintln!("edge metrics: {}", command_metrics.join("; "));
     eprintln!(
-        "duplicates: {}; commands POSTed twice across a gateway restart (one message each, by nonce): {reposted}",
-        duplicates.len()
+        "duplicates: {}; commands POSTed twice across a gateway restart (one message each, by nonce): {}",
+        duplicates.len(),
+        if rest_log_complete {
+            reposted.to_string()
+        } else {
+            "not counted (REST log truncated)".to_owned()
+        }
     );
     eprintln!(
         "faults: {} in all: {gateway_faults} gateway restarts, {drop_faults} client drops",
