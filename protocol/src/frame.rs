@@ -35,6 +35,11 @@ pub struct TraceMeta {
     /// On commands: the session `sub` that issued it (Discord audit log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// On commands from an edge with `ACCESS=discord`: `"discord"`, so the
+    /// gateway checks the actor's Discord permissions again before it calls
+    /// Discord (CONTRACT.md §8). Absent: v1.0 roles only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
 }
 
 /// gateway → edge: an event or a command reply.
@@ -500,6 +505,7 @@ mod tests {
             sent_at: "2026-11-25T12:00:00.000Z".into(),
             request_id: request_id.map(Into::into),
             actor: None,
+            access: None,
         }
     }
 
@@ -765,13 +771,13 @@ mod tests {
 
         #[test]
         fn event_encode_parse_round_trips(body in event_body(), trace in text(), rid in proptest::option::of(text())) {
-            let ev = GatewayEvent { body, meta: TraceMeta { trace_id: trace, sent_at: "s".into(), request_id: rid, actor: None } };
+            let ev = GatewayEvent { body, meta: TraceMeta { trace_id: trace, sent_at: "s".into(), request_id: rid, actor: None, access: None } };
             prop_assert_eq!(parse_event(ev.to_json().as_bytes()).unwrap(), ev);
         }
 
         #[test]
         fn command_encode_parse_round_trips(body in command_body(), rid in text(), actor in text()) {
-            let cmd = GatewayCommand { body, meta: TraceMeta { trace_id: "t".into(), sent_at: "s".into(), request_id: Some(rid), actor: Some(actor) } };
+            let cmd = GatewayCommand { body, meta: TraceMeta { trace_id: "t".into(), sent_at: "s".into(), request_id: Some(rid), actor: Some(actor), access: None } };
             prop_assert_eq!(parse_command(cmd.to_json().as_bytes()).unwrap(), cmd);
         }
 

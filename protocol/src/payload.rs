@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// A message author as relayed to browsers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +223,34 @@ pub struct Ready {
     /// The voice snapshot at the time of connection.
     #[serde(default)]
     pub voice: VoiceSnapshot,
+    /// Each forwarded guild's permission model in GUILD_CREATE shape (relay's
+    /// extension of the link for `ACCESS=discord`; older edges ignore it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guilds: Vec<Value>,
+}
+
+/// `guild.state` (link only, never sent to browsers): a guild's permission
+/// model after a change, in GUILD_CREATE shape (roles, channels with their
+/// overwrites, threads, owner, the bot's member). The edge replaces its copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuildState {
+    /// The guild, as [`crate::discord::guild::GuildModel::snapshot`] writes it.
+    pub guild: Value,
+}
+
+/// `guild.member` (link only): a member the gateway learned or re-read, or
+/// `member: null` when the user is not (or no longer) in the guild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuildMember {
+    /// The guild.
+    pub guild_id: String,
+    /// The user.
+    pub user_id: String,
+    /// Discord's guild member object (`user`, `roles`,
+    /// `communication_disabled_until` …), or null: not a member.
+    #[serde(default)]
+    pub member: Option<Value>,
 }
 
 /// `error`: a gateway error, or the edge's own `malformed_frame`.
@@ -289,11 +318,17 @@ pub enum EventBody {
     /// Reply: the command was rate limited.
     #[serde(rename = "rateLimited")]
     RateLimited(RateLimited),
+    /// Link only: a guild's permission model changed.
+    #[serde(rename = "guild.state")]
+    GuildState(GuildState),
+    /// Link only: a member was learned, changed or left.
+    #[serde(rename = "guild.member")]
+    GuildMember(GuildMember),
 }
 
 impl EventBody {
     /// Every `type` this enum accepts, for error messages and docs.
-    pub const TYPES: [&'static str; 11] = [
+    pub const TYPES: [&'static str; 13] = [
         "ready",
         "messageCreate",
         "messageUpdate",
@@ -305,6 +340,8 @@ impl EventBody {
         "error",
         "ack",
         "rateLimited",
+        "guild.state",
+        "guild.member",
     ];
 
     /// The wire `type` of this body.
@@ -321,7 +358,15 @@ impl EventBody {
             EventBody::Error(_) => "error",
             EventBody::Ack(_) => "ack",
             EventBody::RateLimited(_) => "rateLimited",
+            EventBody::GuildState(_) => "guild.state",
+            EventBody::GuildMember(_) => "guild.member",
         }
+    }
+
+    /// Whether this type only informs the edge (the guild model) and never
+    /// reaches a browser.
+    pub fn is_link_only(&self) -> bool {
+        matches!(self, EventBody::GuildState(_) | EventBody::GuildMember(_))
     }
 
     /// The channel an event belongs to, for the `channels=` filter.
@@ -443,16 +488,32 @@ pub enum CommandBody {
     /// Server-mute or unmute a voice member.
     #[serde(rename = "voiceMute")]
     VoiceMute(VoiceMute),
+    /// Edge-internal: read a guild member (roles, timeout) so the edge can
+    /// compute what the member may see (`ACCESS=discord`). The gateway answers
+    /// with a `guild.member` event to every edge, then `ack`.
+    #[serde(rename = "fetchMember")]
+    FetchMember(FetchMember),
+}
+
+/// `fetchMember` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchMember {
+    /// The guild.
+    pub guild_id: String,
+    /// The user.
+    pub user_id: String,
 }
 
 impl CommandBody {
     /// Every `type` this enum accepts.
-    pub const TYPES: [&'static str; 5] = [
+    pub const TYPES: [&'static str; 6] = [
         "sendMessage",
         "addReaction",
         "typingStart",
         "voiceMove",
         "voiceMute",
+        "fetchMember",
     ];
 
     /// The wire `type` of this command.
@@ -463,6 +524,7 @@ impl CommandBody {
             CommandBody::TypingStart(_) => "typingStart",
             CommandBody::VoiceMove(_) => "voiceMove",
             CommandBody::VoiceMute(_) => "voiceMute",
+            CommandBody::FetchMember(_) => "fetchMember",
         }
     }
 
@@ -475,6 +537,7 @@ impl CommandBody {
             CommandBody::TypingStart(c) => &c.channel_id,
             CommandBody::VoiceMove(c) => &c.guild_id,
             CommandBody::VoiceMute(c) => &c.guild_id,
+            CommandBody::FetchMember(c) => &c.guild_id,
         }
     }
 

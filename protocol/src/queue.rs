@@ -389,6 +389,7 @@ pub(crate) mod tests {
                 sent_at: "2026-11-25T12:00:00.000Z".into(),
                 request_id: Some(format!("r{n}")),
                 actor: Some("u".into()),
+                access: None,
             },
         }
     }

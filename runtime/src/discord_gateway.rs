@@ -653,6 +653,7 @@ fn wrap(body: EventBody) -> GatewayEvent {
             sent_at: clock::now_rfc3339(),
             request_id: None,
             actor: None,
+            access: None,
         },
     }
 }

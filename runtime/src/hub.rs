@@ -10,6 +10,13 @@
 //! Subscribing takes the same lock as publishing, so the replayed backlog, the state
 //! items (link status, voice snapshot) and the live events a subscriber sees are one
 //! gap-free, duplicate-free sequence.
+//!
+//! With `ACCESS=discord` a subscriber also has a [`Scope`]: the channels its
+//! Discord member may view. The scope is checked per delivery (one hash lookup),
+//! applies to replay too, and is swapped with [`Hub::rescope`] under the same
+//! lock as publishing, so "a channel taken away sends nothing more from that
+//! moment". State items that depend on the scope (the voice snapshot) are made
+//! per subscriber by the hub's [`Personalize`] hook.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +43,9 @@ pub struct Delivery {
     pub json: Arc<str>,
     /// When the event entered relay (link frame read), for delivery latency.
     pub received_at: Instant,
+    /// For `error` events: the user whose command caused it, who sees it
+    /// whatever the scope (CONTRACT.md §8).
+    pub actor: Option<Arc<str>>,
 }
 
 /// What a subscriber receives.
@@ -71,6 +81,39 @@ impl Filter {
     }
 }
 
+/// What one subscriber's Discord member may see (`ACCESS=discord`). Shared by
+/// every stream of the same member (`Arc`), recomputed when the guild changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The member's user id (session `sub`).
+    pub user: Arc<str>,
+    /// Channels (and threads) the member may view.
+    pub channels: HashSet<Arc<str>>,
+    /// Sees every `error` event (ADMINISTRATOR or MANAGE_GUILD), not only
+    /// those its own commands caused.
+    pub all_errors: bool,
+}
+
+impl Scope {
+    /// Whether `d` may reach this member. State items (no channel) and events
+    /// of no channel pass; `error` events pass for their actor and for members
+    /// who see all errors; every other event needs its channel in view.
+    pub fn admits(&self, d: &Delivery) -> bool {
+        if &*d.event_type == "error" {
+            return self.all_errors || d.actor.as_deref() == Some(&*self.user);
+        }
+        match d.channel_id.as_deref() {
+            Some(channel) => self.channels.contains(channel),
+            None => true,
+        }
+    }
+}
+
+/// Makes the scoped copy of a state item (the voice snapshot limited to the
+/// channels in view), or `None` when the item is the same for everybody.
+/// Runs under the hub lock: keep it to filtering and encoding.
+pub type Personalize = Box<dyn Fn(&Scope, &Item) -> Option<Item> + Send + Sync>;
+
 /// Counters the hub keeps for metrics and tests.
 #[derive(Debug, Default)]
 pub struct HubStats {
@@ -95,6 +138,13 @@ pub struct Subscription {
 struct Slot {
     tx: Producer<Item>,
     filter: Filter,
+    scope: Option<Arc<Scope>>,
+}
+
+impl Slot {
+    fn wants(&self, item: &Delivery) -> bool {
+        self.filter.matches(item) && self.scope.as_ref().is_none_or(|s| s.admits(item))
+    }
 }
 
 struct Inner {
@@ -118,6 +168,7 @@ pub struct Hub {
     channel_capacity: usize,
     stats: Arc<HubStats>,
     on_drop: Option<DropHook>,
+    personalize: Option<Personalize>,
 }
 
 impl Hub {
@@ -136,7 +187,14 @@ impl Hub {
             channel_capacity: channel_capacity.max(1),
             stats: Arc::new(HubStats::default()),
             on_drop: None,
+            personalize: None,
         }
+    }
+
+    /// Makes scoped subscribers' copies of state items with `hook`.
+    pub fn with_personalize(mut self, hook: Personalize) -> Self {
+        self.personalize = Some(hook);
+        self
     }
 
     /// Calls `hook` each time a subscriber is dropped for falling behind, at the
@@ -189,7 +247,19 @@ impl Hub {
 
     /// Registers a subscriber. `last_event_id` is the client's `Last-Event-ID`.
     pub fn subscribe(&self, filter: Filter, last_event_id: Option<&str>) -> Subscription {
+        self.subscribe_scoped(filter, None, last_event_id)
+    }
+
+    /// Registers a subscriber that sees only what `scope` admits (replay and
+    /// state items included); `None` sees everything, as [`Hub::subscribe`].
+    pub fn subscribe_scoped(
+        &self,
+        filter: Filter,
+        scope: Option<Arc<Scope>>,
+        last_event_id: Option<&str>,
+    ) -> Subscription {
         let (tx, live) = live_queue::bounded(self.channel_capacity);
+        let slot = Slot { tx, filter, scope };
         let mut inner = self.inner.lock();
         let replay = match last_event_id {
             None => Ok(Vec::new()),
@@ -198,19 +268,64 @@ impl Hub {
                 inner
                     .ring
                     .since_into(last, &mut out)
-                    .map(|()| out.into_iter().filter(|d| filter.matches(d)).collect())
+                    .map(|()| out.into_iter().filter(|d| slot.wants(d)).collect())
             }
         };
-        let state = inner.state.iter().map(|(_, item)| item.clone()).collect();
+        let state = inner
+            .state
+            .iter()
+            .map(|(_, item)| self.personal(&slot, item).unwrap_or_else(|| item.clone()))
+            .collect();
         let key = inner.next_key;
         inner.next_key += 1;
-        inner.subs.insert(key, Slot { tx, filter });
+        inner.subs.insert(key, slot);
         Subscription {
             key,
             replay,
             state,
             live,
         }
+    }
+
+    /// Gives subscriber `key` a new scope from this moment on: first `lead`
+    /// (the `access` event saying what changed), then its copies of the state
+    /// items that depend on the scope. False if the subscriber is gone.
+    pub fn rescope(&self, key: u64, scope: Arc<Scope>, lead: Item) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(slot) = inner.subs.get_mut(&key) else {
+            return false;
+        };
+        slot.scope = Some(scope);
+        let mut items = vec![lead];
+        let slot = &inner.subs[&key];
+        items.extend(
+            inner
+                .state
+                .iter()
+                .filter_map(|(_, item)| self.personal(slot, item)),
+        );
+        for item in items {
+            match slot.tx.push(item) {
+                Ok(()) => {}
+                Err(PushError::Full) => {
+                    drop(inner);
+                    self.drop_slow(key);
+                    return false;
+                }
+                Err(PushError::Closed) => return false,
+            }
+        }
+        true
+    }
+
+    /// The scope subscriber `key` has now, if it is still subscribed.
+    pub fn scope_of(&self, key: u64) -> Option<Arc<Scope>> {
+        self.inner.lock().subs.get(&key)?.scope.clone()
+    }
+
+    fn personal(&self, slot: &Slot, item: &Item) -> Option<Item> {
+        let scope = slot.scope.as_deref()?;
+        self.personalize.as_ref()?(scope, item)
     }
 
     /// Removes a subscriber (idempotent: a subscriber dropped as slow is already gone).
@@ -251,10 +366,15 @@ impl Hub {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         for (key, slot) in &inner.subs {
-            if !slot.filter.matches(item) {
+            if !slot.wants(item) {
                 continue;
             }
-            match slot.tx.push(item.clone()) {
+            // A state item (no id) the scope changes goes out as this member's copy.
+            let personal = match item.id {
+                None => self.personal(slot, item),
+                Some(_) => None,
+            };
+            match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
                 Ok(()) => {}
                 Err(PushError::Full) => slow.push(*key),
                 // The writer already ended (its client went away) and is about to
@@ -300,6 +420,7 @@ mod tests {
             bytes: format!("id: {id}\n\n").into_bytes().into(),
             json: "{}".into(),
             received_at: Instant::now(),
+            actor: None,
         }
     }
 
@@ -369,6 +490,7 @@ mod tests {
             bytes: Arc::from(&b""[..]),
             json: "{}".into(),
             received_at: Instant::now(),
+            actor: None,
         });
         hub.broadcast_state("gateway.status", status);
         let got: Vec<String> = sub
@@ -398,5 +520,134 @@ mod tests {
                 .unwrap_err(),
             ResetReason::Epoch
         );
+    }
+
+    fn scope(user: &str, channels: &[&str], all_errors: bool) -> Arc<Scope> {
+        Arc::new(Scope {
+            user: user.into(),
+            channels: channels.iter().map(|c| Arc::from(*c)).collect(),
+            all_errors,
+        })
+    }
+
+    fn error_from(id: EventId, actor: Option<&str>) -> Delivery {
+        Delivery {
+            actor: actor.map(Into::into),
+            ..delivery(id, "error", None)
+        }
+    }
+
+    fn seqs(sub: &Subscription) -> Vec<(String, Option<u64>)> {
+        sub.live
+            .try_iter()
+            .map(|d| (d.event_type.to_string(), d.id.map(|i| i.seq)))
+            .collect()
+    }
+
+    #[test]
+    fn a_scope_admits_its_channels_its_errors_and_channelless_events() {
+        let hub = Hub::new(1, 16, 16);
+        let member =
+            hub.subscribe_scoped(Filter::default(), Some(scope("u1", &["10"], false)), None);
+        let admin = hub.subscribe_scoped(
+            Filter::default(),
+            Some(scope("u2", &["10", "20"], true)),
+            None,
+        );
+        let everyone = hub.subscribe(Filter::default(), None);
+        hub.publish(|id| delivery(id, "messageCreate", Some("10")), None); // 1
+        hub.publish(|id| delivery(id, "messageCreate", Some("20")), None); // 2
+        hub.publish(|id| error_from(id, Some("u1")), None); // 3
+        hub.publish(|id| error_from(id, Some("u3")), None); // 4
+        hub.publish(|id| error_from(id, None), None); // 5
+        hub.publish(|id| delivery(id, "typingStart", None), None); // 6
+        let ids = |v: Vec<(String, Option<u64>)>| {
+            v.into_iter().filter_map(|(_, s)| s).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(seqs(&member)), vec![1, 3, 6]);
+        assert_eq!(ids(seqs(&admin)), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(ids(seqs(&everyone)), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn replay_follows_the_scope() {
+        let hub = Hub::new(1, 16, 16);
+        for ch in ["10", "20", "10"] {
+            hub.publish(|id| delivery(id, "messageCreate", Some(ch)), None);
+        }
+        let sub = hub.subscribe_scoped(
+            Filter::default(),
+            Some(scope("u1", &["10"], false)),
+            Some("1-0"),
+        );
+        let replayed: Vec<u64> = sub
+            .replay
+            .unwrap()
+            .iter()
+            .map(|d| d.id.unwrap().seq)
+            .collect();
+        assert_eq!(replayed, vec![1, 3]);
+    }
+
+    #[test]
+    fn rescope_takes_effect_at_once_and_leads_with_its_event() {
+        let hub = Hub::new(1, 16, 16);
+        let sub = hub.subscribe_scoped(Filter::default(), Some(scope("u1", &["10"], false)), None);
+        hub.publish(|id| delivery(id, "messageCreate", Some("20")), None); // 1: not in view
+        let lead = Arc::new(Delivery {
+            id: None,
+            ..delivery(EventId::new(1, 0), "access", None)
+        });
+        assert!(hub.rescope(sub.key, scope("u1", &["20"], false), lead));
+        hub.publish(|id| delivery(id, "messageCreate", Some("10")), None); // 2: taken away
+        hub.publish(|id| delivery(id, "messageCreate", Some("20")), None); // 3: granted
+        assert_eq!(
+            seqs(&sub),
+            vec![
+                ("access".to_string(), None),
+                ("messageCreate".to_string(), Some(3))
+            ]
+        );
+        assert_eq!(&*hub.scope_of(sub.key).unwrap().user, "u1");
+        assert!(!hub.rescope(
+            999,
+            scope("u1", &[], false),
+            Arc::new(delivery(EventId::new(1, 0), "access", None))
+        ));
+    }
+
+    #[test]
+    fn scoped_subscribers_get_their_own_copy_of_personal_state() {
+        let hub = Hub::new(1, 16, 16).with_personalize(Box::new(|scope: &Scope, item: &Item| {
+            (&*item.event_type == "voice.snapshot").then(|| {
+                let mut names: Vec<&str> = scope.channels.iter().map(|c| &**c).collect();
+                names.sort();
+                Arc::new(Delivery {
+                    json: names.join(",").into(),
+                    ..delivery(EventId::new(1, 0), "voice.snapshot", None)
+                })
+            })
+        }));
+        let snapshot = Arc::new(Delivery {
+            id: None,
+            ..delivery(EventId::new(1, 0), "voice.snapshot", None)
+        });
+        hub.broadcast_state("voice.snapshot", snapshot.clone());
+        let scoped = hub.subscribe_scoped(
+            Filter::default(),
+            Some(scope("u1", &["20", "10"], false)),
+            None,
+        );
+        let plain = hub.subscribe(Filter::default(), None);
+        assert_eq!(&*scoped.state[0].json, "10,20");
+        assert_eq!(&*plain.state[0].json, "{}");
+        hub.broadcast_state("voice.snapshot", snapshot);
+        assert_eq!(&*scoped.live.try_recv().unwrap().json, "10,20");
+        assert_eq!(&*plain.live.try_recv().unwrap().json, "{}");
+        // A rescope re-sends the personal state after its lead event.
+        let lead = Arc::new(delivery(EventId::new(1, 0), "access", None));
+        hub.rescope(scoped.key, scope("u1", &["30"], false), lead);
+        let got: Vec<String> = scoped.live.try_iter().map(|d| d.json.to_string()).collect();
+        assert_eq!(got, vec!["{}".to_string(), "30".to_string()]);
     }
 }

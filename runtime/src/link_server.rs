@@ -1229,12 +1229,16 @@ fn fresh_trace_id() -> String {
 
 fn ready_event(voice: VoiceSnapshot) -> GatewayEvent {
     GatewayEvent {
-        body: EventBody::Ready(Ready { voice }),
+        body: EventBody::Ready(Ready {
+            voice,
+            guilds: Vec::new(),
+        }),
         meta: TraceMeta {
             trace_id: fresh_trace_id(),
             sent_at: now_rfc3339(),
             request_id: None,
             actor: None,
+            access: None,
         },
     }
 }
@@ -1263,6 +1267,7 @@ fn reply_event(request_id: &str, trace_id: &str, reply: &Reply) -> GatewayEvent 
             sent_at: now_rfc3339(),
             request_id: Some(request_id.to_owned()),
             actor: None,
+            access: None,
         },
     }
 }
@@ -1279,6 +1284,7 @@ fn malformed_event(message: &str, request_id: Option<String>, trace_id: String) 
             sent_at: now_rfc3339(),
             request_id,
             actor: None,
+            access: None,
         },
     }
 }
@@ -1408,6 +1414,7 @@ mod tests {
                 sent_at: now_rfc3339(),
                 request_id: Some(request_id.into()),
                 actor: Some("42".into()),
+                access: None,
             },
         }
         .to_json()
@@ -1451,6 +1458,7 @@ mod tests {
                 sent_at: now_rfc3339(),
                 request_id: None,
                 actor: None,
+                access: None,
             },
         }
     }
@@ -1503,7 +1511,7 @@ mod tests {
     fn ready_comes_first_with_the_snapshot() {
         let (server, _) = start(|_| {});
         let (_ws, ready) = edge(server.local_addr());
-        let EventBody::Ready(Ready { voice }) = &ready.body else {
+        let EventBody::Ready(Ready { voice, .. }) = &ready.body else {
             panic!("{ready:?}")
         };
         assert_eq!(voice.channels.get("200"), Some(&vec![member(7)]));
@@ -1570,6 +1578,7 @@ mod tests {
                                 sent_at: now_rfc3339(),
                                 request_id: None,
                                 actor: None,
+                                access: None,
                             },
                         })
                     });
@@ -1589,7 +1598,7 @@ mod tests {
         stop.store(true, Ordering::Release);
         let total = producer.join().unwrap();
         for (mut ws, ready) in edges {
-            let EventBody::Ready(Ready { voice }) = ready.body else {
+            let EventBody::Ready(Ready { voice, .. }) = ready.body else {
                 panic!()
             };
             let seen: Vec<u32> = voice
@@ -1841,6 +1850,7 @@ mod tests {
                     sent_at: now_rfc3339(),
                     request_id: None,
                     actor: None,
+                    access: None,
                 },
             });
         }

@@ -152,6 +152,9 @@ pub struct EdgeSettings {
     /// How long a command call waits for the gateway's reply, milliseconds.
     #[arg(long, env = "REPLY_TIMEOUT_MS", default_value = "5000", value_parser = |s: &str| parse_ms("REPLY_TIMEOUT_MS", s))]
     pub reply_timeout_ms: Duration,
+    /// Who sees and does what: roles (v1.0) or discord (each session is a Discord member, CONTRACT.md §8).
+    #[arg(long, env = "ACCESS", default_value = "roles", value_parser = parse_access)]
+    pub access: AccessMode,
 }
 
 /// The gateway's own settings.
@@ -299,6 +302,8 @@ pub struct EdgeConfig {
     pub replay_capacity: usize,
     /// `REPLY_TIMEOUT_MS`.
     pub reply_timeout: Duration,
+    /// `ACCESS`.
+    pub access: AccessMode,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -487,6 +492,7 @@ impl EdgeSettings {
             queue_capacity: self.queue_capacity,
             replay_capacity: self.replay_capacity,
             reply_timeout: self.reply_timeout_ms,
+            access: self.access,
             log,
         })
     }
@@ -852,6 +858,30 @@ fn redact_userinfo(s: &str) -> Cow<'_, str> {
     match s[start..end].rfind('@') {
         Some(at) => Cow::Owned(format!("{}{REDACTED}{}", &s[..start], &s[start + at..])),
         None => Cow::Borrowed(s),
+    }
+}
+
+/// `ACCESS`: what a session sees and may do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessMode {
+    /// v1.0: every valid session sees every forwarded event; roles gate commands.
+    #[default]
+    Roles,
+    /// v1.1: a session is a Discord member and sees and does only what
+    /// Discord's permissions let that member (CONTRACT.md §8).
+    Discord,
+}
+
+fn parse_access(s: &str) -> Result<AccessMode, String> {
+    if s.eq_ignore_ascii_case("roles") {
+        Ok(AccessMode::Roles)
+    } else if s.eq_ignore_ascii_case("discord") {
+        Ok(AccessMode::Discord)
+    } else {
+        Err(format!(
+            "ACCESS must be roles or discord (got {:?})",
+            sanitize(s, 64)
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::config::AccessMode;
 use log::{info, warn};
 use relay_protocol::bucket::LimitConfig;
 use relay_runtime::http_server::{HttpConfig, HttpServer, Request, Response};
@@ -73,6 +74,7 @@ impl Demo {
             queue_capacity: 1000,
             replay_capacity: 4096,
             reply_timeout: Duration::from_secs(5),
+            access: AccessMode::Discord,
             demo: Some(Arc::new(demo_info())),
             http: HttpConfig::default(),
         };

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay::config::AccessMode;
 use relay::edge::{Edge, EdgeSettings, HttpConfig};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
@@ -30,6 +31,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         queue_capacity: 1000,
         replay_capacity: 4096,
         reply_timeout: Duration::from_secs(5),
+        access: AccessMode::Roles,
         demo: None,
         http: HttpConfig::default(),
     }

@@ -175,6 +175,7 @@ impl TestGateway {
             sent_at: clock::now_rfc3339(),
             request_id: None,
             actor: None,
+            access: None,
         };
         self.send_raw(
             GatewayEvent {
@@ -268,12 +269,14 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let ready = GatewayEvent {
         body: EventBody::Ready(Ready {
             voice: shared.ready_voice.lock().clone(),
+            guilds: Vec::new(),
         }),
         meta: TraceMeta {
             trace_id: clock::new_trace_id(),
             sent_at: clock::now_rfc3339(),
             request_id: None,
             actor: None,
+            access: None,
         },
     };
     if conn.send_text(ready.to_json()).is_err() {
@@ -332,6 +335,7 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
         sent_at: clock::now_rfc3339(),
         request_id: command.meta.request_id.clone(),
         actor: None,
+        access: None,
     };
     let echo = match (&mode, &command.body) {
         (ReplyMode::AckAndEcho, relay_protocol::payload::CommandBody::SendMessage(m)) => Some(
@@ -349,6 +353,7 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
                     sent_at: clock::now_rfc3339(),
                     request_id: None,
                     actor: None,
+                    access: None,
                 },
             }
             .to_json(),

@@ -220,6 +220,17 @@ pub fn build_request(command: &GatewayCommand) -> Result<RestRequest, BuildError
                 true,
             )
         }
+        // "Get Guild Member" needs no privileged intent (reference/discord-v11.md).
+        CommandBody::FetchMember(c) => {
+            let guild = id(&c.guild_id, "guildId")?;
+            let user = id(&c.user_id, "userId")?;
+            (
+                Method::Get,
+                format!("/guilds/{guild}/members/{user}"),
+                None,
+                false,
+            )
+        }
     };
     let mut headers = vec![("User-Agent".to_owned(), USER_AGENT.to_owned())];
     if body.is_some() {
@@ -534,6 +545,7 @@ mod tests {
                 sent_at: "2026-01-01T00:00:00.000Z".into(),
                 request_id: Some("req-1".into()),
                 actor: Some(actor.into()),
+                access: None,
             },
         }
     }

@@ -164,6 +164,7 @@ impl ScriptedExecutor {
                 sent_at,
                 request_id: None,
                 actor: None,
+                access: None,
             },
         };
         to.broadcast(&event);

@@ -33,6 +33,7 @@ fn item(text: &str) -> Item {
         bytes: format!("data: {text}\n\n").into_bytes().into(),
         json: "{}".into(),
         received_at: Instant::now(),
+        actor: None,
     })
 }
 

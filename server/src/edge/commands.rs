@@ -85,6 +85,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             sent_at: clock::now_rfc3339(),
             request_id: Some(request_id.clone()),
             actor: Some(session.sub.clone()),
+            access: None,
         },
     };
     // Register before submitting: the reply can arrive before submit returns.

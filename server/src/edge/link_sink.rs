@@ -244,6 +244,7 @@ pub fn sequenced(
         bytes: buf.into(),
         json: json.into(),
         received_at,
+        actor: None,
     }
 }
 
@@ -259,6 +260,7 @@ pub fn unsequenced(kind: &'static str, data: &serde_json::Value, trace_id: &str)
         bytes: buf.into(),
         json: json.into(),
         received_at: Instant::now(),
+        actor: None,
     })
 }
 

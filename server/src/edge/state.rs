@@ -16,6 +16,7 @@ use relay_runtime::link_client::LinkHandle;
 use relay_runtime::sse_pool::SsePool;
 
 use crate::auth::SessionKeys;
+use crate::config::AccessMode;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 
@@ -42,6 +43,8 @@ pub struct EdgeSettings {
     pub replay_capacity: usize,
     /// How long a command call waits for the gateway's reply.
     pub reply_timeout: Duration,
+    /// `ACCESS`: roles (v1.0) or Discord's own permissions (§8).
+    pub access: AccessMode,
     /// Demo mode: the guild the demo page signs in to. Only then do
     /// `/api/demo/users` and `/api/demo/session` exist (they issue sessions to
     /// anyone, which only a local demo may do).
@@ -95,6 +98,7 @@ impl std::fmt::Debug for EdgeSettings {
             .field("queue_capacity", &self.queue_capacity)
             .field("replay_capacity", &self.replay_capacity)
             .field("reply_timeout", &self.reply_timeout)
+            .field("access", &self.access)
             .field("demo", &self.demo.is_some())
             .field("http", &self.http)
             .finish_non_exhaustive()
@@ -138,6 +142,7 @@ impl EdgeSettings {
             queue_capacity: cfg.queue_capacity,
             replay_capacity: cfg.replay_capacity,
             reply_timeout: cfg.reply_timeout,
+            access: cfg.access,
             demo: None,
             http: HttpConfig::default(),
         }

@@ -513,6 +513,7 @@ fn gateway_frame(s: u64, content: &str) -> String {
             sent_at: clock::now_rfc3339(),
             request_id: None,
             actor: None,
+            access: None,
         },
     }
     .to_json()
