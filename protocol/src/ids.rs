@@ -1,4 +1,5 @@
-//! Identifier and timestamp formatting from caller-supplied randomness and time.
+//! Identifier and timestamp formatting from caller-supplied randomness and time,
+//! and the one RFC 3339 reader (Discord's `communication_disabled_until`).
 //!
 //! The driver draws the random bits and reads the wall clock; this module only
 //! formats them, so ids and `sentAt` values are reproducible in tests.
@@ -49,6 +50,86 @@ pub fn rfc3339_millis(unix_ms: u64) -> String {
     s
 }
 
+/// Reads an RFC 3339 date-time (`2021-12-10T16:31:10.123000+00:00`, `…Z`) as Unix
+/// milliseconds; digits past the millisecond are dropped, so
+/// `parse_rfc3339_ms(&rfc3339_millis(ms)) == Some(ms)`. `None` for anything else,
+/// including instants before 1970 (nothing relay reads can be that old).
+pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let digits = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        part.iter().try_fold(0i64, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let sep = |at: usize, want: &[u8]| b.get(at).is_some_and(|c| want.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (y, mo, d) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (h, mi, s) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let days_in_month = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // 60 seconds: a leap second, read as the next instant's :00 would be; close enough.
+    if d < 1 || d > days_in_month || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if sep(i, b".") {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 3 {
+                ms = ms * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            ms *= 10;
+        }
+    }
+    let offset_min = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && sep(i + 3, b":") => {
+            let (oh, om) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let m = oh * 60 + om;
+            if *sign == b'-' {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let secs =
+        days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60;
+    u64::try_from(secs.checked_mul(1000)? + ms).ok()
+}
+
+/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -86,6 +167,38 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_reads_discords_forms() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2015-04-26T06:26:56.934000+00:00"),
+            Some(1_430_029_616_934)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2015-04-26T08:26:56.9349+02:00"),
+            Some(1_430_029_616_934),
+            "offsets apply, sub-millisecond digits are dropped"
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00.1Z"),
+            Some(951_782_400_100)
+        );
+        for bad in [
+            "",
+            "2021-02-29T00:00:00Z",
+            "2021-13-01T00:00:00Z",
+            "2021-01-01T24:00:00Z",
+            "2021-01-01T00:00:00",
+            "2021-01-01T00:00:00.Z",
+            "2021-01-01T00:00:00+0100",
+            "1969-12-31T23:59:59Z",
+            "２０２１-01-01T00:00:00Z",
+            "2021-01-01T00:00:00Zjunk",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn request_ids_are_uuid_v4() {
         let id = request_id(u128::MAX);
         assert_eq!(id.len(), 36);
@@ -102,6 +215,16 @@ mod tests {
             prop_assert_eq!(sa.len(), 24);
             // Fixed-width text sorts like the instants it names.
             prop_assert_eq!(a.cmp(&b), sa.cmp(&sb));
+        }
+
+        #[test]
+        fn rfc3339_round_trips(ms in 0u64..253_402_300_800_000) {
+            prop_assert_eq!(parse_rfc3339_ms(&rfc3339_millis(ms)), Some(ms));
+        }
+
+        #[test]
+        fn rfc3339_never_panics(text in ".{0,40}") {
+            let _ = parse_rfc3339_ms(&text);
         }
 
         #[test]

@@ -60,8 +60,10 @@
 //! | [`sanitize`] | escaping user text for logs and re-broadcast |
 //! | [`secret`] | secrets that never print, compared in constant time |
 //! | [`legacy`] | the old `/api/ws` bridge's auth frame and envelopes |
-//! | [`ids`] | trace/request id formatting from caller-supplied randomness |
+//! | [`ids`] | trace/request id formatting from caller-supplied randomness; RFC 3339 read and written |
 //! | [`discord`] | Discord Gateway v10 session, dispatch → link events, REST requests and rate limits |
+//! | [`discord::permissions`] | Discord permission bit sets, their names, their decimal-string form |
+//! | [`discord::guild`] | one guild's roles, channels, overwrites and members; Discord's permission algorithm; a member's `access` |
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 

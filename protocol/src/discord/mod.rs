@@ -1,8 +1,11 @@
-//! The Discord side: Gateway v10 session, dispatch translation, REST rate limits.
+//! The Discord side: Gateway v10 session, dispatch translation, REST rate limits,
+//! and the guild permission model (who may see and do what, where).
 //!
 //! Everything here follows Discord's developer documentation; `shared/reference/discord.md`
 //! sums up the facts with their sources.
 pub mod dispatch;
+pub mod guild;
+pub mod permissions;
 pub mod ratelimit;
 pub mod rest;
 pub mod session;
