@@ -232,6 +232,8 @@ pub enum LinkOutput {
     Ready {
         /// The voice snapshot at connection time.
         voice: VoiceSnapshot,
+        /// Each forwarded guild's permission model (GUILD_CREATE shape).
+        guilds: Vec<serde_json::Value>,
         /// The frame's `traceId`.
         trace_id: String,
     },
@@ -699,6 +701,7 @@ impl LinkSession {
         match event.body {
             EventBody::Ready(ready) => self.out.push_back(LinkOutput::Ready {
                 voice: ready.voice,
+                guilds: ready.guilds,
                 trace_id: event.meta.trace_id,
             }),
             EventBody::Ack(_) | EventBody::RateLimited(_) => {
@@ -1154,6 +1157,7 @@ mod tests {
             outs[1],
             LinkOutput::Ready {
                 voice: VoiceSnapshot::default(),
+                guilds: Vec::new(),
                 trace_id: "g1".into()
             }
         );

@@ -600,7 +600,14 @@ impl Driver {
     fn publish(&self, event: &str, data: &serde_json::Value) {
         let translator = &self.translator;
         self.sink.publish(&mut || {
-            let translated = translator.lock().handle_dispatch(event, data);
+            let translated = {
+                let mut t = translator.lock();
+                let translated = t.handle_dispatch(event, data);
+                if let Some(skipped) = t.take_guild_error() {
+                    warn!("discord: permission model of {skipped}; its voice states were read");
+                }
+                translated
+            };
             match translated {
                 Translated::Events(bodies) => bodies.into_iter().map(wrap).collect(),
                 Translated::Skipped(skipped) => {

@@ -37,8 +37,8 @@ use crate::link_server::CommandExecutor;
 
 /// How long one REST call may take, connect to last body byte.
 pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest response body read; Discord's error bodies are far smaller, and a
-/// success body is not needed at all.
+/// Longest response body read; Discord's error bodies are far smaller, and the
+/// only success bodies read (a guild member) are too.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 
 /// What the REST client needs.
@@ -153,6 +153,12 @@ impl RestExecutor {
     /// Runs one command and returns its reply. Never blocks on a rate limit;
     /// takes at most the configured timeout.
     pub fn execute(&self, command: &GatewayCommand) -> Reply {
+        self.read(command).0
+    }
+
+    /// Like [`RestExecutor::execute`], and also gives Discord's body of a
+    /// successful call (at most 64 KiB), for commands that read (`fetchMember`).
+    pub fn read(&self, command: &GatewayCommand) -> (Reply, Option<Vec<u8>>) {
         let started = Instant::now();
         let kind = command.body.type_name();
         let trace = command.meta.trace_id.as_str();
@@ -167,7 +173,7 @@ impl RestExecutor {
                     message: e.to_string(),
                 };
                 self.observe(kind, None, false, None, &reply, started);
-                return reply;
+                return (reply, None);
             }
         };
         let route = request.route.as_str().to_owned();
@@ -183,9 +189,10 @@ impl RestExecutor {
             let reply = reply_for_wait(wait, global);
             info!(traceId = trace, requestId = request_id; "discord REST: {kind} on {route} held back by the {} limit for {} ms", if global { "global" } else { "route" }, wait.as_millis());
             self.observe(kind, Some(&route), false, None, &reply, started);
-            return reply;
+            return (reply, None);
         }
 
+        let mut success_body = None;
         let (status, reply) = match self.call(&request) {
             Ok((status, headers, body)) => {
                 let parsed = ErrorBody::parse(&body);
@@ -197,7 +204,11 @@ impl RestExecutor {
                     parsed.retry_after,
                     parsed.global,
                 );
-                (Some(status), interpret_response(status, &headers, &body))
+                let reply = interpret_response(status, &headers, &body);
+                if reply == Reply::Ack {
+                    success_body = Some(body);
+                }
+                (Some(status), reply)
             }
             Err(e) => {
                 self.limiter.lock().cancel(&request.route, Instant::now());
@@ -230,7 +241,7 @@ impl RestExecutor {
             (None, _) => {}
         }
         self.observe(kind, Some(&route), true, status, &reply, started);
-        reply
+        (reply, success_body)
     }
 
     /// One HTTP exchange: status, rate-limit headers and (bounded) body.

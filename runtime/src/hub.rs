@@ -288,15 +288,15 @@ impl Hub {
     }
 
     /// Gives subscriber `key` a new scope from this moment on: first `lead`
-    /// (the `access` event saying what changed), then its copies of the state
+    /// (the `access` events saying what changed), then its copies of the state
     /// items that depend on the scope. False if the subscriber is gone.
-    pub fn rescope(&self, key: u64, scope: Arc<Scope>, lead: Item) -> bool {
+    pub fn rescope(&self, key: u64, scope: Arc<Scope>, lead: Vec<Item>) -> bool {
         let mut inner = self.inner.lock();
         let Some(slot) = inner.subs.get_mut(&key) else {
             return false;
         };
         slot.scope = Some(scope);
-        let mut items = vec![lead];
+        let mut items = lead;
         let slot = &inner.subs[&key];
         items.extend(
             inner
@@ -598,7 +598,7 @@ mod tests {
             id: None,
             ..delivery(EventId::new(1, 0), "access", None)
         });
-        assert!(hub.rescope(sub.key, scope("u1", &["20"], false), lead));
+        assert!(hub.rescope(sub.key, scope("u1", &["20"], false), vec![lead]));
         hub.publish(|id| delivery(id, "messageCreate", Some("10")), None); // 2: taken away
         hub.publish(|id| delivery(id, "messageCreate", Some("20")), None); // 3: granted
         assert_eq!(
@@ -612,7 +612,7 @@ mod tests {
         assert!(!hub.rescope(
             999,
             scope("u1", &[], false),
-            Arc::new(delivery(EventId::new(1, 0), "access", None))
+            vec![Arc::new(delivery(EventId::new(1, 0), "access", None))]
         ));
     }
 
@@ -646,7 +646,7 @@ mod tests {
         assert_eq!(&*plain.live.try_recv().unwrap().json, "{}");
         // A rescope re-sends the personal state after its lead event.
         let lead = Arc::new(delivery(EventId::new(1, 0), "access", None));
-        hub.rescope(scoped.key, scope("u1", &["30"], false), lead);
+        hub.rescope(scoped.key, scope("u1", &["30"], false), vec![lead]);
         let got: Vec<String> = scoped.live.try_iter().map(|d| d.json.to_string()).collect();
         assert_eq!(got, vec!["{}".to_string(), "30".to_string()]);
     }

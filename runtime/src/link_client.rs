@@ -96,12 +96,24 @@ pub struct LinkClient {
 impl LinkClient {
     /// Starts the link thread; it connects at once and reconnects forever.
     pub fn spawn(config: LinkConfig, events: impl LinkEvents) -> LinkClient {
+        Self::spawn_with(config, |_| events)
+    }
+
+    /// Like [`LinkClient::spawn`], for a sink that needs the link's own handle
+    /// (to send commands of its own, such as asking the gateway for data).
+    pub fn spawn_with<E: LinkEvents>(
+        config: LinkConfig,
+        make: impl FnOnce(LinkHandle) -> E,
+    ) -> LinkClient {
         let connect_timeout = config.connect_timeout;
         let shared = Arc::new(Shared {
             session: Mutex::new(LinkSession::new(config)),
             waker: Mutex::new(None),
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
+        });
+        let events = make(LinkHandle {
+            shared: shared.clone(),
         });
         let driver = Driver {
             shared: shared.clone(),

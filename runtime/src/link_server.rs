@@ -184,7 +184,13 @@ pub struct LinkServerConfig {
     pub observer: Arc<dyn LinkObserver>,
     /// Answers plain `GET`s on the link port (none: every such request is 404).
     pub plain: Option<PlainHandler>,
+    /// Gives the guild models for each new edge's `ready` (`ACCESS=discord`
+    /// edges need them); called under the same lock as `ready`.
+    pub ready_guilds: Option<ReadyGuildsFn>,
 }
+
+/// Gives each forwarded guild's permission model for a `ready` frame.
+pub type ReadyGuildsFn = Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>;
 
 impl LinkServerConfig {
     /// The defaults for `bind` and `token`.
@@ -201,6 +207,7 @@ impl LinkServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             observer: Arc::new(NoLinkObserver),
             plain: None,
+            ready_guilds: None,
         }
     }
 }
@@ -323,6 +330,7 @@ struct Shared {
     connections: Arc<AtomicUsize>,
     executor: Arc<dyn CommandExecutor>,
     ready: ReadyFn,
+    ready_guilds: Option<ReadyGuildsFn>,
     observer: Arc<dyn LinkObserver>,
     plain: Option<PlainHandler>,
     fanout: Mutex<Fanout>,
@@ -440,6 +448,7 @@ impl LinkServer {
             connections: Arc::new(AtomicUsize::new(0)),
             executor,
             ready,
+            ready_guilds: cfg.ready_guilds,
             observer: cfg.observer,
             plain: cfg.plain,
             fanout: Mutex::new(Fanout {
@@ -852,7 +861,12 @@ fn serve_connection(shared: &Arc<Shared>, id: u64, tcp: TcpStream, peer: SocketA
         }
         // Snapshot and registration under the broadcast lock: every event is either
         // in this snapshot or queued after it, never both, never neither.
-        let ready = ready_event((shared.ready)());
+        let guilds = shared
+            .ready_guilds
+            .as_ref()
+            .map(|g| g())
+            .unwrap_or_default();
+        let ready = ready_event((shared.ready)(), guilds);
         let _ = edge.tx.try_send(ready.to_json().into());
         fanout.edges.insert(id, edge.clone());
         shared.edges_changed(&fanout);
@@ -1227,12 +1241,9 @@ fn fresh_trace_id() -> String {
     ids::trace_id(rand::random::<u128>())
 }
 
-fn ready_event(voice: VoiceSnapshot) -> GatewayEvent {
+fn ready_event(voice: VoiceSnapshot, guilds: Vec<serde_json::Value>) -> GatewayEvent {
     GatewayEvent {
-        body: EventBody::Ready(Ready {
-            voice,
-            guilds: Vec::new(),
-        }),
+        body: EventBody::Ready(Ready { voice, guilds }),
         meta: TraceMeta {
             trace_id: fresh_trace_id(),
             sent_at: now_rfc3339(),

@@ -39,12 +39,24 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::guild::{GuildError, GUILD_EVENTS};
+use super::guild_tracker::GuildTracker;
 use super::voice_cache::{Profile, VoiceCache, VoiceState};
 use crate::ids::rfc3339_millis;
 use crate::payload::{
     Author, Emoji, EventBody, MessageCreate, MessageDelete, MessageUpdate, ReactionAdd, Timestamp,
     TypingStart, VoiceSnapshot,
 };
+
+fn skip_reason(e: GuildError) -> SkipReason {
+    match e {
+        GuildError::NotAnObject => SkipReason::NotAnObject,
+        GuildError::Missing(field) => SkipReason::Missing(field),
+        GuildError::WrongType(field) => SkipReason::WrongType(field),
+        // Outages are not errors; the tracker never reports this one.
+        GuildError::Unavailable => SkipReason::Missing("id"),
+    }
+}
 
 /// Discord's epoch, 2015-01-01T00:00:00Z, in Unix milliseconds.
 pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
@@ -142,6 +154,11 @@ impl std::error::Error for Skipped {}
 pub struct Translator {
     guild_filter: Option<String>,
     voice: VoiceCache,
+    /// The guilds' permission models (`guild.state` / `guild.member` events).
+    guilds: GuildTracker,
+    /// A GUILD_CREATE whose permission model could not be read while its voice
+    /// states could: for the driver to log ([`Translator::take_guild_error`]).
+    guild_error: Option<Skipped>,
 }
 
 type Fields = Map<String, Value>;
@@ -156,9 +173,27 @@ impl Translator {
             Err(_) => g,
         });
         Self {
+            guilds: GuildTracker::new(guild_filter.as_deref()),
             guild_filter,
             voice: VoiceCache::new(),
+            guild_error: None,
         }
+    }
+
+    /// The guilds' permission models.
+    pub fn guilds(&self) -> &GuildTracker {
+        &self.guilds
+    }
+
+    /// The guilds' permission models, to add members read by REST.
+    pub fn guilds_mut(&mut self) -> &mut GuildTracker {
+        &mut self.guilds
+    }
+
+    /// The last GUILD_CREATE whose permission model was unreadable (its voice
+    /// events still went out), once.
+    pub fn take_guild_error(&mut self) -> Option<Skipped> {
+        self.guild_error.take()
     }
 
     /// The guild filter, normalized.
@@ -178,14 +213,46 @@ impl Translator {
 
     /// Translates one dispatch: `event_name` is the frame's `t`, `data` its `d`.
     pub fn handle_dispatch(&mut self, event_name: &str, data: &Value) -> Translated {
+        let guild_events = self.guilds.handle_dispatch(event_name, data);
         let Some(event) = HANDLED_EVENTS.iter().copied().find(|e| *e == event_name) else {
-            return Translated::Unhandled;
+            // Guild structure and member events feed the permission model only.
+            let Some(event) = GUILD_EVENTS.iter().copied().find(|e| *e == event_name) else {
+                return Translated::Unhandled;
+            };
+            return match guild_events {
+                Ok(events) => Translated::Events(events),
+                Err(e) => Translated::Skipped(Skipped {
+                    event,
+                    reason: skip_reason(e),
+                }),
+            };
+        };
+        let guild_events = match guild_events {
+            Ok(events) => events,
+            Err(e) => {
+                if event == "GUILD_CREATE" {
+                    self.guild_error = Some(Skipped {
+                        event,
+                        reason: skip_reason(e),
+                    });
+                }
+                Vec::new()
+            }
         };
         let result = match data.as_object() {
             None => Err(SkipReason::NotAnObject),
             Some(d) => self.translate(event, d),
         };
-        result.unwrap_or_else(|reason| Translated::Skipped(Skipped { event, reason }))
+        match result {
+            Ok(Translated::Events(mut events)) if !guild_events.is_empty() => {
+                // The model first: an edge then filters the voice events by it.
+                let mut all = guild_events;
+                all.append(&mut events);
+                Translated::Events(all)
+            }
+            Ok(translated) => translated,
+            Err(reason) => Translated::Skipped(Skipped { event, reason }),
+        }
     }
 
     fn translate(&mut self, event: &'static str, d: &Fields) -> Result<Translated, SkipReason> {

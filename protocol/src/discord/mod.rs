@@ -3,8 +3,10 @@
 //!
 //! Everything here follows Discord's developer documentation; `shared/reference/discord.md`
 //! sums up the facts with their sources.
+pub mod command_access;
 pub mod dispatch;
 pub mod guild;
+pub mod guild_tracker;
 pub mod permissions;
 pub mod ratelimit;
 pub mod rest;

@@ -95,7 +95,11 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
         types: Some(legacy::EVENT_TYPES.map(String::from).into()),
         channels: None,
     };
-    let sub = state.hub.subscribe(filter, None);
+    // ACCESS=discord: voice events of channels the member may view only (§8).
+    let sub = match &state.access {
+        Some(access) => access.subscribe(&session.sub, filter, None, &state.link).0,
+        None => state.hub.subscribe(filter, None),
+    };
     let ack = legacy::auth_ok(&session.sub, session.name.as_deref(), clock::unix_ms());
     let outcome = if ws.send(Message::text(ack)).is_err() {
         "client gone"
@@ -104,6 +108,9 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
         pump(state, ws, &sub.live)
     };
     state.hub.unsubscribe(sub.key);
+    if let Some(access) = &state.access {
+        access.unsubscribe(sub.key);
+    }
     outcome
 }
 

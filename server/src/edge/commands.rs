@@ -59,6 +59,23 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
         }
     };
     let kind = command.type_name();
+    // ACCESS=discord: Discord's own permission, before any rate-limit token is taken.
+    if let Some(access) = &state.access {
+        let voice = state.voice.lock().clone();
+        if let Err(missing) = access.check(&session.sub, &command, &voice, &state.link) {
+            state.metrics.command_rejected(kind, "missing_permission");
+            return json_reply(
+                403,
+                &json!({
+                    "error": {
+                        "code": "missing_permission",
+                        "message": missing.to_string(),
+                        "permission": missing.permission,
+                    }
+                }),
+            );
+        }
+    }
     let decision = state
         .limiter
         .lock()
@@ -85,9 +102,12 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             sent_at: clock::now_rfc3339(),
             request_id: Some(request_id.clone()),
             actor: Some(session.sub.clone()),
-            access: None,
+            access: state.access.as_ref().map(|_| "discord".to_owned()),
         },
     };
+    if let Some(access) = &state.access {
+        access.note_actor(&request_id, &session.sub);
+    }
     // Register before submitting: the reply can arrive before submit returns.
     let (tx, rx) = crossbeam_channel::bounded(1);
     state.waiters.lock().insert(request_id.clone(), tx);

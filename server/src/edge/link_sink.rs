@@ -17,10 +17,11 @@ use relay_protocol::sanitize::{sanitize, sanitize_for_broadcast, LOG_TEXT_MAX};
 use relay_protocol::sse::{encode_event, SseFrame};
 use relay_runtime::clock;
 use relay_runtime::hub::{Delivery, Hub, Item};
-use relay_runtime::link_client::LinkEvents;
+use relay_runtime::link_client::{LinkEvents, LinkHandle};
 use relay_runtime::ws_io::ConnectError;
 use serde_json::json;
 
+use super::access::DiscordAccess;
 use super::state::Waiters;
 use crate::metrics::Metrics;
 
@@ -58,8 +59,13 @@ pub struct LinkSink {
     metrics: Arc<Metrics>,
     waiters: Arc<Waiters>,
     link_up: Arc<LinkUp>,
-    /// Who is in voice now, kept from `ready` + `voice.*` events for new subscribers.
-    voice: VoiceSnapshot,
+    /// Who is in voice now, kept from `ready` + `voice.*` events for new
+    /// subscribers and for the permission checks of voice commands.
+    voice: Arc<Mutex<VoiceSnapshot>>,
+    /// `ACCESS=discord`: the guild models the gateway sends.
+    access: Option<Arc<DiscordAccess>>,
+    /// The link, to ask the gateway for members after its `ready`.
+    link: Option<LinkHandle>,
 }
 
 impl LinkSink {
@@ -69,25 +75,49 @@ impl LinkSink {
         metrics: Arc<Metrics>,
         waiters: Arc<Waiters>,
         link_up: Arc<LinkUp>,
+        voice: Arc<Mutex<VoiceSnapshot>>,
+        access: Option<Arc<DiscordAccess>>,
     ) -> Self {
         let sink = LinkSink {
             hub,
             metrics,
             waiters,
             link_up,
-            voice: VoiceSnapshot::default(),
+            voice,
+            access,
+            link: None,
         };
         // Subscribers that arrive before the link is up still get both state items.
         sink.hub
             .broadcast_state("gateway.status", status_item(false));
         sink.hub.broadcast_state(
             "voice.snapshot",
-            snapshot_item(&sink.voice, &clock::new_trace_id()),
+            snapshot_item(&sink.voice.lock(), &clock::new_trace_id()),
         );
         sink
     }
 
+    /// Gives the sink the link's handle (made after the sink).
+    pub fn set_link(&mut self, link: LinkHandle) {
+        self.link = Some(link);
+    }
+
+    /// A link-only event: the guild model changed.
+    fn guild_event(&mut self, ev: &GatewayEvent) {
+        let Some(access) = &self.access else {
+            return;
+        };
+        match &ev.body {
+            EventBody::GuildState(g) => access.on_guild_state(&g.guild),
+            EventBody::GuildMember(m) => access.on_member(m),
+            _ => {}
+        }
+    }
+
     fn publish(&mut self, mut ev: GatewayEvent) {
+        if ev.body.is_link_only() {
+            return self.guild_event(&ev);
+        }
         let received_at = Instant::now();
         // User text is cleaned before it is re-broadcast or kept (FR-008).
         ev.body.clean_text(sanitize_for_broadcast);
@@ -95,14 +125,17 @@ impl LinkSink {
         self.metrics.event_received(kind);
         let trace_id = ev.meta.trace_id.clone();
         let mut state = None;
+        let mut actor = None;
         match &ev.body {
             EventBody::VoiceJoined(j) => {
-                self.voice.apply_joined(j);
-                state = Some(("voice.snapshot", snapshot_item(&self.voice, &trace_id)));
+                let mut voice = self.voice.lock();
+                voice.apply_joined(j);
+                state = Some(("voice.snapshot", snapshot_item(&voice, &trace_id)));
             }
             EventBody::VoiceLeft(l) => {
-                self.voice.apply_left(l);
-                state = Some(("voice.snapshot", snapshot_item(&self.voice, &trace_id)));
+                let mut voice = self.voice.lock();
+                voice.apply_left(l);
+                state = Some(("voice.snapshot", snapshot_item(&voice, &trace_id)));
             }
             EventBody::Error(e) => warn!(
                 traceId = trace_id.as_str(), code = sanitize(&e.code, 64).as_ref();
@@ -110,11 +143,18 @@ impl LinkSink {
             ),
             _ => {}
         }
+        if let (EventBody::Error(e), Some(access)) = (&ev.body, &self.access) {
+            actor = e.request_id.as_deref().and_then(|r| access.actor_of(r));
+        }
         let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
         let channel = ev.body.channel_id().map(Arc::from);
-        let id = self
-            .hub
-            .publish(|id| sequenced(id, kind, channel, &json, received_at), state);
+        let id = self.hub.publish(
+            |id| Delivery {
+                actor,
+                ..sequenced(id, kind, channel, &json, received_at)
+            },
+            state,
+        );
         debug!(traceId = trace_id.as_str(), eventId = id.to_string().as_str(); "relayed {kind}");
     }
 
@@ -171,10 +211,17 @@ impl LinkEvents for LinkSink {
     fn on_output(&mut self, output: LinkOutput) {
         match output {
             LinkOutput::Publish(ev) => self.publish(ev),
-            LinkOutput::Ready { voice, trace_id } => {
+            LinkOutput::Ready {
+                voice,
+                guilds,
+                trace_id,
+            } => {
                 info!(traceId = trace_id.as_str(); "link ready; voice snapshot has {} channels", voice.channels.len());
-                self.voice = voice;
-                let mut cleaned = self.voice.clone();
+                if let (Some(access), Some(link)) = (&self.access, &self.link) {
+                    access.on_ready(&guilds, link);
+                }
+                *self.voice.lock() = voice.clone();
+                let mut cleaned = voice;
                 for m in cleaned.channels.values_mut().flatten() {
                     m.username = sanitize_for_broadcast(&m.username).into_owned();
                 }

@@ -7,6 +7,7 @@
 //! lasts. An SSE stream is handed to the `sse_pool`: a few writer threads, one
 //! per core, write every stream, woken by the hub.
 
+mod access;
 mod assets;
 mod authn;
 mod bridge;
@@ -42,7 +43,9 @@ pub use state::{DemoChannel, DemoInfo, DemoUser, EdgeSettings};
 pub use stream_params::fuzz_stream_request;
 
 use crate::auth::SessionKeys;
+use crate::config::AccessMode;
 use crate::metrics::Metrics;
+use relay_protocol::payload::VoiceSnapshot;
 
 /// Events a subscriber may have queued before it counts as too slow.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -54,6 +57,8 @@ pub struct Edge {
     link: Option<LinkClient>,
     link_up: Arc<link_sink::LinkUp>,
     state: Arc<AppState>,
+    /// `ACCESS=discord`: re-reads access when a timeout runs out; stops on drop.
+    _timeouts: Option<access::TimeoutWatch>,
 }
 
 impl Edge {
@@ -62,14 +67,19 @@ impl Edge {
         let listener = http_server::listen(settings.bind, settings.http.backlog)?;
         let addr = listener.local_addr()?;
         let dropped = metrics.clone();
-        let hub = Arc::new(
-            Hub::new(
-                clock::new_epoch(),
-                settings.replay_capacity,
-                SUBSCRIBER_BUFFER,
-            )
-            .with_drop_hook(Box::new(move || dropped.sse_dropped_slow())),
-        );
+        let mut hub = Hub::new(
+            clock::new_epoch(),
+            settings.replay_capacity,
+            SUBSCRIBER_BUFFER,
+        )
+        .with_drop_hook(Box::new(move || dropped.sse_dropped_slow()));
+        if settings.access == AccessMode::Discord {
+            hub = hub.with_personalize(Box::new(access::personal_voice_snapshot));
+        }
+        let hub = Arc::new(hub);
+        let discord_access = (settings.access == AccessMode::Discord)
+            .then(|| Arc::new(access::DiscordAccess::new(hub.clone())));
+        let voice = Arc::new(Mutex::new(VoiceSnapshot::default()));
         let waiters = Arc::new(Mutex::new(Default::default()));
         let mut link_config = LinkConfig::new(
             settings.gateway_ws_url.clone(),
@@ -85,8 +95,18 @@ impl Edge {
             metrics.clone(),
             waiters.clone(),
             link_up.clone(),
+            voice.clone(),
+            discord_access.clone(),
         );
-        let link = LinkClient::spawn(link_config, sink);
+        let link = LinkClient::spawn_with(link_config, |handle| {
+            let mut sink = sink;
+            sink.set_link(handle);
+            sink
+        });
+        let timeouts = discord_access
+            .clone()
+            .map(access::TimeoutWatch::spawn)
+            .transpose()?;
         let limiter = KeyedLimiter::new(settings.limits)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let http_config = settings.http.clone();
@@ -108,6 +128,8 @@ impl Edge {
             waiters,
             metrics,
             streams,
+            access: discord_access,
+            voice,
         });
         let handler_state = state.clone();
         let server = HttpServer::from_listener(
@@ -122,6 +144,7 @@ impl Edge {
             link: Some(link),
             link_up,
             state,
+            _timeouts: timeouts,
         })
     }
 

@@ -15,6 +15,9 @@ use relay_runtime::hub::Hub;
 use relay_runtime::link_client::LinkHandle;
 use relay_runtime::sse_pool::SsePool;
 
+use super::access::DiscordAccess;
+use relay_protocol::payload::VoiceSnapshot;
+
 use crate::auth::SessionKeys;
 use crate::config::AccessMode;
 use crate::metrics::Metrics;
@@ -126,6 +129,11 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The SSE writer threads every `/api/stream` is handed to.
     pub streams: SsePool,
+    /// `ACCESS=discord`: the guild models and every stream's scope.
+    pub access: Option<Arc<DiscordAccess>>,
+    /// Who is in voice now (the link sink keeps it), for voice commands'
+    /// permission checks.
+    pub voice: Arc<Mutex<VoiceSnapshot>>,
 }
 
 impl EdgeSettings {

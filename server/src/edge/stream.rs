@@ -14,6 +14,7 @@ use std::time::Duration;
 use log::debug;
 use relay_protocol::replay::ResetReason;
 use relay_runtime::clock;
+use relay_runtime::hub::Item;
 use relay_runtime::sse_pool::{End, OnEnd, PoolObserver};
 use serde_json::json;
 
@@ -52,12 +53,20 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
         }
     };
     let params = StreamParams::parse(query, header(&req, "Last-Event-ID"));
-    let sub = state
-        .hub
-        .subscribe(params.filter, params.last_event_id.as_deref());
+    let last_event_id = params.last_event_id.as_deref();
+    // With ACCESS=discord the stream sees what its member may view, and learns
+    // what that is from `access` events after the state items.
+    let (sub, access_items) = match &state.access {
+        Some(access) => access.subscribe(&session.sub, params.filter, last_event_id, &state.link),
+        None => (
+            state.hub.subscribe(params.filter, last_event_id),
+            Vec::new(),
+        ),
+    };
     let gauge = state.metrics.sse_client_connected();
     let key = sub.key;
     let hub = state.hub.clone();
+    let access = state.access.clone();
     let who = relay_protocol::sanitize::sanitize(&session.sub, 64).into_owned();
     let on_end: OnEnd = Box::new(move |end: End| {
         match end {
@@ -65,10 +74,13 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
             End::TooSlow => hub.drop_slow(key),
             End::ClientGone | End::Shutdown => hub.unsubscribe(key),
         }
+        if let Some(access) = &access {
+            access.unsubscribe(key);
+        }
         drop(gauge);
         debug!("stream of {who} ended: {end:?}");
     });
-    let preamble = preamble(&sub);
+    let preamble = preamble(&sub, &access_items);
     // The head and everything due before the live events leave in one write.
     let head = Reply::new(200)
         .header("Content-Type", "text/event-stream")
@@ -81,8 +93,9 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
     }
 }
 
-/// `retry:`, then the replayed events or `stream.reset`, then the state items.
-fn preamble(sub: &relay_runtime::hub::Subscription) -> Vec<u8> {
+/// `retry:`, then the replayed events or `stream.reset`, then the state items,
+/// then (`ACCESS=discord`) the `access` events.
+fn preamble(sub: &relay_runtime::hub::Subscription, access: &[Item]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(4096);
     buf.extend_from_slice(b"retry: 2000\n\n");
     match &sub.replay {
@@ -100,7 +113,7 @@ fn preamble(sub: &relay_runtime::hub::Subscription) -> Vec<u8> {
             buf.extend_from_slice(&reset.bytes);
         }
     }
-    for item in &sub.state {
+    for item in sub.state.iter().chain(access) {
         buf.extend_from_slice(&item.bytes);
     }
     buf

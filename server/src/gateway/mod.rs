@@ -20,6 +20,7 @@
 //! `relay all` and `relay demo` the registry is shared with the edge, so the
 //! edge's `/metrics` shows the same series.
 
+mod access;
 mod observe;
 mod ops;
 
@@ -138,6 +139,8 @@ impl std::error::Error for StartError {}
 pub struct Gateway {
     link: Option<LinkServer>,
     discord: Option<DiscordGateway>,
+    /// Re-reads members older than 5 minutes (`ACCESS=discord` edges).
+    refresh: Option<access::MemberRefresh>,
 }
 
 impl Gateway {
@@ -157,18 +160,31 @@ impl Gateway {
             timeout: settings.rest_timeout,
         })
         .with_observer(observer.clone());
+        let gate = Arc::new(access::GuildGate::new(
+            Arc::new(executor),
+            translator.clone(),
+        ));
         let ready_translator = translator.clone();
+        let guilds_translator = translator.clone();
         let link_config = LinkServerConfig {
             observer: observer.clone(),
             plain: Some(ops::handler(metrics, discord_up)),
+            ready_guilds: Some(Arc::new(move || {
+                guilds_translator.lock().guilds().snapshots()
+            })),
             ..LinkServerConfig::new(settings.bind, settings.link_token.expose())
         };
         let link = LinkServer::start(
             link_config,
-            Arc::new(executor),
+            gate.clone(),
             Arc::new(move || ready_translator.lock().voice_snapshot()),
         )
         .map_err(|error| StartError::Bind {
+            addr: settings.bind,
+            error,
+        })?;
+        gate.set_broadcaster(link.broadcaster());
+        let refresh = access::MemberRefresh::spawn(gate).map_err(|error| StartError::Bind {
             addr: settings.bind,
             error,
         })?;
@@ -198,6 +214,7 @@ impl Gateway {
         Ok(Gateway {
             link: Some(link),
             discord: Some(discord),
+            refresh: Some(refresh),
         })
     }
 
@@ -254,6 +271,7 @@ impl Gateway {
     }
 
     fn stop(&mut self) {
+        self.refresh.take();
         if let Some(d) = self.discord.take() {
             d.shutdown();
         }

@@ -40,6 +40,7 @@
 //! `examples/access_cost.rs` measures a 100-channel, 50-role guild.
 
 mod access;
+mod members;
 mod parse;
 
 use std::collections::BTreeMap;

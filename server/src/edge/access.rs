@@ -1,0 +1,490 @@
+//! `ACCESS=discord` on the edge (CONTRACT.md §8): a copy of each guild's
+//! permission model, fed by the gateway's `guild.state` / `guild.member`
+//! frames, and what follows from it for every open stream.
+//!
+//! - A stream subscribes with the [`Scope`] of its member: the channels it may
+//!   view. The hub checks it per delivery, on replay too.
+//! - When the model changes (roles, overwrites, channels, a member, a timeout
+//!   running out) every affected stream is rescoped under the hub lock and gets
+//!   an `access` event, then its own voice snapshot: the change holds from that
+//!   moment. Sessions of the same member share one computed view.
+//! - A member the edge does not know yet is asked of the gateway
+//!   (`fetchMember`, which reads Discord's "Get Guild Member" or its cache);
+//!   the stream or command waits for the answer a short while.
+//! - Commands are checked with [`check_command`], the same function the
+//!   gateway runs again before it calls Discord.
+//!
+//! Lock order: this module's lock, then the hub's (subscribe and rescope run
+//! under both, so no change is lost between computing a scope and using it).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use parking_lot::{Condvar, Mutex};
+use relay_protocol::discord::command_access::{check_command, command_guild, MissingPermission};
+use relay_protocol::discord::guild::{Access, GuildModel};
+use relay_protocol::discord::permissions::Permissions;
+use relay_protocol::frame::{GatewayCommand, TraceMeta};
+use relay_protocol::payload::{CommandBody, FetchMember, GuildMember, VoiceSnapshot};
+use relay_runtime::clock;
+use relay_runtime::hub::{Filter, Hub, Item, Scope, Subscription};
+use relay_runtime::link_client::LinkHandle;
+use serde_json::{json, Value};
+
+use super::link_sink::unsequenced;
+
+/// How long a stream or command waits for a member the edge asked about.
+const MEMBER_WAIT: Duration = Duration::from_secs(2);
+/// How soon the same member may be asked for again when no answer came.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// Request ids remembered to route a command's `error` event to its actor.
+const ACTORS_KEPT: usize = 8192;
+
+/// What one member may see and do, computed once per model change and shared
+/// by all of the member's streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct View {
+    scope: Arc<Scope>,
+    access: Vec<Access>,
+}
+
+#[derive(Default)]
+struct Inner {
+    guilds: BTreeMap<u64, GuildModel>,
+    /// Members asked of the gateway and not answered yet (or answered "not a
+    /// member", which the model cannot hold), by (guild, user).
+    asked: HashMap<(u64, u64), Instant>,
+    not_members: HashMap<(u64, u64), Instant>,
+    /// Hub key → the member's user id and the view the stream has now.
+    streams: HashMap<u64, (Arc<str>, Arc<View>)>,
+    /// Views of members with open streams, dropped when the model changes.
+    views: HashMap<Arc<str>, Arc<View>>,
+    /// requestId → actor, for `error` events (bounded, oldest first out).
+    actors: HashMap<String, Arc<str>>,
+    actor_order: VecDeque<String>,
+    /// The timeout watch is to end.
+    stopped: bool,
+}
+
+/// The edge's side of `ACCESS=discord`. One per edge; cheap to share.
+pub struct DiscordAccess {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    hub: Arc<Hub>,
+}
+
+impl DiscordAccess {
+    /// Access over `hub`'s subscribers.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        DiscordAccess {
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+            hub,
+        }
+    }
+
+    /// The gateway's `ready`: the guilds as they are now. Members are dropped
+    /// (they may have changed while the link was down) and asked again for
+    /// every open stream.
+    pub fn on_ready(&self, guilds: &[Value], link: &LinkHandle) {
+        let mut inner = self.inner.lock();
+        inner.guilds.clear();
+        for g in guilds {
+            match model_from_snapshot(g) {
+                Ok(m) => {
+                    inner.guilds.insert(m.guild_id(), m);
+                }
+                Err(e) => warn!("guild model from the gateway's ready is unreadable: {e}"),
+            }
+        }
+        inner.asked.clear();
+        inner.not_members.clear();
+        let users: Vec<Arc<str>> = inner.streams.values().map(|(u, _)| u.clone()).collect();
+        for user in users {
+            self.ask_missing(&mut inner, &user, link);
+        }
+        self.recompute(&mut inner, None);
+    }
+
+    /// `guild.state`: a guild's roles, channels or owner changed. The members
+    /// the edge knows are kept.
+    pub fn on_guild_state(&self, guild: &Value) {
+        let mut fresh = match model_from_snapshot(guild) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("guild.state from the gateway is unreadable: {e}");
+                return;
+            }
+        };
+        let mut inner = self.inner.lock();
+        if let Some(old) = inner.guilds.remove(&fresh.guild_id()) {
+            fresh.keep_members_of(old);
+        }
+        inner.guilds.insert(fresh.guild_id(), fresh);
+        self.recompute(&mut inner, None);
+        self.changed.notify_all();
+    }
+
+    /// `guild.member`: one member learned, changed, or gone.
+    pub fn on_member(&self, m: &GuildMember) {
+        let (Ok(guild), Ok(user)) = (m.guild_id.parse::<u64>(), m.user_id.parse::<u64>()) else {
+            warn!("guild.member with unreadable ids");
+            return;
+        };
+        let mut inner = self.inner.lock();
+        inner.asked.remove(&(guild, user));
+        let Some(model) = inner.guilds.get_mut(&guild) else {
+            return;
+        };
+        match &m.member {
+            Some(member) => {
+                if let Err(e) = model.upsert_member_json(member, clock::unix_ms()) {
+                    warn!("guild.member from the gateway is unreadable: {e}");
+                    self.changed.notify_all();
+                    return;
+                }
+                inner.not_members.remove(&(guild, user));
+            }
+            None => {
+                model.remove_member(user);
+                inner.not_members.insert((guild, user), Instant::now());
+            }
+        }
+        self.recompute(&mut inner, Some(&m.user_id));
+        self.changed.notify_all();
+    }
+
+    /// Subscribes a stream of `user` with what the member may see now. Returns
+    /// the subscription and the `access` events to send after its state items.
+    pub fn subscribe(
+        &self,
+        user: &str,
+        filter: Filter,
+        last_event_id: Option<&str>,
+        link: &LinkHandle,
+    ) -> (Subscription, Vec<Item>) {
+        self.wait_for_member(user, link);
+        let mut inner = self.inner.lock();
+        let view = self.view_of(&mut inner, user);
+        let sub = self
+            .hub
+            .subscribe_scoped(filter, Some(view.scope.clone()), last_event_id);
+        let items = access_items(&view);
+        inner
+            .streams
+            .insert(sub.key, (view.scope.user.clone(), view));
+        (sub, items)
+    }
+
+    /// Forgets a stream that ended.
+    pub fn unsubscribe(&self, key: u64) {
+        let mut inner = self.inner.lock();
+        if let Some((user, _)) = inner.streams.remove(&key) {
+            if !inner.streams.values().any(|(u, _)| *u == user) {
+                inner.views.remove(&user);
+            }
+        }
+    }
+
+    /// Whether `user` may run `command` now; the member is asked of the gateway
+    /// first if the edge does not know it.
+    pub fn check(
+        &self,
+        user: &str,
+        command: &CommandBody,
+        voice: &VoiceSnapshot,
+        link: &LinkHandle,
+    ) -> Result<(), MissingPermission> {
+        self.wait_for_member(user, link);
+        let actor = user.parse::<u64>().unwrap_or(0);
+        let inner = self.inner.lock();
+        let model = command_guild(inner.guilds.values(), command);
+        check_command(
+            model,
+            actor,
+            command,
+            |u| voice_channel_of(voice, u),
+            clock::unix_ms(),
+        )
+    }
+
+    /// Remembers who sent `request_id`, so its `error` event reaches them.
+    pub fn note_actor(&self, request_id: &str, user: &str) {
+        let mut inner = self.inner.lock();
+        if inner.actor_order.len() >= ACTORS_KEPT {
+            if let Some(old) = inner.actor_order.pop_front() {
+                inner.actors.remove(&old);
+            }
+        }
+        inner.actors.insert(request_id.to_owned(), Arc::from(user));
+        inner.actor_order.push_back(request_id.to_owned());
+    }
+
+    /// Who sent `request_id`, if this edge did.
+    pub fn actor_of(&self, request_id: &str) -> Option<Arc<str>> {
+        self.inner.lock().actors.get(request_id).cloned()
+    }
+
+    /// Until [`DiscordAccess::stop`]: recomputes every stream's access when a
+    /// member's timeout runs out (no event says so), waking on every change.
+    fn watch_timeouts(&self) {
+        let mut inner = self.inner.lock();
+        while !inner.stopped {
+            let now = clock::unix_ms();
+            let next = next_change_at(&inner, now);
+            // Re-read at least once a minute: a member fetched meanwhile may time out sooner.
+            let wait = next
+                .map_or(60_000, |t| t.saturating_sub(now))
+                .clamp(1, 60_000);
+            let _ = self
+                .changed
+                .wait_for(&mut inner, Duration::from_millis(wait));
+            if next.is_some_and(|t| clock::unix_ms() >= t) {
+                self.recompute(&mut inner, None);
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.inner.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Recomputes the views of `only` (or of everybody) and rescopes each
+    /// stream whose view changed.
+    fn recompute(&self, inner: &mut Inner, only: Option<&str>) {
+        let started = Instant::now();
+        match only {
+            Some(user) => {
+                inner.views.remove(user);
+            }
+            None => inner.views.clear(),
+        }
+        let keys: Vec<(u64, Arc<str>)> = inner
+            .streams
+            .iter()
+            .filter(|(_, (u, _))| only.is_none_or(|o| &**u == o))
+            .map(|(k, (u, _))| (*k, u.clone()))
+            .collect();
+        let mut rescoped = 0usize;
+        for (key, user) in keys {
+            let view = self.view_of(inner, &user);
+            let Some(entry) = inner.streams.get_mut(&key) else {
+                continue;
+            };
+            if *entry.1 == *view {
+                continue;
+            }
+            entry.1 = view.clone();
+            if self
+                .hub
+                .rescope(key, view.scope.clone(), access_items(&view))
+            {
+                rescoped += 1;
+            } else {
+                inner.streams.remove(&key);
+            }
+        }
+        if rescoped > 0 {
+            debug!(
+                "access recomputed: {rescoped} streams rescoped in {} µs",
+                started.elapsed().as_micros()
+            );
+        }
+    }
+
+    fn view_of(&self, inner: &mut Inner, user: &str) -> Arc<View> {
+        if let Some(v) = inner.views.get(user) {
+            return v.clone();
+        }
+        let view = Arc::new(compute_view(&inner.guilds, user, clock::unix_ms()));
+        inner.views.insert(view.scope.user.clone(), view.clone());
+        view
+    }
+
+    /// Asks the gateway for each guild's member `user` unless known or asked
+    /// lately, then waits (bounded) for the answers.
+    fn wait_for_member(&self, user: &str, link: &LinkHandle) {
+        let deadline = Instant::now() + MEMBER_WAIT;
+        let mut inner = self.inner.lock();
+        self.ask_missing(&mut inner, user, link);
+        let Ok(id) = user.parse::<u64>() else {
+            return;
+        };
+        while inner
+            .guilds
+            .keys()
+            .any(|g| inner.asked.contains_key(&(*g, id)))
+        {
+            if self.changed.wait_until(&mut inner, deadline).timed_out() {
+                debug!("no answer about member {user} yet; going on without it");
+                return;
+            }
+        }
+    }
+
+    fn ask_missing(&self, inner: &mut Inner, user: &str, link: &LinkHandle) {
+        // A `sub` that is no snowflake is nobody on Discord: nothing to ask.
+        let Ok(id) = user.parse::<u64>() else {
+            return;
+        };
+        let now = Instant::now();
+        let guilds: Vec<u64> = inner.guilds.keys().copied().collect();
+        for guild in guilds {
+            let known = inner.guilds[&guild].member(id).is_some()
+                || inner.not_members.contains_key(&(guild, id));
+            let asked_lately = inner
+                .asked
+                .get(&(guild, id))
+                .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN_AFTER);
+            if known || asked_lately || !link.is_connected() {
+                continue;
+            }
+            inner.asked.insert((guild, id), now);
+            let command = GatewayCommand {
+                body: CommandBody::FetchMember(FetchMember {
+                    guild_id: guild.to_string(),
+                    user_id: user.to_owned(),
+                }),
+                meta: TraceMeta {
+                    trace_id: clock::new_trace_id(),
+                    sent_at: clock::now_rfc3339(),
+                    request_id: Some(clock::new_request_id()),
+                    actor: Some(user.to_owned()),
+                    access: None,
+                },
+            };
+            if let Err(e) = link.submit(command, false) {
+                inner.asked.remove(&(guild, id));
+                warn!("cannot ask the gateway for member {user}: {e:?}");
+            }
+        }
+    }
+}
+
+/// Runs [`DiscordAccess`]'s timeout watch on its own thread until dropped.
+pub struct TimeoutWatch {
+    access: Arc<DiscordAccess>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TimeoutWatch {
+    /// Starts the watch.
+    pub fn spawn(access: Arc<DiscordAccess>) -> io::Result<TimeoutWatch> {
+        let watched = access.clone();
+        let thread = std::thread::Builder::new()
+            .name("relay-access".into())
+            .spawn(move || watched.watch_timeouts())?;
+        Ok(TimeoutWatch {
+            access,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TimeoutWatch {
+    fn drop(&mut self) {
+        self.access.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// When the earliest timeout of a member with an open stream runs out (Unix
+/// ms): access changes then without any event.
+fn next_change_at(inner: &Inner, now: u64) -> Option<u64> {
+    let users: HashSet<&Arc<str>> = inner.streams.values().map(|(u, _)| u).collect();
+    users
+        .into_iter()
+        .filter_map(|u| u.parse::<u64>().ok())
+        .flat_map(|u| {
+            inner
+                .guilds
+                .values()
+                .filter_map(move |g| g.next_change_at(u, now))
+        })
+        .min()
+}
+
+/// Rebuilds a model from the gateway's snapshot (GUILD_CREATE shape, with the
+/// bot's user id in `relay_bot_user_id`).
+fn model_from_snapshot(g: &Value) -> Result<GuildModel, String> {
+    let bot = g
+        .get("relay_bot_user_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    GuildModel::from_guild_create(g, bot).map_err(|e| e.to_string())
+}
+
+fn compute_view(guilds: &BTreeMap<u64, GuildModel>, user: &str, now_ms: u64) -> View {
+    let id = user.parse::<u64>().ok();
+    let mut channels = HashSet::new();
+    let mut all_errors = false;
+    let mut access = Vec::with_capacity(guilds.len());
+    for model in guilds.values() {
+        let a = match id {
+            Some(id) => model.access(id, now_ms),
+            None => Access::empty(model.guild_id()),
+        };
+        channels.extend(a.channels().map(|(c, _)| Arc::from(c.to_string())));
+        if let Some(id) = id {
+            let base = model.base_permissions(id, now_ms);
+            all_errors |= base.contains(Permissions::ADMINISTRATOR)
+                || base.contains(Permissions::MANAGE_GUILD);
+        }
+        access.push(a);
+    }
+    View {
+        scope: Arc::new(Scope {
+            user: Arc::from(user),
+            channels,
+            all_errors,
+        }),
+        access,
+    }
+}
+
+/// One `access` event per guild (no `id:` line).
+fn access_items(view: &View) -> Vec<Item> {
+    let trace_id = clock::new_trace_id();
+    view.access
+        .iter()
+        .map(|a| {
+            let data = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
+            unsequenced("access", &data, &trace_id)
+        })
+        .collect()
+}
+
+fn voice_channel_of(voice: &VoiceSnapshot, user: u64) -> Option<u64> {
+    let user = user.to_string();
+    voice
+        .channels
+        .iter()
+        .find(|(_, members)| members.iter().any(|m| m.user_id == user))
+        .and_then(|(c, _)| c.parse().ok())
+}
+
+/// The hub's [`Personalize`](relay_runtime::hub::Personalize) hook: a scoped
+/// stream's voice snapshot lists only the channels it may view.
+pub fn personal_voice_snapshot(scope: &Scope, item: &Item) -> Option<Item> {
+    if &*item.event_type != "voice.snapshot" {
+        return None;
+    }
+    let mut event: Value = serde_json::from_str(&item.json).ok()?;
+    if let Some(Value::Object(channels)) = event.pointer_mut("/data/channels") {
+        channels.retain(|id, _| scope.channels.contains(id.as_str()));
+    }
+    let data = event.get("data").cloned().unwrap_or_else(|| json!({}));
+    let trace_id = event
+        .pointer("/meta/traceId")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(clock::new_trace_id);
+    Some(unsequenced("voice.snapshot", &data, &trace_id))
+}
