@@ -121,6 +121,9 @@ pub struct SimConfig {
     /// Demo mode: the pause between two demo actions is drawn from this range.
     /// Default 1–3 s.
     pub demo_interval: (Duration, Duration),
+    /// Demo mode: every this long Ada gains or loses the Moderator role, and Ken's
+    /// timeout runs for 1.5 of these and is renewed every second one. Default 45 s.
+    pub demo_role_period: Duration,
     /// Dispatches kept per session for resume. Default 1000.
     pub resume_history: usize,
     /// Privileged intents the "Developer Portal" has switched on (others close with
@@ -142,6 +145,7 @@ impl Default for SimConfig {
             demo: false,
             seed: 1,
             demo_interval: (Duration::from_secs(1), Duration::from_secs(3)),
+            demo_role_period: Duration::from_secs(45),
             resume_history: 1000,
             allowed_privileged_intents: intents::PRIVILEGED,
             rate_limits: RateLimits::default(),
@@ -383,8 +387,13 @@ impl SimDiscord {
             .ok_or_else(|| io::Error::other("REST server has no IP address"))?;
         let rest_server = Arc::new(rest_server);
         let gateway_url = format!("ws://{gateway_addr}");
-        // Ken is timed out from the start, for an hour.
-        let ken_timeout = Duration::from_secs(3600);
+        // Ken is timed out from the start: for an hour in a quiet guild, and for the
+        // first part of the demo's timeout cycle in demo mode.
+        let ken_timeout = if config.demo {
+            demo::timeout_length(&config)
+        } else {
+            Duration::from_secs(3600)
+        };
         let shared = Arc::new(Shared {
             resume_url: format!("{gateway_url}/resume"),
             gateway_url,

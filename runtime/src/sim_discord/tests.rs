@@ -1736,3 +1736,43 @@ fn member_patch_follows_discords_rules() {
         (200, Value::Null)
     );
 }
+
+#[test]
+fn demo_mode_moves_the_moderator_role_and_renews_the_timeout() {
+    let sim = start_with(SimConfig {
+        demo: true,
+        seed: 3,
+        demo_role_period: Duration::from_millis(150),
+        // Slow chat, so the role changes are easy to pick out.
+        demo_interval: (Duration::from_secs(5), Duration::from_secs(5)),
+        ..SimConfig::default()
+    });
+    let events = sim.subscribe();
+    let until_ken = |d: &Value| parse_rfc3339(d["communication_disabled_until"].as_str()?);
+    let mut ada_roles = Vec::new();
+    let mut ken = Vec::new();
+    let end = Instant::now() + WAIT;
+    while ada_roles.len() < 2 || ken.is_empty() {
+        let e = events
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .expect("role changes within 2 s");
+        if e.name != "GUILD_MEMBER_UPDATE" {
+            continue;
+        }
+        match e.data["user"]["id"].as_str() {
+            Some(ids::ADA) => ada_roles.push(e.data["roles"].clone()),
+            Some(ids::KEN) => ken.push(until_ken(&e.data)),
+            other => panic!("unexpected member update of {other:?}"),
+        }
+    }
+    assert_eq!(
+        ada_roles[..2],
+        [
+            json!([ids::ROLE_MEMBER, ids::ROLE_MODERATOR]),
+            json!([ids::ROLE_MEMBER])
+        ]
+    );
+    let renewed = ken[0].expect("a new timeout");
+    assert!(renewed > unix_ms(), "in the future");
+    assert!(renewed <= unix_ms() + 300, "1.5 periods at most");
+}
