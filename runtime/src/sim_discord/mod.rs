@@ -5,9 +5,9 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`SimDiscord`], its config and control API, the shared state, ids and clocks |
-//! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes |
-//! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, recording |
-//! | `guild.rs` | the guild model and the JSON shapes Discord gives it |
+//! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes, intent filtering |
+//! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, the bot's permission checks, recording |
+//! | `guild.rs` | the guild model (roles, members, channels, overwrites, threads, voice), its changes with the dispatches they make, the JSON shapes Discord gives it, and the simulator's own permission helper |
 //! | `demo.rs` | the background player of demo mode |
 //!
 //! What it simulates, and where it is simpler than Discord:
@@ -19,18 +19,49 @@
 //!   keeps its last [`SimConfig::resume_history`] dispatches; at most 64 detached sessions
 //!   are kept. A client close with 1000/1001 ends its session, as on Discord; a close
 //!   frame without a code, any other code, or a bare TCP drop keeps it resumable.
-//! - Events are filtered by intents as Discord does (MESSAGE_CREATE needs GUILD_MESSAGES …);
-//!   without MESSAGE_CONTENT, message `content` is `""` except in the bot's own messages
-//!   and messages mentioning it. Privileged intents not in
+//! - Events are filtered by intents as Discord does (MESSAGE_CREATE needs GUILD_MESSAGES,
+//!   roles, channels and threads GUILDS, GUILD_MEMBER_* GUILD_MEMBERS except updates of
+//!   the bot's own member …); without MESSAGE_CONTENT, message `content` is `""` except
+//!   in the bot's own messages and messages mentioning it. Privileged intents not in
 //!   [`SimConfig::allowed_privileged_intents`] close with 4014.
+//! - GUILD_CREATE carries `roles`, `channels` (with `permission_overwrites`, `parent_id`),
+//!   `threads`, `owner_id` and `members`; without GUILD_PRESENCES `members` holds only
+//!   the bot and the members in voice (`gateway-events.mdx`, "Guild Create"); with it,
+//!   all (the guild is far below `large_threshold`). `presences` is always empty.
 //! - A message with `enforce_nonce: true` and a `nonce` that its author used in the
 //!   last [`NONCE_WINDOW`] is not made again: the first one is returned and nothing
 //!   is dispatched, as Discord documents.
+//! - REST checks the bot's own permissions the way Discord's pseudocode computes them
+//!   (owner/ADMINISTRATOR, `@everyone` + roles, overwrites `@everyone` → roles →
+//!   member, a thread uses its parent's, no VIEW_CHANNEL means nothing, timeouts keep
+//!   only VIEW_CHANNEL and READ_MESSAGE_HISTORY): channel routes answer `403 50001`
+//!   without VIEW_CHANNEL and `403 50013` without SEND_MESSAGES (in threads
+//!   SEND_MESSAGES_IN_THREADS) or READ_MESSAGE_HISTORY + ADD_REACTIONS; Modify Guild
+//!   Member checks MOVE_MEMBERS / MUTE_MEMBERS / DEAFEN_MEMBERS in the member's voice
+//!   channel, VIEW_CHANNEL + CONNECT + MOVE_MEMBERS in a move's target, and
+//!   MANAGE_NICKNAMES, MANAGE_ROLES, MODERATE_MEMBERS for `nick`, `roles`,
+//!   `communication_disabled_until` (never on the owner or an administrator).
+//!   Simpler than Discord: no role hierarchy (a bot may grant any role), ADD_REACTIONS
+//!   is always needed (no reactions are kept), implicit denials other than
+//!   VIEW_CHANNEL are not applied, and channels the bot cannot see are neither hidden
+//!   nor obfuscated (Discord starts obfuscating them for bots in October 2026):
+//!   every session gets every channel and every CHANNEL_* event.
+//! - Deleting a role sends only GUILD_ROLE_DELETE: members and overwrites lose it
+//!   without events of their own. Deleting a text channel sends THREAD_DELETE for each
+//!   of its threads first; deleting a voice channel disconnects its members; deleting
+//!   a category sends CHANNEL_UPDATE (`parent_id: null`) for each of its channels.
+//!   A timeout that runs out sends nothing (the past timestamp stays, as on Discord).
 //! - Not simulated: the server closing on missed heartbeats, identify concurrency limits
-//!   (max_concurrency), transport or payload compression, ETF, sharding, DMs.
-//! - The guild ([`ids`]) is the same in every run: "Relay Demo" with `#general`,
-//!   `#game-room`, voice "Lobby" and "Raid", the bot and five [`demo_users`]; Linus and
-//!   Grace start in "Lobby". Demo mode only adds the background activity.
+//!   (max_concurrency), transport or payload compression, ETF, sharding, DMs,
+//!   presences, Request Guild Members, List Guild Members, thread members.
+//! - The guild ([`ids`]) is the same in every run: "Relay Demo", owned by Hedy
+//!   ([`ids::OWNER`], Admin, not a demo user), with categories "Text Channels"
+//!   (`#general` with the thread "release-planning", `#game-room`, `#announcements`,
+//!   `#moderators`) and "Voice Channels" ("Lobby", "Raid"), the bot (role "Relay") and
+//!   five [`demo_users`], all with the Member role: Grace is a Moderator, Ken is timed
+//!   out (for an hour from start; in demo mode on the demo's cycle), Margaret may read
+//!   but not write `#moderators`. Linus and Grace start in "Lobby". Demo mode adds the
+//!   background activity and the role/timeout schedule (see `demo.rs`).
 //! - All threads block on sockets or channels; [`SimDiscord::shutdown`] (or drop) joins them.
 
 mod demo;
