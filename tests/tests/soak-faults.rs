@@ -884,6 +884,7 @@ fn soak_with_faults() {
                 reactions: fast,
                 typing: fast,
                 members: fast,
+                member_reads: fast,
                 gateway: fast,
             },
             global_limit_per_sec: 100_000,

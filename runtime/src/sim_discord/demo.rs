@@ -2,7 +2,16 @@
 //! RNG. Every pause (drawn from [`super::SimConfig::demo_interval`]) someone chats —
 //! TYPING_START first, the message a moment later, sometimes a reaction from someone
 //! else after that — or reacts to a recent message, or joins, leaves or switches
-//! voice channels. The thread sleeps on its stop channel until the next action is due.
+//! voice channels. Everyone acts only where Discord would let them: chat where they
+//! may send (`#moderators` for those who may, nothing while timed out), react where
+//! they may react, join voice channels they may connect to.
+//!
+//! Beside that, every [`super::SimConfig::demo_role_period`] Ada gains or loses the
+//! Moderator role (so `#moderators` appears and disappears for the demo page,
+//! signed in as Ada), and every second period Ken is timed out again for 1.5
+//! periods; between, his timeout runs out silently, as on Discord.
+//!
+//! The thread sleeps on its stop channel until the next action is due.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +22,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use super::{ids, Shared, State};
+use super::{ids, perms, unix_ms, Shared, SimConfig, State};
 
 const USERS: [&str; 5] = [ids::ADA, ids::LINUS, ids::GRACE, ids::KEN, ids::MARGARET];
 const VOICE: [&str; 2] = [ids::LOBBY, ids::RAID];
@@ -51,6 +60,38 @@ const GAME_LINES: [&str; 12] = [
     "new high score!",
 ];
 
+const THREAD_LINES: [&str; 6] = [
+    "draft notes are in the doc",
+    "can we cut the release on Friday?",
+    "the changelog needs one more entry",
+    "QA signed off 👍",
+    "moving the freeze to Thursday",
+    "who owns the migration step?",
+];
+
+const MOD_LINES: [&str; 6] = [
+    "heads up: a spam wave hit #general earlier",
+    "I'll take the next shift",
+    "can someone check the reports queue?",
+    "pinned the rules again",
+    "new member questions in #general, anyone?",
+    "let's keep #announcements for releases only",
+];
+
+/// Where demo users chat, with the weight of each (out of 100) and its lines.
+const CHAT: [(&str, u32, &[&str]); 4] = [
+    (ids::GENERAL, 45, &GENERAL_LINES),
+    (ids::GAME_ROOM, 30, &GAME_LINES),
+    (ids::RELEASE_THREAD, 10, &THREAD_LINES),
+    (ids::MODERATORS, 15, &MOD_LINES),
+];
+
+/// How long each demo timeout of Ken lasts: 1.5 role periods (so it runs out half
+/// a period before the next one starts).
+pub(super) fn timeout_length(config: &SimConfig) -> Duration {
+    config.demo_role_period.mul_f64(1.5)
+}
+
 enum Action {
     Typing {
         user: &'static str,
@@ -80,16 +121,31 @@ pub(super) fn run(shared: Arc<Shared>, stop: Receiver<()>) {
     let mut agenda: Vec<(Instant, Action)> = Vec::new();
     // The first action comes early so a fresh page does not look dead.
     let mut next_plan = Instant::now() + min.mul_f64(rng.random_range(0.2..0.5));
+    // A zero period would spin like a zero pause.
+    let period = shared
+        .config
+        .demo_role_period
+        .max(Duration::from_millis(10));
+    let mut next_roles = Instant::now() + period;
+    let mut tick: u64 = 0;
     loop {
-        let due = agenda.iter().map(|a| a.0).fold(next_plan, Instant::min);
+        let due = agenda
+            .iter()
+            .map(|a| a.0)
+            .fold(next_plan.min(next_roles), Instant::min);
         match stop.recv_timeout(due.saturating_duration_since(Instant::now())) {
             Err(RecvTimeoutError::Timeout) => {}
             // Stopped (the sender is dropped at shutdown).
             _ => return,
         }
         let now = Instant::now();
+        if now >= next_roles {
+            tick += 1;
+            roles_tick(&mut shared.state.lock(), tick, &shared.config);
+            next_roles += period;
+        }
         if now >= next_plan {
-            plan(&mut rng, &mut agenda, now, min);
+            plan(&shared.state.lock(), &mut rng, &mut agenda, now, min);
             next_plan = now + pause(&mut rng, min, max);
         }
         agenda.sort_by_key(|a| a.0);
@@ -115,14 +171,69 @@ fn pick<T: Copy>(rng: &mut StdRng, items: &[T]) -> T {
     *items.choose(rng).expect("demo lists are not empty")
 }
 
-fn plan(rng: &mut StdRng, agenda: &mut Vec<(Instant, Action)>, now: Instant, min: Duration) {
+/// Odd ticks make Ada a Moderator, even ones take it back and time Ken out again.
+fn roles_tick(st: &mut State, tick: u64, config: &SimConfig) {
+    if let Some(ada) = st.guild.user(ids::ADA) {
+        let mut roles: Vec<&str> = ada
+            .roles
+            .iter()
+            .map(String::as_str)
+            .filter(|r| *r != ids::ROLE_MODERATOR)
+            .collect();
+        if tick % 2 == 1 {
+            roles.push(ids::ROLE_MODERATOR);
+        }
+        let roles: Vec<String> = roles.into_iter().map(str::to_owned).collect();
+        let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let change = st.guild.set_member_roles(ids::ADA, &roles);
+        st.apply(change);
+    }
+    if tick % 2 == 0 {
+        let until = unix_ms() + timeout_length(config).as_millis() as u64;
+        let change = st.guild.set_timeout(ids::KEN, Some(until));
+        st.apply(change);
+    }
+}
+
+/// Whether `user` may do all of `need` in `channel` now.
+fn may(st: &State, user: &str, channel: &str, need: u64) -> bool {
+    st.guild.permissions(user, channel, unix_ms()) & need == need
+}
+
+fn send_permission(channel: &str) -> u64 {
+    if channel == ids::RELEASE_THREAD {
+        perms::SEND_MESSAGES_IN_THREADS
+    } else {
+        perms::SEND_MESSAGES
+    }
+}
+
+fn plan(
+    st: &State,
+    rng: &mut StdRng,
+    agenda: &mut Vec<(Instant, Action)>,
+    now: Instant,
+    min: Duration,
+) {
     let user = pick(rng, &USERS);
     let roll = rng.random_range(0..100);
     if roll < 55 {
-        let (channel, lines) = if rng.random_bool(0.6) {
-            (ids::GENERAL, &GENERAL_LINES[..])
-        } else {
-            (ids::GAME_ROOM, &GAME_LINES[..])
+        let open: Vec<_> = CHAT
+            .iter()
+            .filter(|(c, _, _)| may(st, user, c, send_permission(c)))
+            .collect();
+        let total: u32 = open.iter().map(|c| c.1).sum();
+        if total == 0 {
+            // Timed out, say: nothing to say anywhere.
+            return;
+        }
+        let mut at = rng.random_range(0..total);
+        let Some(&&(channel, _, lines)) = open.iter().find(|c| {
+            let here = at < c.1;
+            at = at.saturating_sub(c.1);
+            here
+        }) else {
+            return;
         };
         let text = pick(rng, lines);
         let sent = now + min.mul_f64(rng.random_range(0.3..0.8));
@@ -153,21 +264,29 @@ fn plan(rng: &mut StdRng, agenda: &mut Vec<(Instant, Action)>, now: Instant, min
 
 fn perform(st: &mut State, rng: &mut StdRng, action: Action) {
     match action {
-        Action::Typing { user, channel } => st.typing(user, channel),
+        // Checked again when done: a timeout or a role may have come in between.
+        Action::Typing { user, channel } => {
+            if may(st, user, channel, send_permission(channel)) {
+                st.typing(user, channel);
+            }
+        }
         Action::Message {
             user,
             channel,
             text,
         } => {
-            st.create_message(user, channel, text);
+            if may(st, user, channel, send_permission(channel)) {
+                st.create_message(user, channel, text);
+            }
         }
         Action::React { user, emoji } => {
+            let need = perms::READ_MESSAGE_HISTORY | perms::ADD_REACTIONS;
             let target = st
                 .guild
                 .messages
                 .iter()
                 .rev()
-                .find(|m| m.author_id != user)
+                .find(|m| m.author_id != user && may(st, user, &m.channel_id, need))
                 .map(|m| (m.channel_id.clone(), m.id.clone()));
             if let Some((channel, message)) = target {
                 st.add_reaction(
@@ -180,20 +299,23 @@ fn perform(st: &mut State, rng: &mut StdRng, action: Action) {
         }
         Action::Voice { user } => {
             let current = st.guild.voice.get(user).map(|v| v.channel_id.clone());
+            let open: Vec<&str> = VOICE
+                .iter()
+                .copied()
+                .filter(|c| may(st, user, c, perms::VIEW_CHANNEL | perms::CONNECT))
+                .collect();
             match current {
+                None if open.is_empty() => {}
                 None => {
-                    st.set_voice(user, Some(pick(rng, &VOICE)));
+                    st.set_voice(user, Some(pick(rng, &open)));
                 }
                 Some(_) if rng.random_bool(0.4) => {
                     st.set_voice(user, None);
                 }
                 Some(here) => {
-                    let other = VOICE
-                        .iter()
-                        .copied()
-                        .find(|c| *c != here)
-                        .unwrap_or(ids::LOBBY);
-                    st.set_voice(user, Some(other));
+                    if let Some(other) = open.iter().copied().find(|c| *c != here) {
+                        st.set_voice(user, Some(other));
+                    }
                 }
             }
         }

@@ -318,6 +318,9 @@ fn required_intent(name: &str, data: &Value) -> Option<u64> {
         | "STAGE_INSTANCE_CREATE"
         | "STAGE_INSTANCE_UPDATE"
         | "STAGE_INSTANCE_DELETE" => intents::GUILDS,
+        // "Guild Member Update is sent for current-user updates regardless of
+        // whether the GUILD_MEMBERS intent is set" (gateway.mdx, Caveats).
+        "GUILD_MEMBER_UPDATE" if data["user"]["id"] == ids::BOT_USER => return None,
         "GUILD_MEMBER_ADD" | "GUILD_MEMBER_UPDATE" | "GUILD_MEMBER_REMOVE" => {
             intents::GUILD_MEMBERS
         }
@@ -671,7 +674,10 @@ impl Conn {
         if let Some(shard) = d.get("shard").filter(|s| s.is_array()) {
             ready["shard"] = shard.clone();
         }
-        let guild_create = st.guild.guild_create();
+        // Without GUILD_PRESENCES, `members` is only the bot and members in voice.
+        let guild_create = st
+            .guild
+            .guild_create(wanted & intents::GUILD_PRESENCES != 0);
         st.gw.identifies += 1;
         st.gw.new_session(&sid, wanted, self.id);
         st.gw.dispatch_to(&sid, "READY", &ready, st.history_cap);
@@ -732,6 +738,16 @@ mod tests {
             Some(intents::GUILD_VOICE_STATES)
         );
         assert_eq!(required_intent("READY", &dm), None);
+        let member = |id: &str| json!({ "guild_id": "1", "user": { "id": id } });
+        assert_eq!(
+            required_intent("GUILD_MEMBER_UPDATE", &member("5")),
+            Some(intents::GUILD_MEMBERS)
+        );
+        assert_eq!(
+            required_intent("GUILD_MEMBER_UPDATE", &member(ids::BOT_USER)),
+            None,
+            "the bot's own member updates pass without GUILD_MEMBERS"
+        );
         assert_eq!(required_intent("SOMETHING_NEW", &guild), None);
     }
 

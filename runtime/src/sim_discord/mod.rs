@@ -5,9 +5,9 @@
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`SimDiscord`], its config and control API, the shared state, ids and clocks |
-//! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes |
-//! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, recording |
-//! | `guild.rs` | the guild model and the JSON shapes Discord gives it |
+//! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes, intent filtering |
+//! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, the bot's permission checks, recording |
+//! | `guild.rs` | the guild model (roles, members, channels, overwrites, threads, voice), its changes with the dispatches they make, the JSON shapes Discord gives it, and the simulator's own permission helper |
 //! | `demo.rs` | the background player of demo mode |
 //!
 //! What it simulates, and where it is simpler than Discord:
@@ -19,18 +19,49 @@
 //!   keeps its last [`SimConfig::resume_history`] dispatches; at most 64 detached sessions
 //!   are kept. A client close with 1000/1001 ends its session, as on Discord; a close
 //!   frame without a code, any other code, or a bare TCP drop keeps it resumable.
-//! - Events are filtered by intents as Discord does (MESSAGE_CREATE needs GUILD_MESSAGES …);
-//!   without MESSAGE_CONTENT, message `content` is `""` except in the bot's own messages
-//!   and messages mentioning it. Privileged intents not in
+//! - Events are filtered by intents as Discord does (MESSAGE_CREATE needs GUILD_MESSAGES,
+//!   roles, channels and threads GUILDS, GUILD_MEMBER_* GUILD_MEMBERS except updates of
+//!   the bot's own member …); without MESSAGE_CONTENT, message `content` is `""` except
+//!   in the bot's own messages and messages mentioning it. Privileged intents not in
 //!   [`SimConfig::allowed_privileged_intents`] close with 4014.
+//! - GUILD_CREATE carries `roles`, `channels` (with `permission_overwrites`, `parent_id`),
+//!   `threads`, `owner_id` and `members`; without GUILD_PRESENCES `members` holds only
+//!   the bot and the members in voice (`gateway-events.mdx`, "Guild Create"); with it,
+//!   all (the guild is far below `large_threshold`). `presences` is always empty.
 //! - A message with `enforce_nonce: true` and a `nonce` that its author used in the
 //!   last [`NONCE_WINDOW`] is not made again: the first one is returned and nothing
 //!   is dispatched, as Discord documents.
+//! - REST checks the bot's own permissions the way Discord's pseudocode computes them
+//!   (owner/ADMINISTRATOR, `@everyone` + roles, overwrites `@everyone` → roles →
+//!   member, a thread uses its parent's, no VIEW_CHANNEL means nothing, timeouts keep
+//!   only VIEW_CHANNEL and READ_MESSAGE_HISTORY): channel routes answer `403 50001`
+//!   without VIEW_CHANNEL and `403 50013` without SEND_MESSAGES (in threads
+//!   SEND_MESSAGES_IN_THREADS) or READ_MESSAGE_HISTORY + ADD_REACTIONS; Modify Guild
+//!   Member checks MOVE_MEMBERS / MUTE_MEMBERS / DEAFEN_MEMBERS in the member's voice
+//!   channel, VIEW_CHANNEL + CONNECT + MOVE_MEMBERS in a move's target, and
+//!   MANAGE_NICKNAMES, MANAGE_ROLES, MODERATE_MEMBERS for `nick`, `roles`,
+//!   `communication_disabled_until` (never on the owner or an administrator).
+//!   Simpler than Discord: no role hierarchy (a bot may grant any role), ADD_REACTIONS
+//!   is always needed (no reactions are kept), implicit denials other than
+//!   VIEW_CHANNEL are not applied, and channels the bot cannot see are neither hidden
+//!   nor obfuscated (Discord starts obfuscating them for bots in October 2026):
+//!   every session gets every channel and every CHANNEL_* event.
+//! - Deleting a role sends only GUILD_ROLE_DELETE: members and overwrites lose it
+//!   without events of their own. Deleting a text channel sends THREAD_DELETE for each
+//!   of its threads first; deleting a voice channel disconnects its members; deleting
+//!   a category sends CHANNEL_UPDATE (`parent_id: null`) for each of its channels.
+//!   A timeout that runs out sends nothing (the past timestamp stays, as on Discord).
 //! - Not simulated: the server closing on missed heartbeats, identify concurrency limits
-//!   (max_concurrency), transport or payload compression, ETF, sharding, DMs.
-//! - The guild ([`ids`]) is the same in every run: "Relay Demo" with `#general`,
-//!   `#game-room`, voice "Lobby" and "Raid", the bot and five [`demo_users`]; Linus and
-//!   Grace start in "Lobby". Demo mode only adds the background activity.
+//!   (max_concurrency), transport or payload compression, ETF, sharding, DMs,
+//!   presences, Request Guild Members, List Guild Members, thread members.
+//! - The guild ([`ids`]) is the same in every run: "Relay Demo", owned by Hedy
+//!   ([`ids::OWNER`], Admin, not a demo user), with categories "Text Channels"
+//!   (`#general` with the thread "release-planning", `#game-room`, `#announcements`,
+//!   `#moderators`) and "Voice Channels" ("Lobby", "Raid"), the bot (role "Relay") and
+//!   five [`demo_users`], all with the Member role: Grace is a Moderator, Ken is timed
+//!   out (for an hour from start; in demo mode on the demo's cycle), Margaret may read
+//!   but not write `#moderators`. Linus and Grace start in "Lobby". Demo mode adds the
+//!   background activity and the role/timeout schedule (see `demo.rs`).
 //! - All threads block on sockets or channels; [`SimDiscord::shutdown`] (or drop) joins them.
 
 mod demo;
@@ -54,7 +85,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-pub use guild::{demo_users, ids, DemoUser, BOT_NAME, GUILD_NAME};
+pub use guild::{demo_users, ids, perms, DemoUser, Overwrite, BOT_NAME, GUILD_NAME};
 pub use rest::{AuditEntry, RecordedRequest};
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
@@ -87,6 +118,9 @@ pub struct RateLimits {
     pub typing: RateLimit,
     /// `PATCH /guilds/{g}/members/{u}`, per guild. Default 10 per 10 s.
     pub members: RateLimit,
+    /// `GET /guilds/{g}/members/{u}`, per guild. Default 10 per 1 s (Discord does
+    /// not document it; read the headers).
+    pub member_reads: RateLimit,
     /// `GET /gateway/bot` and `GET /gateway`. Default 10 per 5 s.
     pub gateway: RateLimit,
 }
@@ -98,6 +132,7 @@ impl Default for RateLimits {
             reactions: RateLimit::new(1, Duration::from_millis(250)),
             typing: RateLimit::new(5, Duration::from_secs(5)),
             members: RateLimit::new(10, Duration::from_secs(10)),
+            member_reads: RateLimit::new(10, Duration::from_secs(1)),
             gateway: RateLimit::new(10, Duration::from_secs(5)),
         }
     }
@@ -117,6 +152,9 @@ pub struct SimConfig {
     /// Demo mode: the pause between two demo actions is drawn from this range.
     /// Default 1–3 s.
     pub demo_interval: (Duration, Duration),
+    /// Demo mode: every this long Ada gains or loses the Moderator role, and Ken's
+    /// timeout runs for 1.5 of these and is renewed every second one. Default 45 s.
+    pub demo_role_period: Duration,
     /// Dispatches kept per session for resume. Default 1000.
     pub resume_history: usize,
     /// Privileged intents the "Developer Portal" has switched on (others close with
@@ -138,6 +176,7 @@ impl Default for SimConfig {
             demo: false,
             seed: 1,
             demo_interval: (Duration::from_secs(1), Duration::from_secs(3)),
+            demo_role_period: Duration::from_secs(45),
             resume_history: 1000,
             allowed_privileged_intents: intents::PRIVILEGED,
             rate_limits: RateLimits::default(),
@@ -261,7 +300,9 @@ impl State {
     ) -> Option<Value> {
         let id = self.next_id();
         let author = self.guild.user(author_id)?.clone();
-        self.guild.channel(channel_id)?;
+        if !self.guild.is_postable(channel_id) {
+            return None;
+        }
         let message =
             self.guild
                 .message_json(&id, channel_id, &author, content, &rfc3339(unix_ms()));
@@ -340,6 +381,17 @@ impl State {
             None => false,
         }
     }
+
+    /// Sends a change's dispatches; whether there was a change.
+    fn apply(&mut self, change: Option<guild::Dispatches>) -> bool {
+        let Some(events) = change else {
+            return false;
+        };
+        for (name, d) in events {
+            self.dispatch(name, d);
+        }
+        true
+    }
 }
 
 /// A running simulated Discord. Every method takes `&self` and is thread-safe;
@@ -366,13 +418,20 @@ impl SimDiscord {
             .ok_or_else(|| io::Error::other("REST server has no IP address"))?;
         let rest_server = Arc::new(rest_server);
         let gateway_url = format!("ws://{gateway_addr}");
+        // Ken is timed out from the start: for an hour in a quiet guild, and for the
+        // first part of the demo's timeout cycle in demo mode.
+        let ken_timeout = if config.demo {
+            demo::timeout_length(&config)
+        } else {
+            Duration::from_secs(3600)
+        };
         let shared = Arc::new(Shared {
             resume_url: format!("{gateway_url}/resume"),
             gateway_url,
             api_base: format!("http://127.0.0.1:{rest_port}/api/v10"),
             started: Instant::now(),
             state: Mutex::new(State {
-                guild: guild::Guild::new(),
+                guild: guild::Guild::new(unix_ms() + ken_timeout.as_millis() as u64),
                 gw: gateway::GatewayState::default(),
                 rng: StdRng::seed_from_u64(config.seed),
                 last_id: 0,
@@ -583,6 +642,153 @@ impl SimDiscord {
         message["id"].as_str().map(str::to_owned)
     }
 
+    // ---- roles, members, channels ----
+    //
+    // Each change dispatches what Discord sends for it (before intent filtering:
+    // GUILD_MEMBER_* reach only sessions with GUILD_MEMBERS, except updates of the
+    // bot's own member) and returns false when nothing changed or an id is unknown.
+
+    /// Replaces `user_id`'s roles with `role_ids` (`@everyone` is implicit and may
+    /// not be listed); GUILD_MEMBER_UPDATE.
+    pub fn set_member_roles(&self, user_id: &str, role_ids: &[&str]) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.set_member_roles(user_id, role_ids);
+        st.apply(change)
+    }
+
+    /// Times `user_id` out until Unix time `until_ms`, or lifts the timeout (`None`);
+    /// GUILD_MEMBER_UPDATE with `communication_disabled_until`. A timeout that runs
+    /// out sends nothing, as on Discord: the member keeps the past timestamp.
+    pub fn timeout_member(&self, user_id: &str, until_ms: Option<u64>) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.set_timeout(user_id, until_ms);
+        st.apply(change)
+    }
+
+    /// Replaces a channel's permission overwrites; CHANNEL_UPDATE with the full
+    /// channel. False for a thread (threads use their parent's overwrites).
+    pub fn set_channel_overwrites(&self, channel_id: &str, overwrites: Vec<Overwrite>) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.set_overwrites(channel_id, overwrites);
+        st.apply(change)
+    }
+
+    /// Makes a channel of Discord type `kind` (0 text, 2 voice, 4 category, 11 public
+    /// thread, started by the bot) and returns its id. `parent_id` is a category for
+    /// channels (or `None`) and a text channel for a thread, which takes no
+    /// overwrites. CHANNEL_CREATE, or THREAD_CREATE with `newly_created: true`.
+    pub fn create_channel(
+        &self,
+        name: &str,
+        kind: u8,
+        parent_id: Option<&str>,
+        overwrites: Vec<Overwrite>,
+    ) -> Option<String> {
+        let mut st = self.shared.state.lock();
+        let id = st.next_id();
+        let now = rfc3339(unix_ms());
+        let change = st
+            .guild
+            .create_channel(id.clone(), name, kind, parent_id, overwrites, &now);
+        st.apply(change).then_some(id)
+    }
+
+    /// Deletes a channel, category or thread. Its threads go first (THREAD_DELETE),
+    /// members in a deleted voice channel are disconnected (VOICE_STATE_UPDATE), a
+    /// category's channels lose their `parent_id` (CHANNEL_UPDATE); then
+    /// CHANNEL_DELETE, or THREAD_DELETE for a thread.
+    pub fn delete_channel(&self, channel_id: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.delete_channel(channel_id);
+        st.apply(change)
+    }
+
+    /// Makes a role with `permissions` (not hoisted, above every other role) and
+    /// returns its id; GUILD_ROLE_CREATE `{guild_id, role}`.
+    pub fn create_role(&self, name: &str, permissions: u64) -> String {
+        let mut st = self.shared.state.lock();
+        let id = st.next_id();
+        let change = st.guild.create_role(id.clone(), name, permissions);
+        st.apply(Some(change));
+        id
+    }
+
+    /// Sets a role's permissions (`@everyone` is [`ids::ROLE_EVERYONE`]);
+    /// GUILD_ROLE_UPDATE `{guild_id, role}`.
+    pub fn update_role_permissions(&self, role_id: &str, permissions: u64) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.set_role_permissions(role_id, permissions);
+        st.apply(change)
+    }
+
+    /// Deletes a role (not `@everyone`, not the bot's managed role); members and
+    /// overwrites lose it silently, as on Discord: only GUILD_ROLE_DELETE
+    /// `{guild_id, role_id}` is sent.
+    pub fn delete_role(&self, role_id: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.delete_role(role_id);
+        st.apply(change)
+    }
+
+    /// A new member with no roles joins; GUILD_MEMBER_ADD (the member with `user`
+    /// and `guild_id`).
+    pub fn add_member(&self, user_id: &str, username: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.add_member(user_id, username, &rfc3339(unix_ms()));
+        st.apply(change)
+    }
+
+    /// A member leaves (not the owner, not the bot): VOICE_STATE_UPDATE if in
+    /// voice, then GUILD_MEMBER_REMOVE `{guild_id, user}`.
+    pub fn remove_member(&self, user_id: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.remove_member(user_id);
+        st.apply(change)
+    }
+
+    /// Hands the guild to another member; GUILD_UPDATE with the guild object.
+    pub fn set_owner(&self, user_id: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let change = st.guild.set_owner(user_id);
+        st.apply(change)
+    }
+
+    /// Every role id, `@everyone` ([`ids::ROLE_EVERYONE`]) first.
+    pub fn role_ids(&self) -> Vec<String> {
+        let st = self.shared.state.lock();
+        st.guild.roles.iter().map(|r| r.id.clone()).collect()
+    }
+
+    /// Every channel, category and thread id.
+    pub fn channel_ids(&self) -> Vec<String> {
+        let st = self.shared.state.lock();
+        st.guild.channels.iter().map(|c| c.id.clone()).collect()
+    }
+
+    /// The guild member object of `user_id` as `GET /guilds/{g}/members/{u}` gives it.
+    pub fn member_json(&self, user_id: &str) -> Option<Value> {
+        let st = self.shared.state.lock();
+        st.guild
+            .user(user_id)
+            .map(|u| st.guild.member_json(u, true))
+    }
+
+    /// The channel object of `channel_id` as CHANNEL_UPDATE carries it.
+    pub fn channel_json(&self, channel_id: &str) -> Option<Value> {
+        let st = self.shared.state.lock();
+        st.guild
+            .channel(channel_id)
+            .map(|c| st.guild.channel_json(c, true))
+    }
+
+    /// The simulator's own reading of Discord's permission pseudocode for
+    /// `user_id` in `channel_id` now (the one behind its `403`s): 0 for a
+    /// non-member or unknown channel. A cross-check, not relay's model.
+    pub fn permissions_of(&self, user_id: &str, channel_id: &str) -> u64 {
+        let st = self.shared.state.lock();
+        st.guild.permissions(user_id, channel_id, unix_ms())
+    }
+
     // ---- REST controls ----
 
     /// Makes the next `next_n` authorized REST requests answer 429 (`global` sets
@@ -680,6 +886,69 @@ pub fn rfc3339(ms: u64) -> String {
         sod % 60,
         ms % 1000
     )
+}
+
+/// Discord's ISO 8601 timestamps back to Unix ms: `YYYY-MM-DDTHH:MM:SS`, an
+/// optional fraction, then `Z` or `±HH:MM`. `None` for anything else.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let num = |a: usize, b: usize| -> Option<i64> {
+        let part = s.get(a..b)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let sep = |i: usize, c: u8| s.as_bytes().get(i) == Some(&c);
+    if !(sep(4, b'-')
+        && sep(7, b'-')
+        && (sep(10, b'T') || sep(10, b't'))
+        && sep(13, b':')
+        && sep(16, b':'))
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (h, mi, sec) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut ms = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+        ms = padded.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && sep(s.len() - 3, b':') =>
+        {
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 60 + om)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    u64::try_from(secs * 1000 + ms).ok()
+}
+
+/// (year, month, day) to days since 1970-01-01, proleptic Gregorian (H. Hinnant).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).

@@ -3,7 +3,9 @@
 //! 429s for tests, and a record of every request.
 //!
 //! Order of checks: 404/405 (route) → 401 (token) → forced 429 → global 429 →
-//! bucket 429 → the route's own 400/404 → success. Every routed answer after the auth
+//! bucket 429 → the route's own 400/403/404 (channel routes check the bot's
+//! permissions there: `403 50001` without VIEW_CHANNEL, `403 50013` without the
+//! route's permission) → success. Every routed answer after the auth
 //! check carries the bucket's `X-RateLimit-*` headers, except global 429s.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::guild::ChannelKind;
-use super::{ids, RateLimit, Shared};
+use super::{ids, parse_rfc3339, perms, unix_ms, RateLimit, Shared, State};
 
 /// Request bodies are cut at this size (Discord allows 25 MiB; relay sends < 10 KiB).
 const MAX_BODY: u64 = 1024 * 1024;
@@ -70,6 +72,7 @@ enum Route {
     CreateReaction,
     Typing,
     ModifyMember,
+    GetMember,
 }
 
 impl Route {
@@ -79,6 +82,15 @@ impl Route {
             Route::CreateMessage | Route::Typing => "POST",
             Route::CreateReaction => "PUT",
             Route::ModifyMember => "PATCH",
+            Route::GetMember => "GET",
+        }
+    }
+
+    /// Routes that share a path and differ by method.
+    fn with_method(self, method: &str) -> Route {
+        match (self, method) {
+            (Route::ModifyMember, "GET") => Route::GetMember,
+            _ => self,
         }
     }
 
@@ -91,6 +103,7 @@ impl Route {
             Route::CreateReaction => "d7ebd0e5cc25b4e52b46ffb4a3ce0a4c",
             Route::Typing => "b1d3ad8de7d8f09c1b2a3f0c4e5d6a7b",
             Route::ModifyMember => "c4e0a1b2d3f4e5a6b7c8d9e0f1a2b3c4",
+            Route::GetMember => "9a8b7c6d5e4f30211f2e3d4c5b6a7980",
         }
     }
 
@@ -102,6 +115,7 @@ impl Route {
             Route::CreateReaction => limits.reactions,
             Route::Typing => limits.typing,
             Route::ModifyMember => limits.members,
+            Route::GetMember => limits.member_reads,
         }
     }
 }
@@ -240,6 +254,7 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
     let Some((route, segs)) = route_of(&req.path) else {
         return Reply::error(404, 0, "404: Not Found");
     };
+    let route = route.with_method(&req.method);
     if req.method != route.method() {
         return Reply::error(405, 0, "405: Method Not Allowed");
     }
@@ -295,6 +310,7 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         Route::CreateReaction => create_reaction(shared, segs[1], segs[3], segs[5]),
         Route::Typing => typing(shared, segs[1]),
         Route::ModifyMember => modify_member(shared, segs[1], segs[3], req),
+        Route::GetMember => get_member(shared, segs[1], segs[3]),
     };
     reply.headers.append(&mut rate_headers);
     reply
@@ -421,8 +437,8 @@ fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> R
         );
     }
     let mut st = shared.state.lock();
-    if st.guild.channel(channel_id).is_none() {
-        return unknown_channel();
+    if let Err(reply) = bot_may(&st, channel_id, Need::Send) {
+        return reply;
     }
     if content.trim().is_empty() {
         return Reply::error(400, 50006, "Cannot send an empty message");
@@ -460,8 +476,8 @@ fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> R
 
 fn create_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &str) -> Reply {
     let mut st = shared.state.lock();
-    if st.guild.channel(channel_id).is_none() {
-        return unknown_channel();
+    if let Err(reply) = bot_may(&st, channel_id, Need::React) {
+        return reply;
     }
     if !is_snowflake(message_id) {
         return Reply::error(404, 10008, "Unknown Message");
@@ -475,13 +491,75 @@ fn create_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &
 
 fn typing(shared: &Shared, channel_id: &str) -> Reply {
     let mut st = shared.state.lock();
-    if st.guild.channel(channel_id).is_none() {
-        return unknown_channel();
+    if let Err(reply) = bot_may(&st, channel_id, Need::Send) {
+        return reply;
     }
     st.typing(ids::BOT_USER, channel_id);
     Reply::empty()
 }
 
+/// What a channel route needs of the bot there.
+#[derive(Clone, Copy)]
+enum Need {
+    /// Post or type: SEND_MESSAGES, or SEND_MESSAGES_IN_THREADS in a thread.
+    Send,
+    /// React: READ_MESSAGE_HISTORY and ADD_REACTIONS (Discord wants ADD_REACTIONS
+    /// only for a new emoji; the simulator keeps no reactions, so always).
+    React,
+}
+
+/// The bot's permission check of a channel route: unknown channel `404 10003`, a
+/// category `400 50008`, no VIEW_CHANNEL `403 50001 Missing Access`, else the
+/// needed bits or `403 50013 Missing Permissions`.
+fn bot_may(st: &State, channel_id: &str, need: Need) -> Result<(), Reply> {
+    let Some(channel) = st.guild.channel(channel_id) else {
+        return Err(unknown_channel());
+    };
+    if channel.kind == ChannelKind::Category {
+        return Err(Reply::error(
+            400,
+            50008,
+            "Cannot send messages in a non-text channel",
+        ));
+    }
+    let have = st.guild.permissions(ids::BOT_USER, channel_id, unix_ms());
+    let needed = match (need, channel.kind) {
+        (Need::Send, ChannelKind::Thread) => perms::SEND_MESSAGES_IN_THREADS,
+        (Need::Send, _) => perms::SEND_MESSAGES,
+        (Need::React, _) => perms::READ_MESSAGE_HISTORY | perms::ADD_REACTIONS,
+    };
+    if have & perms::VIEW_CHANNEL == 0 {
+        Err(Reply::error(403, 50001, "Missing Access"))
+    } else if have & needed != needed {
+        Err(missing_permissions())
+    } else {
+        Ok(())
+    }
+}
+
+fn missing_permissions() -> Reply {
+    Reply::error(403, 50013, "Missing Permissions")
+}
+
+fn get_member(shared: &Shared, guild_id: &str, user_id: &str) -> Reply {
+    if guild_id != ids::GUILD {
+        return Reply::error(404, 10004, "Unknown Guild");
+    }
+    let st = shared.state.lock();
+    match st.guild.user(user_id) {
+        Some(user) => Reply::json(200, st.guild.member_json(user, true)),
+        None => Reply::error(404, 10007, "Unknown Member"),
+    }
+}
+
+/// `PATCH /guilds/{g}/members/{u}`. Checks, in order: unknown guild or member
+/// (404), the body's types (400 50035), the bot's permissions (403 50013: MOVE_MEMBERS
+/// in the member's voice channel and VIEW_CHANNEL, CONNECT, MOVE_MEMBERS in the
+/// target for `channel_id`; MUTE_MEMBERS / DEAFEN_MEMBERS there for `mute` /
+/// `deaf`; MANAGE_NICKNAMES, MANAGE_ROLES, MODERATE_MEMBERS in the guild for `nick`,
+/// `roles`, `communication_disabled_until`, which also refuses an owner or
+/// administrator), then a member not in voice (400 40032). Role hierarchy is not
+/// checked.
 fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedRequest) -> Reply {
     if guild_id != ids::GUILD {
         return Reply::error(404, 10004, "Unknown Guild");
@@ -490,18 +568,19 @@ fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedR
         Ok(b) => b,
         Err(reply) => return reply,
     };
+    let now = unix_ms();
     let mut guard = shared.state.lock();
     let st = &mut *guard;
-    let Some(user) = st.guild.user(user_id).cloned() else {
+    if st.guild.user(user_id).is_none() {
         return Reply::error(404, 10007, "Unknown Member");
-    };
-    let in_voice = st.guild.voice.contains_key(user_id);
+    }
+    let current = st.guild.voice.get(user_id).map(|v| v.channel_id.clone());
     // Validate everything before changing anything.
-    let target = match body.get("channel_id") {
+    let target: Option<Option<String>> = match body.get("channel_id") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(id)) => match st.guild.channel(id) {
-            Some(c) if c.kind == ChannelKind::Voice => Some(Some(c.id)),
+            Some(c) if c.kind == ChannelKind::Voice => Some(Some(c.id.clone())),
             _ => {
                 return invalid_form(
                     "channel_id",
@@ -528,11 +607,107 @@ fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedR
             }
         }
     }
+    let nick: Option<Option<String>> = match body.get("nick") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(n)) if n.chars().count() <= 32 => {
+            Some(Some(n.clone()).filter(|n| !n.is_empty()))
+        }
+        Some(Value::String(_)) => {
+            return invalid_form(
+                "nick",
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 32 or fewer in length.",
+            )
+        }
+        Some(_) => return invalid_form("nick", "BASE_TYPE_STRING", "Must be a string."),
+    };
+    let roles: Option<Vec<String>> = match body.get("roles") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(list)) => {
+            let mut roles = Vec::new();
+            for r in list {
+                match r.as_str().and_then(|id| st.guild.role(id)) {
+                    Some(role) if role.id != ids::ROLE_EVERYONE => roles.push(role.id.clone()),
+                    _ => return Reply::error(404, 10011, "Unknown Role"),
+                }
+            }
+            Some(roles)
+        }
+        Some(_) => return invalid_form("roles", "BASE_TYPE_ARRAY", "Must be an array."),
+    };
+    let max_timeout = now + 28 * 24 * 3600 * 1000;
+    let timeout: Option<Option<u64>> = match body.get("communication_disabled_until") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(t)) => match parse_rfc3339(t) {
+            Some(ms) if ms <= max_timeout => Some(Some(ms)),
+            Some(_) => {
+                return invalid_form(
+                    "communication_disabled_until",
+                    "COMMUNICATION_DISABLED_TIMESTAMP_TOO_LONG",
+                    "Timeout must be less than 28 days in the future.",
+                )
+            }
+            None => {
+                return invalid_form(
+                    "communication_disabled_until",
+                    "DATE_TIME_TYPE_PARSE",
+                    "Could not parse the timestamp.",
+                )
+            }
+        },
+        Some(_) => {
+            return invalid_form(
+                "communication_disabled_until",
+                "DATE_TIME_TYPE_PARSE",
+                "Could not parse the timestamp.",
+            )
+        }
+    };
+    // The bot's permissions: in the member's voice channel when there is one
+    // (MUTE_MEMBERS and friends can be overwritten per channel), else the guild's.
+    let guild_perms = st.guild.base_permissions(ids::BOT_USER).unwrap_or(0);
+    let bot_in = |channel: Option<&str>| match channel {
+        Some(c) => st.guild.permissions(ids::BOT_USER, c, now),
+        None => guild_perms,
+    };
+    let has = |have: u64, need: u64| have & need == need;
+    let here = bot_in(current.as_deref());
+    let target_ok = match &target {
+        None => true,
+        Some(None) => has(here, perms::MOVE_MEMBERS),
+        Some(Some(t)) => {
+            (current.is_none() || has(here, perms::MOVE_MEMBERS))
+                && has(
+                    bot_in(Some(t)),
+                    perms::VIEW_CHANNEL | perms::CONNECT | perms::MOVE_MEMBERS,
+                )
+        }
+    };
+    let target_is_exempt = st
+        .guild
+        .base_permissions(user_id)
+        .is_some_and(|p| p & perms::ADMINISTRATOR != 0);
+    let allowed = target_ok
+        && (flags[0].is_none() || has(here, perms::MUTE_MEMBERS))
+        && (flags[1].is_none() || has(here, perms::DEAFEN_MEMBERS))
+        && (nick.is_none() || has(guild_perms, perms::MANAGE_NICKNAMES))
+        && (roles.is_none() || has(guild_perms, perms::MANAGE_ROLES))
+        && (timeout.is_none() || has(guild_perms, perms::MODERATE_MEMBERS) && !target_is_exempt);
+    if !allowed {
+        return missing_permissions();
+    }
+    let before = st
+        .guild
+        .user(user_id)
+        .map(|u| st.guild.member_json(u, true));
     // Real Discord cannot pull a member into voice (40032). The demo guild lets
     // the demo page's "Join" button do it, so a visitor can try voice events.
-    if let (true, false, Some(Some(channel))) = (shared.config.demo, in_voice, target) {
+    if let (true, None, Some(Some(channel))) = (shared.config.demo, &current, &target) {
         st.set_voice(user_id, Some(channel));
-    } else if (target.is_some() || flags.iter().any(Option::is_some)) && !in_voice {
+    } else if (target.is_some() || flags.iter().any(Option::is_some)) && current.is_none() {
         return Reply::error(400, 40032, "Target user is not connected to voice.");
     }
     if target == Some(None) {
@@ -540,8 +715,8 @@ fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedR
     } else if let Some(state) = st.guild.voice.get_mut(user_id) {
         // One VOICE_STATE_UPDATE carries a move and a mute change together.
         let before = (state.channel_id.clone(), state.mute, state.deaf);
-        if let Some(Some(channel)) = target {
-            state.channel_id = channel.to_owned();
+        if let Some(Some(channel)) = &target {
+            state.channel_id = channel.clone();
         }
         state.mute = flags[0].unwrap_or(state.mute);
         state.deaf = flags[1].unwrap_or(state.deaf);
@@ -550,7 +725,27 @@ fn modify_member(shared: &Shared, guild_id: &str, user_id: &str, req: &RecordedR
             st.dispatch("VOICE_STATE_UPDATE", d);
         }
     }
-    let member = st.guild.member_json(&user, true);
+    if let Some(user) = st.guild.user_mut(user_id) {
+        if let Some(nick) = nick {
+            user.nick = nick;
+        }
+        if let Some(roles) = roles {
+            user.roles = roles;
+        }
+        if let Some(until) = timeout {
+            user.timeout_until = until;
+        }
+    }
+    let member = match st.guild.user(user_id) {
+        Some(u) => st.guild.member_json(u, true),
+        None => Value::Null,
+    };
+    // Mute, deafen, nick, roles and timeout are the member's: one GUILD_MEMBER_UPDATE.
+    if before.as_ref() != Some(&member) {
+        if let Some(d) = st.guild.member_update(user_id) {
+            st.dispatch("GUILD_MEMBER_UPDATE", d);
+        }
+    }
     drop(guard);
     let reason = req.header("x-audit-log-reason").map(|r| {
         String::from_utf8_lossy(&percent_decode(r).unwrap_or_else(|| r.as_bytes().to_vec()))
@@ -671,6 +866,11 @@ mod tests {
         );
         assert_eq!(r("/api/v10/channels/1/typing?x=1"), Some(Route::Typing));
         assert_eq!(r("/api/v10/guilds/1/members/2"), Some(Route::ModifyMember));
+        assert_eq!(Route::ModifyMember.with_method("GET"), Route::GetMember);
+        assert_eq!(
+            Route::ModifyMember.with_method("PATCH"),
+            Route::ModifyMember
+        );
         assert_eq!(r("/api/v9/gateway/bot"), None);
         assert_eq!(
             r("/api/v10/channels/1/messages/2/reactions/x/someone"),

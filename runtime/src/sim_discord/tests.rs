@@ -249,9 +249,22 @@ fn identify_gets_hello_ready_and_guild_create() {
         );
         assert!(v["user_id"].is_string() && v["channel_id"].is_string());
     }
-    let members = g["members"].as_array().unwrap();
-    assert_eq!(members.len(), 1 + demo_users().len());
-    assert!(members.iter().all(|m| m["user"]["id"].is_string()));
+    // relay asks for no GUILD_PRESENCES: only the bot and the members in voice.
+    let mut members: Vec<&str> = g["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"]["id"].as_str().unwrap())
+        .collect();
+    members.sort_unstable();
+    let mut expected = vec![ids::BOT_USER, ids::LINUS, ids::GRACE];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    assert_eq!(
+        g["member_count"],
+        2 + demo_users().len(),
+        "owner and bot too"
+    );
     let kinds: Vec<_> = g["channels"]
         .as_array()
         .unwrap()
@@ -886,6 +899,26 @@ fn ids_and_timestamps_are_discord_shaped() {
         "2021-03-14T15:09:26.535000+00:00"
     );
     assert_eq!(snowflake_at(snowflake_time_ms(guild), 1), guild);
+    for ms in [0, 1_709_251_199_999, unix_ms()] {
+        assert_eq!(parse_rfc3339(&rfc3339(ms)), Some(ms));
+    }
+    assert_eq!(
+        parse_rfc3339("2021-03-14T15:09:26Z"),
+        Some(1_615_734_566_000)
+    );
+    assert_eq!(
+        parse_rfc3339("2021-03-14T16:09:26.5+01:00"),
+        Some(1_615_734_566_500)
+    );
+    for bad in [
+        "",
+        "2021-03-14",
+        "2021-13-14T00:00:00Z",
+        "2021-03-14T15:09:26",
+        "x021-03-14T15:09:26Z",
+    ] {
+        assert_eq!(parse_rfc3339(bad), None, "{bad:?}");
+    }
     let users = demo_users();
     assert_eq!(users.len(), 5);
     assert!(users.iter().any(|u| u.username == "Ada"));
@@ -937,4 +970,809 @@ fn an_enforced_nonce_makes_one_message() {
     let reply = post_message_body(&sim, ids::GENERAL, &too_long);
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("50035"), "{}", reply.body);
+}
+
+// ---------- roles, overwrites, members ----------
+
+/// Every dispatch a session gets until a marker sent now: what reached it of the
+/// changes made before. Markers are numbered, so one sent for another session
+/// earlier is skipped.
+fn dispatches_until_marker(sim: &SimDiscord, ws: &mut Ws) -> Vec<Value> {
+    static MARKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mark = MARKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    sim.dispatch("TEST_MARKER", json!({ "mark": mark }));
+    let mut seen = Vec::new();
+    loop {
+        let frame = recv(ws);
+        if frame["t"] == "TEST_MARKER" {
+            if frame["d"]["mark"] == mark {
+                return seen;
+            }
+        } else if frame["op"] == 0 {
+            seen.push(frame);
+        }
+    }
+}
+
+fn names(frames: &[Value]) -> Vec<&str> {
+    frames.iter().filter_map(|f| f["t"].as_str()).collect()
+}
+
+fn bits(v: &Value) -> u64 {
+    v.as_str()
+        .expect("bit sets are decimal strings")
+        .parse()
+        .expect("a u64")
+}
+
+fn overwrite<'a>(channel: &'a Value, id: &str) -> Option<&'a Value> {
+    channel["permission_overwrites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == id)
+}
+
+#[test]
+fn guild_create_has_roles_channels_overwrites_threads_and_owner() {
+    let sim = start();
+    let (_ws, _, frame) = session(&sim, intents::RELAY);
+    let g = &frame["d"];
+    assert_eq!(g["owner_id"], ids::OWNER);
+    assert!(demo_users().iter().all(|u| u.id != ids::OWNER));
+
+    let roles = g["roles"].as_array().unwrap();
+    let role = |id: &str| roles.iter().find(|r| r["id"] == id).unwrap();
+    assert_eq!(role(ids::GUILD)["name"], "@everyone");
+    for r in roles {
+        bits(&r["permissions"]);
+        assert!(r["position"].is_u64() && r["color"].is_u64() && r["hoist"].is_boolean());
+        assert!(r["managed"].is_boolean() && r["mentionable"].is_boolean());
+        assert_eq!(r["colors"]["primary_color"], r["color"]);
+    }
+    assert_eq!(
+        bits(&role(ids::ROLE_MODERATOR)["permissions"]),
+        perms::MOVE_MEMBERS | perms::MUTE_MEMBERS | perms::MANAGE_MESSAGES
+    );
+    assert_eq!(
+        bits(&role(ids::ROLE_ADMIN)["permissions"]),
+        perms::ADMINISTRATOR
+    );
+    let bot_role = role(ids::ROLE_BOT);
+    assert_eq!(bot_role["managed"], true);
+    assert_eq!(bot_role["tags"], json!({ "bot_id": ids::BOT_USER }));
+    let bot_perms = bits(&bot_role["permissions"]);
+    assert_eq!(bot_perms & perms::ADMINISTRATOR, 0);
+    for need in [
+        perms::MANAGE_WEBHOOKS,
+        perms::VIEW_CHANNEL,
+        perms::SEND_MESSAGES,
+        perms::READ_MESSAGE_HISTORY,
+        perms::ADD_REACTIONS,
+        perms::CONNECT,
+        perms::MOVE_MEMBERS,
+        perms::MUTE_MEMBERS,
+        perms::SEND_MESSAGES_IN_THREADS,
+    ] {
+        assert_eq!(bot_perms & need, need);
+    }
+
+    let channels = g["channels"].as_array().unwrap();
+    let channel = |id: &str| channels.iter().find(|c| c["id"] == id).unwrap();
+    for c in channels {
+        assert!(
+            c.get("guild_id").is_none(),
+            "nested channels have no guild_id"
+        );
+        for o in c["permission_overwrites"].as_array().unwrap() {
+            assert!(o["id"].is_string() && matches!(o["type"].as_u64(), Some(0 | 1)));
+            bits(&o["allow"]);
+            bits(&o["deny"]);
+        }
+    }
+    for (id, kind, parent) in [
+        (ids::GENERAL, 0, Some(ids::TEXT_CATEGORY)),
+        (ids::GAME_ROOM, 0, Some(ids::TEXT_CATEGORY)),
+        (ids::ANNOUNCEMENTS, 0, Some(ids::TEXT_CATEGORY)),
+        (ids::MODERATORS, 0, Some(ids::TEXT_CATEGORY)),
+        (ids::LOBBY, 2, Some(ids::VOICE_CATEGORY)),
+        (ids::RAID, 2, Some(ids::VOICE_CATEGORY)),
+        (ids::TEXT_CATEGORY, 4, None),
+        (ids::VOICE_CATEGORY, 4, None),
+    ] {
+        let c = channel(id);
+        assert_eq!(
+            (c["type"].as_u64(), c["parent_id"].as_str()),
+            (Some(kind), parent),
+            "{id}"
+        );
+    }
+    let everyone = overwrite(channel(ids::MODERATORS), ids::GUILD).unwrap();
+    assert_eq!(
+        (everyone["type"].as_u64(), bits(&everyone["deny"])),
+        (Some(0), perms::VIEW_CHANNEL)
+    );
+    let mods = overwrite(channel(ids::MODERATORS), ids::ROLE_MODERATOR).unwrap();
+    assert_eq!(bits(&mods["allow"]), perms::VIEW_CHANNEL);
+    let margaret = overwrite(channel(ids::MODERATORS), ids::MARGARET).unwrap();
+    assert_eq!(margaret["type"], 1);
+    let announce = overwrite(channel(ids::ANNOUNCEMENTS), ids::GUILD).unwrap();
+    assert_eq!(bits(&announce["deny"]), perms::SEND_MESSAGES);
+
+    let threads = g["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 1);
+    let t = &threads[0];
+    assert_eq!(
+        (
+            t["id"].as_str(),
+            t["type"].as_u64(),
+            t["parent_id"].as_str()
+        ),
+        (Some(ids::RELEASE_THREAD), Some(11), Some(ids::GENERAL))
+    );
+    assert!(t.get("guild_id").is_none());
+    assert_eq!(t["thread_metadata"]["archived"], false);
+    assert!(t["thread_metadata"]["archive_timestamp"].is_string());
+    assert!(
+        channels.iter().all(|c| c["type"] != 11),
+        "threads are not channels here"
+    );
+
+    // Members carry roles; the bot has its role.
+    let members = g["members"].as_array().unwrap();
+    let bot = members
+        .iter()
+        .find(|m| m["user"]["id"] == ids::BOT_USER)
+        .unwrap();
+    assert_eq!(bot["roles"], json!([ids::ROLE_BOT]));
+    for m in members {
+        assert!(m["roles"].is_array() && m["joined_at"].is_string());
+        assert!(m["deaf"].is_boolean() && m["mute"].is_boolean() && m["flags"].is_u64());
+        assert!(m.get("communication_disabled_until").is_some());
+    }
+}
+
+#[test]
+fn guild_create_lists_every_member_only_with_guild_presences() {
+    let sim = start();
+    let (_ws, _, frame) = session(&sim, intents::RELAY | intents::GUILD_PRESENCES);
+    let members = frame["d"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2 + demo_users().len());
+    let member = |id: &str| members.iter().find(|m| m["user"]["id"] == id).unwrap();
+    assert_eq!(member(ids::OWNER)["roles"], json!([ids::ROLE_ADMIN]));
+    assert_eq!(
+        member(ids::GRACE)["roles"],
+        json!([ids::ROLE_MEMBER, ids::ROLE_MODERATOR])
+    );
+    assert_eq!(member(ids::ADA)["roles"], json!([ids::ROLE_MEMBER]));
+    let until = member(ids::KEN)["communication_disabled_until"]
+        .as_str()
+        .expect("Ken is timed out");
+    assert!(parse_rfc3339(until).unwrap() > unix_ms());
+    assert_eq!(
+        member(ids::ADA)["communication_disabled_until"],
+        Value::Null
+    );
+    assert_eq!(frame["d"]["member_count"], members.len());
+}
+
+#[test]
+fn get_member_answers_the_member_or_unknown_member() {
+    let sim = start();
+    let get = |guild: &str, user: &str, token: Option<&str>| {
+        http(
+            &sim,
+            "GET",
+            &format!("/guilds/{guild}/members/{user}"),
+            token,
+            &[],
+            None,
+        )
+    };
+    let r = get(ids::GUILD, ids::KEN, Some(sim.bot_token()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = r.json();
+    assert_eq!(
+        m["user"],
+        json!({ "id": ids::KEN, "username": "Ken", "global_name": "Ken", "discriminator": "0",
+                "avatar": null, "public_flags": 0 })
+    );
+    assert_eq!(m["nick"], Value::Null);
+    assert_eq!(m["roles"], json!([ids::ROLE_MEMBER]));
+    assert!(parse_rfc3339(m["joined_at"].as_str().unwrap()).is_some());
+    assert!(
+        parse_rfc3339(m["communication_disabled_until"].as_str().unwrap()).unwrap() > unix_ms()
+    );
+    assert_eq!(
+        (m["deaf"].clone(), m["mute"].clone(), m["flags"].clone()),
+        (json!(false), json!(false), json!(0))
+    );
+    assert_eq!(m["pending"], false);
+    assert_eq!(Some(m), sim.member_json(ids::KEN));
+    assert_eq!(r.header("X-RateLimit-Limit"), Some("10"));
+    assert_eq!(r.header("X-RateLimit-Remaining"), Some("9"));
+    assert!(
+        r.header("X-RateLimit-Reset").is_some() && r.header("X-RateLimit-Reset-After").is_some()
+    );
+    let bucket = r.header("X-RateLimit-Bucket").unwrap().to_owned();
+
+    let r = get(ids::GUILD, "42", Some(sim.bot_token()));
+    assert_eq!(
+        (r.status, r.json()),
+        (404, json!({ "message": "Unknown Member", "code": 10007 }))
+    );
+    assert_eq!(r.header("X-RateLimit-Remaining"), Some("8"));
+    assert_eq!(r.header("X-RateLimit-Bucket"), Some(bucket.as_str()));
+    let r = get("1", ids::KEN, Some(sim.bot_token()));
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!(10004)));
+    assert_eq!(get(ids::GUILD, ids::KEN, None).status, 401);
+
+    // Its own bucket: not the one Modify Guild Member uses.
+    let patch = http(
+        &sim,
+        "PATCH",
+        &format!("/guilds/{}/members/{}", ids::GUILD, ids::LINUS),
+        Some(sim.bot_token()),
+        &[],
+        Some(r#"{"mute":true}"#),
+    );
+    assert_eq!(patch.status, 200);
+    assert_ne!(patch.header("X-RateLimit-Bucket"), Some(bucket.as_str()));
+    assert_eq!(sim.member_json(ids::LINUS).unwrap()["mute"], true);
+}
+
+#[test]
+fn member_changes_reach_only_sessions_with_guild_members() {
+    let sim = start();
+    let events = sim.subscribe();
+    let (mut plain, _, _) = session(&sim, intents::RELAY);
+    let (mut members, _, _) = session(&sim, intents::RELAY | intents::GUILD_MEMBERS);
+
+    assert!(sim.set_member_roles(ids::ADA, &[ids::ROLE_MEMBER, ids::ROLE_MODERATOR]));
+    assert!(
+        !sim.set_member_roles(ids::ADA, &[ids::ROLE_MEMBER, ids::ROLE_MODERATOR]),
+        "no change"
+    );
+    assert!(
+        !sim.set_member_roles(ids::ADA, &[ids::GUILD]),
+        "@everyone is implicit"
+    );
+    assert!(!sim.set_member_roles(ids::ADA, &["42"]), "unknown role");
+    assert!(!sim.set_member_roles("42", &[]), "unknown member");
+    let until = unix_ms() + 60_000;
+    assert!(sim.timeout_member(ids::LINUS, Some(until)));
+    assert!(sim.timeout_member(ids::KEN, None));
+    assert!(sim.add_member("1234567890123456789", "Barbara"));
+    assert!(
+        !sim.add_member("1234567890123456789", "Barbara"),
+        "already a member"
+    );
+    assert!(sim.remove_member(ids::GRACE), "Grace leaves from Lobby");
+    assert!(!sim.remove_member(ids::OWNER) && !sim.remove_member(ids::BOT_USER));
+
+    let got = dispatches_until_marker(&sim, &mut members);
+    assert_eq!(
+        names(&got),
+        [
+            "GUILD_MEMBER_UPDATE",
+            "GUILD_MEMBER_UPDATE",
+            "GUILD_MEMBER_UPDATE",
+            "GUILD_MEMBER_ADD",
+            "VOICE_STATE_UPDATE",
+            "GUILD_MEMBER_REMOVE"
+        ]
+    );
+    let roles = &got[0]["d"];
+    assert_eq!(roles["guild_id"], ids::GUILD);
+    assert_eq!(roles["user"]["id"], ids::ADA);
+    assert_eq!(
+        roles["roles"],
+        json!([ids::ROLE_MEMBER, ids::ROLE_MODERATOR])
+    );
+    for key in [
+        "nick",
+        "avatar",
+        "joined_at",
+        "deaf",
+        "mute",
+        "pending",
+        "communication_disabled_until",
+    ] {
+        assert!(roles.get(key).is_some(), "GUILD_MEMBER_UPDATE has {key}");
+    }
+    assert_eq!(
+        parse_rfc3339(
+            got[1]["d"]["communication_disabled_until"]
+                .as_str()
+                .unwrap()
+        ),
+        Some(until)
+    );
+    assert_eq!(got[2]["d"]["communication_disabled_until"], Value::Null);
+    let added = &got[3]["d"];
+    assert_eq!(
+        (
+            added["guild_id"].as_str(),
+            added["user"]["username"].as_str()
+        ),
+        (Some(ids::GUILD), Some("Barbara"))
+    );
+    assert_eq!(added["roles"], json!([]));
+    assert_eq!(got[4]["d"]["channel_id"], Value::Null);
+    assert_eq!(
+        got[5]["d"],
+        json!({ "guild_id": ids::GUILD, "user": {
+            "id": ids::GRACE, "username": "Grace", "global_name": "Grace", "discriminator": "0",
+            "avatar": null, "public_flags": 0 } })
+    );
+    assert_eq!(
+        names(&dispatches_until_marker(&sim, &mut plain)),
+        ["VOICE_STATE_UPDATE"]
+    );
+    assert_eq!(sim.member_json(ids::GRACE), None);
+
+    // The bot's own member updates pass without GUILD_MEMBERS.
+    assert!(sim.set_member_roles(ids::BOT_USER, &[ids::ROLE_BOT, ids::ROLE_MODERATOR]));
+    let got = dispatches_until_marker(&sim, &mut plain);
+    assert_eq!(names(&got), ["GUILD_MEMBER_UPDATE"]);
+    assert_eq!(got[0]["d"]["user"]["id"], ids::BOT_USER);
+
+    let all: Vec<String> = events.try_iter().map(|e| e.name).collect();
+    assert_eq!(
+        all.iter().filter(|n| *n == "GUILD_MEMBER_UPDATE").count(),
+        4
+    );
+}
+
+#[test]
+fn role_and_channel_changes_reach_only_sessions_with_guilds() {
+    let sim = start();
+    let events = sim.subscribe();
+    let (mut guilds, _, _) = session(&sim, intents::RELAY);
+    // Without GUILDS there is no GUILD_CREATE either: READY is all.
+    let mut no_guilds = gateway(&sim);
+    assert_eq!(recv(&mut no_guilds)["op"], 10);
+    identify(&mut no_guilds, sim.bot_token(), intents::GUILD_MESSAGES);
+    assert_eq!(recv(&mut no_guilds)["t"], "READY");
+
+    let helpers = sim.create_role("Helper", perms::MANAGE_MESSAGES);
+    assert!(sim.role_ids().contains(&helpers));
+    assert!(sim.update_role_permissions(&helpers, perms::MANAGE_MESSAGES | perms::MOVE_MEMBERS));
+    assert!(!sim.update_role_permissions("42", 0));
+    assert!(sim.set_member_roles(ids::LINUS, &[ids::ROLE_MEMBER, &helpers]));
+    assert!(sim.delete_role(&helpers));
+    assert!(!sim.delete_role(ids::GUILD) && !sim.delete_role(ids::ROLE_BOT));
+    assert_eq!(
+        sim.member_json(ids::LINUS).unwrap()["roles"],
+        json!([ids::ROLE_MEMBER])
+    );
+
+    let hidden = vec![Overwrite::role(ids::GUILD, 0, perms::VIEW_CHANNEL)];
+    assert!(sim.set_channel_overwrites(ids::GAME_ROOM, hidden.clone()));
+    assert!(
+        !sim.set_channel_overwrites(ids::RELEASE_THREAD, hidden.clone()),
+        "threads have none"
+    );
+    let room = sim
+        .create_channel("ops", 0, Some(ids::TEXT_CATEGORY), hidden)
+        .unwrap();
+    let thread = sim
+        .create_channel("ops-thread", 11, Some(&room), vec![])
+        .unwrap();
+    assert_eq!(
+        sim.create_channel("bad", 11, Some(ids::LOBBY), vec![]),
+        None,
+        "threads live in text channels"
+    );
+    assert_eq!(
+        sim.create_channel("bad", 0, Some(ids::GENERAL), vec![]),
+        None,
+        "parents are categories"
+    );
+    assert_eq!(
+        sim.create_channel("bad", 5, None, vec![]),
+        None,
+        "unsupported type"
+    );
+    assert!(sim.delete_channel(&room), "takes its thread along");
+    assert!(!sim.channel_ids().contains(&thread));
+    assert!(sim.set_owner(ids::GRACE));
+
+    let got = dispatches_until_marker(&sim, &mut guilds);
+    assert_eq!(
+        names(&got),
+        [
+            "GUILD_ROLE_CREATE",
+            "GUILD_ROLE_UPDATE",
+            "GUILD_ROLE_DELETE",
+            "CHANNEL_UPDATE",
+            "CHANNEL_CREATE",
+            "THREAD_CREATE",
+            "THREAD_DELETE",
+            "CHANNEL_DELETE",
+            "GUILD_UPDATE"
+        ],
+        "GUILD_MEMBER_UPDATE needs GUILD_MEMBERS"
+    );
+    let created = &got[0]["d"];
+    assert_eq!(created["guild_id"], ids::GUILD);
+    assert_eq!(created["role"]["id"], helpers.as_str());
+    assert_eq!(created["role"]["name"], "Helper");
+    assert_eq!(
+        bits(&created["role"]["permissions"]),
+        perms::MANAGE_MESSAGES
+    );
+    assert_eq!(
+        bits(&got[1]["d"]["role"]["permissions"]),
+        perms::MANAGE_MESSAGES | perms::MOVE_MEMBERS
+    );
+    assert_eq!(
+        got[2]["d"],
+        json!({ "guild_id": ids::GUILD, "role_id": helpers })
+    );
+    let update = &got[3]["d"];
+    assert_eq!(
+        (update["id"].as_str(), update["guild_id"].as_str()),
+        (Some(ids::GAME_ROOM), Some(ids::GUILD))
+    );
+    assert_eq!(
+        update["permission_overwrites"],
+        json!([{ "id": ids::GUILD, "type": 0, "allow": "0", "deny": "1024" }])
+    );
+    assert_eq!(Some(update.clone()), sim.channel_json(ids::GAME_ROOM));
+    let made = &got[4]["d"];
+    assert_eq!(
+        (
+            made["id"].as_str(),
+            made["type"].as_u64(),
+            made["parent_id"].as_str(),
+            made["guild_id"].as_str()
+        ),
+        (
+            Some(room.as_str()),
+            Some(0),
+            Some(ids::TEXT_CATEGORY),
+            Some(ids::GUILD)
+        )
+    );
+    let t = &got[5]["d"];
+    assert_eq!(
+        (t["type"].as_u64(), t["parent_id"].as_str()),
+        (Some(11), Some(room.as_str()))
+    );
+    assert_eq!(t["newly_created"], true);
+    assert_eq!(
+        got[6]["d"],
+        json!({ "id": thread, "guild_id": ids::GUILD, "parent_id": room, "type": 11 })
+    );
+    assert_eq!(got[7]["d"]["id"], room.as_str());
+    assert_eq!(got[7]["d"]["guild_id"], ids::GUILD);
+    assert_eq!(got[8]["d"]["owner_id"], ids::GRACE);
+    assert!(got[8]["d"]["roles"].is_array() && got[8]["d"].get("members").is_none());
+
+    assert!(dispatches_until_marker(&sim, &mut no_guilds).is_empty());
+    assert_eq!(
+        events
+            .try_iter()
+            .filter(|e| e.name == "GUILD_MEMBER_UPDATE")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn deleting_channels_disconnects_voice_and_orphans_children() {
+    let sim = start();
+    let events = sim.subscribe();
+    assert!(sim.delete_channel(ids::LOBBY));
+    assert!(sim.delete_channel(ids::VOICE_CATEGORY));
+    assert!(!sim.delete_channel(ids::LOBBY), "already gone");
+    let got: Vec<SimEvent> = events.try_iter().collect();
+    let names: Vec<&str> = got.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "VOICE_STATE_UPDATE",
+            "VOICE_STATE_UPDATE",
+            "CHANNEL_DELETE",
+            "CHANNEL_UPDATE",
+            "CHANNEL_DELETE"
+        ]
+    );
+    assert!(got[..2].iter().all(|e| e.data["channel_id"].is_null()));
+    assert_eq!(got[3].data["id"], ids::RAID);
+    assert_eq!(got[3].data["parent_id"], Value::Null);
+    assert_eq!(sim.voice_channel_of(ids::LINUS), None);
+}
+
+#[test]
+fn permissions_follow_discords_pseudocode() {
+    let sim = start();
+    let p = |user: &str, channel: &str| sim.permissions_of(user, channel);
+    let has = |user: &str, channel: &str, bits: u64| p(user, channel) & bits == bits;
+    assert_eq!(
+        p(ids::OWNER, ids::MODERATORS),
+        perms::ALL,
+        "the owner has all"
+    );
+    assert_eq!(p(ids::ADA, ids::MODERATORS), 0, "no VIEW_CHANNEL, nothing");
+    assert!(has(
+        ids::GRACE,
+        ids::MODERATORS,
+        perms::VIEW_CHANNEL | perms::SEND_MESSAGES
+    ));
+    assert!(has(
+        ids::MARGARET,
+        ids::MODERATORS,
+        perms::VIEW_CHANNEL | perms::READ_MESSAGE_HISTORY
+    ));
+    assert!(
+        !has(ids::MARGARET, ids::MODERATORS, perms::SEND_MESSAGES),
+        "member overwrite denies"
+    );
+    assert!(has(
+        ids::BOT_USER,
+        ids::MODERATORS,
+        perms::VIEW_CHANNEL | perms::SEND_MESSAGES
+    ));
+    assert!(!has(ids::ADA, ids::ANNOUNCEMENTS, perms::SEND_MESSAGES));
+    assert!(has(ids::ADA, ids::ANNOUNCEMENTS, perms::VIEW_CHANNEL));
+    assert!(
+        has(ids::GRACE, ids::ANNOUNCEMENTS, perms::SEND_MESSAGES),
+        "role allow beats @everyone deny"
+    );
+    assert!(!has(
+        ids::BOT_USER,
+        ids::ANNOUNCEMENTS,
+        perms::SEND_MESSAGES
+    ));
+    assert_eq!(
+        p(ids::KEN, ids::GENERAL),
+        perms::VIEW_CHANNEL | perms::READ_MESSAGE_HISTORY,
+        "timed out"
+    );
+    assert!(has(
+        ids::ADA,
+        ids::RELEASE_THREAD,
+        perms::SEND_MESSAGES_IN_THREADS
+    ));
+    assert!(!has(ids::OWNER, "42", perms::VIEW_CHANNEL) || p(ids::OWNER, "42") == 0);
+    assert_eq!(p("42", ids::GENERAL), 0, "not a member");
+    // Without the Member role, no posting in threads (@everyone lacks it).
+    assert!(sim.set_member_roles(ids::ADA, &[]));
+    assert!(!has(
+        ids::ADA,
+        ids::RELEASE_THREAD,
+        perms::SEND_MESSAGES_IN_THREADS
+    ));
+    // ADMINISTRATOR ignores overwrites.
+    assert!(sim.set_member_roles(ids::ADA, &[ids::ROLE_ADMIN]));
+    assert_eq!(p(ids::ADA, ids::MODERATORS), perms::ALL);
+}
+
+#[test]
+fn channel_routes_check_the_bots_permissions() {
+    let sim = start();
+    let r = post_message(&sim, ids::ANNOUNCEMENTS, "news");
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            403,
+            json!({ "message": "Missing Permissions", "code": 50013 })
+        )
+    );
+    assert!(r.header("X-RateLimit-Bucket").is_some());
+    assert_eq!(post_message(&sim, ids::MODERATORS, "mods").status, 200);
+    assert_eq!(
+        post_message(&sim, ids::RELEASE_THREAD, "in a thread").status,
+        200
+    );
+    let r = post_message(&sim, ids::TEXT_CATEGORY, "x");
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!(50008)));
+    // Without the bot role's overwrite, #moderators is out of sight.
+    assert!(sim.set_channel_overwrites(
+        ids::MODERATORS,
+        vec![Overwrite::role(ids::GUILD, 0, perms::VIEW_CHANNEL)]
+    ));
+    let r = post_message(&sim, ids::MODERATORS, "mods");
+    assert_eq!(
+        (r.status, r.json()),
+        (403, json!({ "message": "Missing Access", "code": 50001 }))
+    );
+    let typing = http(
+        &sim,
+        "POST",
+        &format!("/channels/{}/typing", ids::ANNOUNCEMENTS),
+        Some(sim.bot_token()),
+        &[],
+        None,
+    );
+    assert_eq!(typing.status, 403);
+    // @everyone may react; an overwrite takes it from the bot's role.
+    assert!(sim.set_channel_overwrites(
+        ids::GENERAL,
+        vec![Overwrite::role(ids::ROLE_BOT, 0, perms::ADD_REACTIONS)]
+    ));
+    let react = http(
+        &sim,
+        "PUT",
+        &format!(
+            "/channels/{}/messages/123/reactions/%F0%9F%94%A5/@me",
+            ids::GENERAL
+        ),
+        Some(sim.bot_token()),
+        &[],
+        None,
+    );
+    assert_eq!(
+        (react.status, react.json()["code"].clone()),
+        (403, json!(50013))
+    );
+}
+
+#[test]
+fn member_patch_follows_discords_rules() {
+    // Room in the members bucket for every call here.
+    let sim = start_with(SimConfig {
+        rate_limits: RateLimits {
+            members: RateLimit::new(50, Duration::from_secs(10)),
+            ..RateLimits::default()
+        },
+        ..SimConfig::default()
+    });
+    let events = sim.subscribe();
+    let patch = |user: &str, body: Value| {
+        let r = http(
+            &sim,
+            "PATCH",
+            &format!("/guilds/{}/members/{user}", ids::GUILD),
+            Some(sim.bot_token()),
+            &[],
+            Some(&body.to_string()),
+        );
+        (r.status, r.json())
+    };
+    let code = |r: (u16, Value)| (r.0, r.1["code"].clone());
+    let missing = (
+        403,
+        json!({ "message": "Missing Permissions", "code": 50013 }),
+    );
+    // The target must be a voice channel that exists.
+    assert_eq!(
+        code(patch(ids::LINUS, json!({ "channel_id": "42" }))),
+        (400, json!(50035))
+    );
+    assert_eq!(
+        code(patch(
+            ids::LINUS,
+            json!({ "channel_id": ids::TEXT_CATEGORY })
+        )),
+        (400, json!(50035))
+    );
+    // Muting or moving someone not in voice.
+    let not_in_voice = (
+        400,
+        json!({ "message": "Target user is not connected to voice.", "code": 40032 }),
+    );
+    assert_eq!(patch(ids::MARGARET, json!({ "mute": true })), not_in_voice);
+    assert_eq!(
+        patch(ids::MARGARET, json!({ "channel_id": ids::RAID })),
+        not_in_voice
+    );
+    // The bot needs MOVE_MEMBERS and CONNECT in the target.
+    assert!(sim.set_channel_overwrites(
+        ids::RAID,
+        vec![Overwrite::role(ids::ROLE_BOT, 0, perms::CONNECT)]
+    ));
+    assert_eq!(
+        patch(ids::LINUS, json!({ "channel_id": ids::RAID })),
+        missing
+    );
+    assert!(sim.set_channel_overwrites(ids::RAID, vec![]));
+    // … and MUTE_MEMBERS in the member's channel.
+    assert!(sim.set_channel_overwrites(
+        ids::LOBBY,
+        vec![Overwrite::role(ids::ROLE_BOT, 0, perms::MUTE_MEMBERS)]
+    ));
+    assert_eq!(patch(ids::LINUS, json!({ "mute": true })), missing);
+    assert!(sim.set_channel_overwrites(ids::LOBBY, vec![]));
+    // Nicknames, roles and timeouts need what the bot lacks.
+    assert_eq!(patch(ids::ADA, json!({ "nick": "ada" })), missing);
+    assert_eq!(
+        patch(ids::ADA, json!({ "roles": [ids::ROLE_MODERATOR] })),
+        missing
+    );
+    let soon = rfc3339(unix_ms() + 60_000);
+    assert_eq!(
+        patch(ids::ADA, json!({ "communication_disabled_until": soon })),
+        missing
+    );
+    assert!(
+        events.try_iter().all(|e| e.name.starts_with("CHANNEL_")),
+        "nothing changed"
+    );
+
+    // A mute is a voice state and a member change.
+    let (status, member) = patch(ids::LINUS, json!({ "mute": true }));
+    assert_eq!((status, member["mute"].clone()), (200, json!(true)));
+    let got: Vec<String> = events.try_iter().map(|e| e.name).collect();
+    assert_eq!(got, ["VOICE_STATE_UPDATE", "GUILD_MEMBER_UPDATE"]);
+
+    // Given MODERATE_MEMBERS, the bot may time out, but not the owner or an admin.
+    assert!(sim.update_role_permissions(ids::ROLE_BOT, perms::BOT | perms::MODERATE_MEMBERS));
+    let (status, member) = patch(ids::ADA, json!({ "communication_disabled_until": soon }));
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(
+        member["communication_disabled_until"],
+        rfc3339(parse_rfc3339(&soon).unwrap())
+    );
+    let e = events
+        .try_iter()
+        .find(|e| e.name == "GUILD_MEMBER_UPDATE")
+        .unwrap();
+    assert_eq!(e.data["user"]["id"], ids::ADA);
+    assert_eq!(
+        patch(ids::OWNER, json!({ "communication_disabled_until": soon })),
+        missing
+    );
+    let far = rfc3339(unix_ms() + 29 * 24 * 3600 * 1000);
+    assert_eq!(
+        code(patch(
+            ids::ADA,
+            json!({ "communication_disabled_until": far })
+        )),
+        (400, json!(50035))
+    );
+    assert_eq!(
+        code(patch(
+            ids::ADA,
+            json!({ "communication_disabled_until": "soon" })
+        )),
+        (400, json!(50035))
+    );
+    let (status, member) = patch(ids::ADA, json!({ "communication_disabled_until": null }));
+    assert_eq!(
+        (status, member["communication_disabled_until"].clone()),
+        (200, Value::Null)
+    );
+}
+
+#[test]
+fn demo_mode_moves_the_moderator_role_and_renews_the_timeout() {
+    let sim = start_with(SimConfig {
+        demo: true,
+        seed: 3,
+        demo_role_period: Duration::from_millis(150),
+        // Slow chat, so the role changes are easy to pick out.
+        demo_interval: (Duration::from_secs(5), Duration::from_secs(5)),
+        ..SimConfig::default()
+    });
+    let events = sim.subscribe();
+    let until_ken = |d: &Value| parse_rfc3339(d["communication_disabled_until"].as_str()?);
+    let mut ada_roles = Vec::new();
+    let mut ken = Vec::new();
+    let end = Instant::now() + WAIT;
+    while ada_roles.len() < 2 || ken.is_empty() {
+        let e = events
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+            .expect("role changes within 2 s");
+        if e.name != "GUILD_MEMBER_UPDATE" {
+            continue;
+        }
+        match e.data["user"]["id"].as_str() {
+            Some(ids::ADA) => ada_roles.push(e.data["roles"].clone()),
+            Some(ids::KEN) => ken.push(until_ken(&e.data)),
+            other => panic!("unexpected member update of {other:?}"),
+        }
+    }
+    assert_eq!(
+        ada_roles[..2],
+        [
+            json!([ids::ROLE_MEMBER, ids::ROLE_MODERATOR]),
+            json!([ids::ROLE_MEMBER])
+        ]
+    );
+    let renewed = ken[0].expect("a new timeout");
+    assert!(renewed > unix_ms(), "in the future");
+    assert!(renewed <= unix_ms() + 300, "1.5 periods at most");
 }
