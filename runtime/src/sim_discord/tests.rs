@@ -1776,3 +1776,13 @@ fn demo_mode_moves_the_moderator_role_and_renews_the_timeout() {
     assert!(renewed > unix_ms(), "in the future");
     assert!(renewed <= unix_ms() + 300, "1.5 periods at most");
 }
+
+#[test]
+fn relays_guild_model_reads_the_sims_guild_create() {
+    let g = super::guild::Guild::new(u64::MAX).guild_create(false);
+    let m = relay_protocol::discord::guild::GuildModel::from_guild_create(
+        &g,
+        ids::BOT_USER.parse().unwrap(),
+    );
+    assert!(m.is_ok(), "{:?}", m.err());
+}

@@ -1,0 +1,235 @@
+//! `ACCESS=discord` end to end on real sockets (CONTRACT.md §8): the simulated
+//! Discord's guild (Ada a plain member, Grace a moderator; `#moderators` is
+//! private to moderators), the real gateway and an edge. Two members on one
+//! edge see exactly what Discord would show each, before and after an
+//! overwrite change and a channel deletion; a command refused for a missing
+//! permission never reaches Discord.
+
+use std::time::Duration;
+
+use relay::config::AccessMode;
+use relay::edge::Edge;
+use relay::gateway::{Gateway, Settings};
+use relay::metrics::Metrics;
+use relay::secret::Secret;
+use relay_protocol::sse::SseEvent;
+use relay_runtime::sim_discord::{ids, perms, Overwrite, SimConfig, SimDiscord};
+use relay_tests::gateway_rig::TestEdge;
+use relay_tests::harness::{post, settings, LINK_TOKEN};
+use relay_tests::sse_client::SseClient;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Rig {
+    sim: SimDiscord,
+    gateway: Gateway,
+    edge: Edge,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let _ = relay::logging::init(relay::logging::LogFormat::Text, "info");
+        let sim = SimDiscord::start(SimConfig::default()).expect("sim starts");
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let gateway = Gateway::start(
+            Settings::for_discord_at(
+                "127.0.0.1:0".parse().unwrap(),
+                Secret::new(LINK_TOKEN),
+                Secret::new(sim.bot_token()),
+                sim.api_base(),
+                sim.gateway_url(),
+            ),
+            metrics.clone(),
+        )
+        .expect("gateway starts");
+        assert!(gateway.wait_discord_connected(WAIT));
+        let mut s = settings(&gateway.link_url());
+        s.access = AccessMode::Discord;
+        let edge = Edge::start(s, metrics).expect("edge starts");
+        assert!(edge.wait_link(true, WAIT));
+        Rig { sim, gateway, edge }
+    }
+
+    fn token(&self, user: &str) -> String {
+        let roles = ["chat:write".to_string(), "voice:moderate".to_string()];
+        self.edge
+            .issue_token(user, Some("t"), &roles, Duration::from_secs(600))
+    }
+
+    /// A stream of `user`, read up to its first `access` event.
+    fn stream(&self, user: &str) -> (SseClient, Value) {
+        let path = format!("/api/stream?access_token={}", self.token(user));
+        let mut s = SseClient::connect(self.edge.local_addr(), &path, &[]).unwrap();
+        assert_eq!(s.status, 200);
+        let access = s.wait_for("access", WAIT).expect("an access event");
+        (s, data(&access))
+    }
+
+    fn send(&self, user: &str, channel: &str, content: &str) -> (u16, Value) {
+        let body = json!({"channelId": channel, "content": content}).to_string();
+        let r = post(
+            &format!("http://{}", self.edge.local_addr()),
+            "/api/send-message",
+            Some(&self.token(user)),
+            "application/json",
+            &body,
+        );
+        (r.status, r.json())
+    }
+}
+
+fn data(ev: &SseEvent) -> Value {
+    serde_json::from_str::<Value>(&ev.data).unwrap()["data"].clone()
+}
+
+/// The contents of the `messageCreate` events up to and including `marker`.
+fn messages_until(s: &mut SseClient, marker: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let ev = s
+            .wait_for("messageCreate", WAIT)
+            .expect("the marker arrives");
+        let content = data(&ev)["content"].as_str().unwrap_or_default().to_owned();
+        seen.push(content.clone());
+        if content == marker {
+            return seen;
+        }
+    }
+}
+
+fn channels(access: &Value) -> Vec<String> {
+    let mut c: Vec<String> = access["channels"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    c.sort();
+    c
+}
+
+#[test]
+fn each_member_sees_what_discord_shows_them() {
+    let rig = Rig::start();
+    let (mut ada, ada_access) = rig.stream(ids::ADA);
+    let (mut grace, grace_access) = rig.stream(ids::GRACE);
+    assert_eq!(ada_access["guildId"], ids::GUILD);
+    assert!(
+        channels(&ada_access).contains(&ids::GENERAL.to_string()),
+        "{ada_access}"
+    );
+    assert!(!channels(&ada_access).contains(&ids::MODERATORS.to_string()));
+    assert!(channels(&grace_access).contains(&ids::MODERATORS.to_string()));
+    let general = &ada_access["channels"][ids::GENERAL];
+    assert_eq!(general["type"], 0);
+    assert!(general["can"].as_array().unwrap().contains(&json!("send")));
+
+    rig.sim
+        .post_as(ids::MARGARET, ids::MODERATORS, "for moderators");
+    rig.sim.post_as(ids::MARGARET, ids::GENERAL, "marker 1");
+    assert_eq!(messages_until(&mut ada, "marker 1"), vec!["marker 1"]);
+    assert_eq!(
+        messages_until(&mut grace, "marker 1"),
+        vec!["for moderators", "marker 1"]
+    );
+
+    // An overwrite that lets Ada view #moderators: a new access event, then its messages.
+    let mut overwrites: Vec<Overwrite> =
+        rig.sim.channel_json(ids::MODERATORS).expect("the channel")["permission_overwrites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Overwrite::from_json)
+            .collect();
+    overwrites.push(Overwrite::member(ids::ADA, perms::VIEW_CHANNEL, 0));
+    assert!(rig.sim.set_channel_overwrites(ids::MODERATORS, overwrites));
+    let access = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access after the overwrite"),
+    );
+    assert!(channels(&access).contains(&ids::MODERATORS.to_string()));
+    rig.sim
+        .post_as(ids::MARGARET, ids::MODERATORS, "now Ada too");
+    assert_eq!(messages_until(&mut ada, "now Ada too"), vec!["now Ada too"]);
+
+    // A channel deleted: gone from both members' access.
+    assert!(rig.sim.delete_channel(ids::GAME_ROOM));
+    for s in [&mut ada, &mut grace] {
+        let access = data(&s.wait_for("access", WAIT).expect("access after the delete"));
+        assert!(!channels(&access).contains(&ids::GAME_ROOM.to_string()));
+    }
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+#[test]
+fn a_command_without_the_permission_is_refused_and_sends_nothing() {
+    let rig = Rig::start();
+    let before = rig.sim.requests().len();
+    let (status, body) = rig.send(ids::ADA, ids::MODERATORS, "let me in");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "missing_permission");
+    assert_eq!(body["error"]["permission"], "VIEW_CHANNEL");
+    let (status, body) = rig.send(ids::ADA, ids::ANNOUNCEMENTS, "announcing");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["permission"], "SEND_MESSAGES");
+    let mute = json!({"guildId": ids::GUILD, "userId": ids::LINUS, "mute": true}).to_string();
+    let r = post(
+        &format!("http://{}", rig.edge.local_addr()),
+        "/api/voice/mute-member",
+        Some(&rig.token(ids::ADA)),
+        "application/json",
+        &mute,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["permission"], "MUTE_MEMBERS");
+    // None of them reached Discord (member reads may have: they are no commands).
+    let sent: Vec<String> = rig.sim.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(sent.is_empty(), "{sent:?}");
+    // Allowed ones go through.
+    let (status, body) = rig.send(ids::ADA, ids::GENERAL, "hello");
+    assert_eq!(status, 200, "{body}");
+    let r = post(
+        &format!("http://{}", rig.edge.local_addr()),
+        "/api/voice/mute-member",
+        Some(&rig.token(ids::GRACE)),
+        "application/json",
+        &mute,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+#[test]
+fn the_gateway_checks_again_before_calling_discord() {
+    // A command frame straight to the gateway, as an edge with an old view might send.
+    let rig = Rig::start();
+    let mut cmd = relay_tests::discord::command_json(
+        "sendMessage",
+        json!({"channelId": ids::MODERATORS, "content": "sneaky"}),
+        "req-1",
+        ids::ADA,
+    );
+    cmd["meta"]["access"] = json!("discord");
+    let link = TestEdge::connect(&rig.gateway.link_url(), LINK_TOKEN).expect("link");
+    link.send(&cmd);
+    let reply = link.next("the reply", |f| f["meta"]["requestId"] == "req-1");
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["data"]["code"], "missing_permission");
+    assert!(rig
+        .sim
+        .requests()
+        .iter()
+        .all(|r| !r.path.ends_with("/messages")));
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
