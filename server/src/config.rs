@@ -169,6 +169,9 @@ pub struct GatewaySettings {
     /// If set, only this guild's events are forwarded.
     #[arg(long, env = "DISCORD_GUILD_ID", value_parser = |s: &str| parse_snowflake("DISCORD_GUILD_ID", s))]
     pub discord_guild_id: Option<String>,
+    /// Also identify with GUILD_MEMBERS (privileged), so role and timeout changes arrive as events.
+    #[arg(long, env = "DISCORD_MEMBERS_INTENT", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = |s: &str| parse_bool("DISCORD_MEMBERS_INTENT", s))]
+    pub discord_members_intent: bool,
     /// Discord REST base URL.
     #[arg(long, env = "DISCORD_API_BASE", default_value = "https://discord.com/api/v10", value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
     pub discord_api_base: HttpUrl,
@@ -319,6 +322,8 @@ pub struct GatewayConfig {
     pub discord_bot_token: Secret,
     /// `DISCORD_GUILD_ID`: a snowflake.
     pub discord_guild_id: Option<String>,
+    /// `DISCORD_MEMBERS_INTENT`.
+    pub discord_members_intent: bool,
     /// `DISCORD_API_BASE`, without a trailing `/`.
     pub discord_api_base: HttpUrl,
     /// `DISCORD_GATEWAY_URL`.
@@ -510,6 +515,7 @@ impl GatewaySettings {
             link_token,
             discord_bot_token,
             discord_guild_id: self.discord_guild_id,
+            discord_members_intent: self.discord_members_intent,
             discord_api_base: self.discord_api_base,
             discord_gateway_url: self.discord_gateway_url,
             log,

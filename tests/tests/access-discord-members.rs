@@ -29,20 +29,24 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
+        Self::start_with(false)
+    }
+
+    /// `members_intent`: the gateway identifies with GUILD_MEMBERS, so member
+    /// changes arrive as GUILD_MEMBER_UPDATE.
+    fn start_with(members_intent: bool) -> Rig {
         let _ = relay::logging::init(relay::logging::LogFormat::Text, "info");
         let sim = SimDiscord::start(SimConfig::default()).expect("sim starts");
         let metrics = std::sync::Arc::new(Metrics::new());
-        let gateway = Gateway::start(
-            Settings::for_discord_at(
-                "127.0.0.1:0".parse().unwrap(),
-                Secret::new(LINK_TOKEN),
-                Secret::new(sim.bot_token()),
-                sim.api_base(),
-                sim.gateway_url(),
-            ),
-            metrics.clone(),
-        )
-        .expect("gateway starts");
+        let mut gateway_settings = Settings::for_discord_at(
+            "127.0.0.1:0".parse().unwrap(),
+            Secret::new(LINK_TOKEN),
+            Secret::new(sim.bot_token()),
+            sim.api_base(),
+            sim.gateway_url(),
+        );
+        gateway_settings.members_intent = members_intent;
+        let gateway = Gateway::start(gateway_settings, metrics.clone()).expect("gateway starts");
         assert!(gateway.wait_discord_connected(WAIT));
         let mut s = settings(&gateway.link_url());
         s.access = AccessMode::Discord;
@@ -229,6 +233,98 @@ fn the_gateway_checks_again_before_calling_discord() {
         .requests()
         .iter()
         .all(|r| !r.path.ends_with("/messages")));
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+fn can(access: &Value, channel: &str) -> Vec<String> {
+    access["channels"][channel]["can"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn role_changes_and_timeouts_reach_the_stream() {
+    let rig = Rig::start_with(true);
+    let (mut ada, before) = rig.stream(ids::ADA);
+    assert!(!channels(&before).contains(&ids::MODERATORS.to_string()));
+    let started = std::time::Instant::now();
+    assert!(rig
+        .sim
+        .set_member_roles(ids::ADA, &[ids::ROLE_MEMBER, ids::ROLE_MODERATOR]));
+    let access = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access after the role change"),
+    );
+    println!("role change → access event: {:?}", started.elapsed());
+    assert!(channels(&access).contains(&ids::MODERATORS.to_string()));
+    // The new voice snapshot follows the access event.
+    assert!(ada.wait_for("voice.snapshot", WAIT).is_some());
+    rig.sim.post_as(ids::GRACE, ids::MODERATORS, "welcome Ada");
+    assert_eq!(messages_until(&mut ada, "welcome Ada"), vec!["welcome Ada"]);
+
+    // A timeout: view and history stay, sending goes; it ends by the clock alone.
+    let until = relay_runtime::clock::unix_ms() + 2_000;
+    assert!(rig.sim.timeout_member(ids::ADA, Some(until)));
+    let timed_out = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access after the timeout"),
+    );
+    assert_eq!(can(&timed_out, ids::GENERAL), vec!["view", "history"]);
+    let (status, body) = rig.send(ids::ADA, ids::GENERAL, "muted?");
+    assert_eq!(
+        (status, body["error"]["permission"].clone()),
+        (403, json!("SEND_MESSAGES"))
+    );
+    let restored = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access when the timeout ends"),
+    );
+    assert!(relay_runtime::clock::unix_ms() >= until);
+    assert!(can(&restored, ids::GENERAL).contains(&"send".to_string()));
+
+    // Removed from the guild: nothing at all.
+    assert!(rig.sim.remove_member(ids::ADA));
+    let gone = data(&ada.wait_for("access", WAIT).expect("access after leaving"));
+    assert!(channels(&gone).is_empty(), "{gone}");
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+#[test]
+fn a_session_for_someone_outside_the_guild_sees_and_does_nothing() {
+    let rig = Rig::start();
+    let stranger = "999999999999999999";
+    let (mut s, access) = rig.stream(stranger);
+    assert!(channels(&access).is_empty(), "{access}");
+    let (mut ada, _) = rig.stream(ids::ADA);
+    rig.sim.post_as(ids::MARGARET, ids::GENERAL, "public");
+    assert_eq!(messages_until(&mut ada, "public"), vec!["public"]);
+    let (status, body) = rig.send(stranger, ids::GENERAL, "hi");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["permission"], "VIEW_CHANNEL");
+    // The link going down reaches every stream after "public" did: the stranger
+    // sees that, and nothing before it.
+    rig.gateway.kick_edges();
+    let mut before_down = Vec::new();
+    loop {
+        let ev = s.next_event(WAIT).expect("gateway.status arrives");
+        if ev.event == "gateway.status" && data(&ev)["connected"] == false {
+            break;
+        }
+        before_down.push(ev.event);
+    }
+    assert!(
+        before_down.iter().all(|e| e != "messageCreate"),
+        "{before_down:?}"
+    );
     rig.edge.shutdown();
     rig.gateway.shutdown();
     rig.sim.shutdown();

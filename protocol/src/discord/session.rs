@@ -67,6 +67,9 @@ use crate::backoff::{Backoff, BackoffConfig};
 pub mod intents {
     /// GUILD_CREATE/UPDATE/DELETE, channels, threads, roles.
     pub const GUILDS: u64 = 1 << 0;
+    /// Privileged: GUILD_MEMBER_ADD/UPDATE/REMOVE (`DISCORD_MEMBERS_INTENT`).
+    /// Must be enabled in the Developer Portal, or Identify fails with close 4014.
+    pub const GUILD_MEMBERS: u64 = 1 << 1;
     /// VOICE_STATE_UPDATE, VOICE_CHANNEL_EFFECT_SEND.
     pub const GUILD_VOICE_STATES: u64 = 1 << 7;
     /// MESSAGE_CREATE/UPDATE/DELETE/DELETE_BULK in guilds.

@@ -34,7 +34,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use log::info;
 use relay_protocol::backoff::BackoffConfig;
-use relay_protocol::discord::session::BotToken;
+use relay_protocol::discord::session::{intents, BotToken};
 use relay_protocol::payload::VoiceSnapshot;
 use relay_runtime::discord_gateway::{
     shared_translator, DiscordConfig, DiscordGateway, DiscordStatus, FatalError,
@@ -66,6 +66,8 @@ pub struct Settings {
     pub backoff: BackoffConfig,
     /// Timeout of one REST call.
     pub rest_timeout: Duration,
+    /// `DISCORD_MEMBERS_INTENT`: identify with GUILD_MEMBERS too.
+    pub members_intent: bool,
 }
 
 impl Settings {
@@ -83,6 +85,7 @@ impl Settings {
                 .map(|u| u.as_str().to_owned()),
             backoff: BackoffConfig::default(),
             rest_timeout: DEFAULT_REST_TIMEOUT,
+            members_intent: cfg.discord_members_intent,
         }
     }
 
@@ -104,6 +107,7 @@ impl Settings {
             gateway_url: Some(gateway_url),
             backoff: BackoffConfig::default(),
             rest_timeout: DEFAULT_REST_TIMEOUT,
+            members_intent: false,
         }
     }
 }
@@ -194,6 +198,11 @@ impl Gateway {
             gateway_url: settings.gateway_url.clone(),
             backoff: settings.backoff,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            intents: if settings.members_intent {
+                intents::DEFAULT | intents::GUILD_MEMBERS
+            } else {
+                intents::DEFAULT
+            },
             ..DiscordConfig::new(token)
         };
         let discord = match DiscordGateway::start(
