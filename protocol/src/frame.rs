@@ -387,6 +387,8 @@ impl FrameBody for EventBody {
             "error" => EventBody::Error(from_object(data, "data")?),
             "ack" => EventBody::Ack(from_object(data, "data")?),
             "rateLimited" => EventBody::RateLimited(from_object(data, "data")?),
+            "guild.state" => EventBody::GuildState(from_object(data, "data")?),
+            "guild.member" => EventBody::GuildMember(from_object(data, "data")?),
             other => {
                 return Err(FrameError::UnknownType {
                     type_name: bounded(other),
@@ -404,6 +406,7 @@ impl FrameBody for CommandBody {
             "typingStart" => CommandBody::TypingStart(from_object(data, "data")?),
             "voiceMove" => CommandBody::VoiceMove(from_object(data, "data")?),
             "voiceMute" => CommandBody::VoiceMute(from_object(data, "data")?),
+            "fetchMember" => CommandBody::FetchMember(from_object(data, "data")?),
             other => {
                 return Err(FrameError::UnknownType {
                     type_name: bounded(other),
@@ -498,6 +501,20 @@ mod tests {
 
     use super::*;
     use crate::payload::*;
+
+    #[test]
+    fn every_listed_type_has_a_reader() {
+        // A type in TYPES without a `from_parts` arm would pass the type check and
+        // then fail as unknown: each must read, or fail on its fields only.
+        for t in EventBody::TYPES {
+            let r = EventBody::from_parts(t, Map::new());
+            assert!(!matches!(r, Err(FrameError::UnknownType { .. })), "{t}");
+        }
+        for t in CommandBody::TYPES {
+            let r = CommandBody::from_parts(t, Map::new());
+            assert!(!matches!(r, Err(FrameError::UnknownType { .. })), "{t}");
+        }
+    }
 
     fn meta(request_id: Option<&str>) -> TraceMeta {
         TraceMeta {

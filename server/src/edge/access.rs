@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -74,6 +74,8 @@ pub struct DiscordAccess {
     inner: Mutex<Inner>,
     changed: Condvar,
     hub: Arc<Hub>,
+    /// The link, to ask the gateway for members (set once it exists).
+    link: OnceLock<LinkHandle>,
 }
 
 impl DiscordAccess {
@@ -83,13 +85,19 @@ impl DiscordAccess {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             hub,
+            link: OnceLock::new(),
         }
+    }
+
+    /// The link members are asked over.
+    pub fn set_link(&self, link: LinkHandle) {
+        let _ = self.link.set(link);
     }
 
     /// The gateway's `ready`: the guilds as they are now. Members are dropped
     /// (they may have changed while the link was down) and asked again for
     /// every open stream.
-    pub fn on_ready(&self, guilds: &[Value], link: &LinkHandle) {
+    pub fn on_ready(&self, guilds: &[Value]) {
         let mut inner = self.inner.lock();
         inner.guilds.clear();
         for g in guilds {
@@ -104,7 +112,7 @@ impl DiscordAccess {
         inner.not_members.clear();
         let users: Vec<Arc<str>> = inner.streams.values().map(|(u, _)| u.clone()).collect();
         for user in users {
-            self.ask_missing(&mut inner, &user, link);
+            self.ask_missing(&mut inner, &user);
         }
         self.recompute(&mut inner, None);
     }
@@ -120,10 +128,21 @@ impl DiscordAccess {
             }
         };
         let mut inner = self.inner.lock();
-        if let Some(old) = inner.guilds.remove(&fresh.guild_id()) {
-            fresh.keep_members_of(old);
-        }
+        let known = match inner.guilds.remove(&fresh.guild_id()) {
+            Some(old) => {
+                fresh.keep_members_of(old);
+                true
+            }
+            None => false,
+        };
         inner.guilds.insert(fresh.guild_id(), fresh);
+        if !known {
+            // A guild new to this edge: its members with open streams are unknown.
+            let users: Vec<Arc<str>> = inner.streams.values().map(|(u, _)| u.clone()).collect();
+            for user in users {
+                self.ask_missing(&mut inner, &user);
+            }
+        }
         self.recompute(&mut inner, None);
         self.changed.notify_all();
     }
@@ -164,9 +183,8 @@ impl DiscordAccess {
         user: &str,
         filter: Filter,
         last_event_id: Option<&str>,
-        link: &LinkHandle,
     ) -> (Subscription, Vec<Item>) {
-        self.wait_for_member(user, link);
+        self.wait_for_member(user);
         let mut inner = self.inner.lock();
         let view = self.view_of(&mut inner, user);
         let sub = self
@@ -196,9 +214,8 @@ impl DiscordAccess {
         user: &str,
         command: &CommandBody,
         voice: &VoiceSnapshot,
-        link: &LinkHandle,
     ) -> Result<(), MissingPermission> {
-        self.wait_for_member(user, link);
+        self.wait_for_member(user);
         let actor = user.parse::<u64>().unwrap_or(0);
         let inner = self.inner.lock();
         let model = command_guild(inner.guilds.values(), command);
@@ -307,10 +324,10 @@ impl DiscordAccess {
 
     /// Asks the gateway for each guild's member `user` unless known or asked
     /// lately, then waits (bounded) for the answers.
-    fn wait_for_member(&self, user: &str, link: &LinkHandle) {
+    fn wait_for_member(&self, user: &str) {
         let deadline = Instant::now() + MEMBER_WAIT;
         let mut inner = self.inner.lock();
-        self.ask_missing(&mut inner, user, link);
+        self.ask_missing(&mut inner, user);
         let Ok(id) = user.parse::<u64>() else {
             return;
         };
@@ -326,7 +343,10 @@ impl DiscordAccess {
         }
     }
 
-    fn ask_missing(&self, inner: &mut Inner, user: &str, link: &LinkHandle) {
+    fn ask_missing(&self, inner: &mut Inner, user: &str) {
+        let Some(link) = self.link.get() else {
+            return;
+        };
         // A `sub` that is no snowflake is nobody on Discord: nothing to ask.
         let Ok(id) = user.parse::<u64>() else {
             return;

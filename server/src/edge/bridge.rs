@@ -97,7 +97,7 @@ fn run(state: &AppState, ws: &mut WebSocket<Stream>) -> &'static str {
     };
     // ACCESS=discord: voice events of channels the member may view only (§8).
     let sub = match &state.access {
-        Some(access) => access.subscribe(&session.sub, filter, None, &state.link).0,
+        Some(access) => access.subscribe(&session.sub, filter, None).0,
         None => state.hub.subscribe(filter, None),
     };
     let ack = legacy::auth_ok(&session.sub, session.name.as_deref(), clock::unix_ms());

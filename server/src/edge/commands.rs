@@ -62,7 +62,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
     // ACCESS=discord: Discord's own permission, before any rate-limit token is taken.
     if let Some(access) = &state.access {
         let voice = state.voice.lock().clone();
-        if let Err(missing) = access.check(&session.sub, &command, &voice, &state.link) {
+        if let Err(missing) = access.check(&session.sub, &command, &voice) {
             state.metrics.command_rejected(kind, "missing_permission");
             return json_reply(
                 403,

@@ -64,8 +64,6 @@ pub struct LinkSink {
     voice: Arc<Mutex<VoiceSnapshot>>,
     /// `ACCESS=discord`: the guild models the gateway sends.
     access: Option<Arc<DiscordAccess>>,
-    /// The link, to ask the gateway for members after its `ready`.
-    link: Option<LinkHandle>,
 }
 
 impl LinkSink {
@@ -85,7 +83,6 @@ impl LinkSink {
             link_up,
             voice,
             access,
-            link: None,
         };
         // Subscribers that arrive before the link is up still get both state items.
         sink.hub
@@ -99,7 +96,9 @@ impl LinkSink {
 
     /// Gives the sink the link's handle (made after the sink).
     pub fn set_link(&mut self, link: LinkHandle) {
-        self.link = Some(link);
+        if let Some(access) = &self.access {
+            access.set_link(link);
+        }
     }
 
     /// A link-only event: the guild model changed.
@@ -217,8 +216,8 @@ impl LinkEvents for LinkSink {
                 trace_id,
             } => {
                 info!(traceId = trace_id.as_str(); "link ready; voice snapshot has {} channels", voice.channels.len());
-                if let (Some(access), Some(link)) = (&self.access, &self.link) {
-                    access.on_ready(&guilds, link);
+                if let Some(access) = &self.access {
+                    access.on_ready(&guilds);
                 }
                 *self.voice.lock() = voice.clone();
                 let mut cleaned = voice;

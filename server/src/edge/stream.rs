@@ -57,7 +57,7 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
     // With ACCESS=discord the stream sees what its member may view, and learns
     // what that is from `access` events after the state items.
     let (sub, access_items) = match &state.access {
-        Some(access) => access.subscribe(&session.sub, params.filter, last_event_id, &state.link),
+        Some(access) => access.subscribe(&session.sub, params.filter, last_event_id),
         None => (
             state.hub.subscribe(params.filter, last_event_id),
             Vec::new(),
