@@ -37,7 +37,11 @@
 //! member ones, sorted by id) and the bot's own per-channel permissions are
 //! recomputed on every structural change rather than per call. Member roles are
 //! kept sorted so matching a role overwrite is a binary search.
-//! `examples/access_cost.rs` measures a 100-channel, 50-role guild.
+//! `examples/access_cost.rs` measures a 100-channel, 50-role guild (5 overwrites
+//! per channel, a bot without ADMINISTRATOR): `access` took 2–5 µs a call on the
+//! shared 2-core build machine under load (so 10,000 sessions in 20–50 ms), about
+//! a third of it copying channel names; `may_view` 12–23 ns; `permissions` for one
+//! channel 45–75 ns.
 
 mod access;
 mod parse;
