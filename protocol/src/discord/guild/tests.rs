@@ -1117,3 +1117,25 @@ proptest! {
         let _ = GuildModel::from_guild_create(&d, BOT);
     }
 }
+
+/// The committed fuzz seeds pass the fuzz entry's own checks.
+#[cfg(feature = "fuzzing")]
+#[test]
+fn fuzz_seeds_pass() {
+    for seed in [
+        &include_bytes!("../../../../fuzz/corpus/seed-discord_guild/guild_create.json")[..],
+        include_bytes!("../../../../fuzz/corpus/seed-discord_guild/role_update.json"),
+        include_bytes!("../../../../fuzz/corpus/seed-discord_guild/channel_update.json"),
+        include_bytes!("../../../../fuzz/corpus/seed-discord_guild/member_update.json"),
+        include_bytes!("../../../../fuzz/corpus/seed-discord_guild/rest_member.json"),
+    ] {
+        let d: Value = serde_json::from_slice(seed).expect("seeds are JSON");
+        assert!(d.is_object() || d.is_array());
+        fuzz_guild(seed);
+    }
+    let created = serde_json::from_slice(include_bytes!(
+        "../../../../fuzz/corpus/seed-discord_guild/guild_create.json"
+    ))
+    .unwrap();
+    assert!(GuildModel::from_guild_create(&created, 900).is_ok());
+}
