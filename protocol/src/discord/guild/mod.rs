@@ -142,17 +142,18 @@ struct Compiled {
 impl Compiled {
     fn new(overwrites: &[Overwrite]) -> Self {
         let mut c = Self::default();
+        // Newest first, then a stable sort and dedup: the last entry of an id wins,
+        // in O(n log n) however long a hostile list is.
         for ow in overwrites.iter().rev() {
-            let list = match ow.kind {
-                OverwriteKind::Role => &mut c.roles,
-                OverwriteKind::Member => &mut c.members,
-            };
-            if !list.iter().any(|(id, _, _)| *id == ow.id) {
-                list.push((ow.id, ow.allow, ow.deny));
+            match ow.kind {
+                OverwriteKind::Role => c.roles.push((ow.id, ow.allow, ow.deny)),
+                OverwriteKind::Member => c.members.push((ow.id, ow.allow, ow.deny)),
             }
         }
-        c.roles.sort_unstable_by_key(|(id, _, _)| *id);
-        c.members.sort_unstable_by_key(|(id, _, _)| *id);
+        for list in [&mut c.roles, &mut c.members] {
+            list.sort_by_key(|(id, _, _)| *id);
+            list.dedup_by_key(|(id, _, _)| *id);
+        }
         c
     }
 

@@ -1139,3 +1139,16 @@ fn fuzz_seeds_pass() {
     .unwrap();
     assert!(GuildModel::from_guild_create(&created, 900).is_ok());
 }
+
+#[test]
+fn a_repeated_overwrite_id_keeps_its_last_entry() {
+    let m = with_overwrites(vec![
+        ow(G, 0, P::NONE, P::VIEW_CHANNEL),
+        ow(ALICE, 1, P::NONE, P::VIEW_CHANNEL),
+        ow(G, 0, P::NONE, P::NONE),
+        ow(ALICE, 1, P::NONE, P::ADD_REACTIONS),
+    ]);
+    let p = m.permissions(ALICE, TEXT, NOW);
+    assert!(p.contains(P::VIEW_CHANNEL));
+    assert!(!p.contains(P::ADD_REACTIONS));
+}
