@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info, warn};
 use parking_lot::{Condvar, Mutex};
 use relay_protocol::backoff::BackoffConfig;
-use relay_protocol::discord::dispatch::{Translated, Translator};
+use relay_protocol::discord::dispatch::{Skipped, Translated, Translator};
 use relay_protocol::discord::rest::{API_BASE, USER_AGENT};
 use relay_protocol::discord::session::{
     intents, BotToken, GatewaySession, SessionConfig, SessionOutput, DEFAULT_GATEWAY_URL,
@@ -94,6 +94,9 @@ impl<F: Fn(GatewayEvent) + Send + Sync + 'static> EventSink for FnSink<F> {
 pub trait DiscordObserver: Send + Sync + 'static {
     /// A dispatch arrived (`t`, e.g. `MESSAGE_CREATE`).
     fn on_dispatch(&self, _event: &str) {}
+    /// A dispatch relay handles was dropped unread: a field missing or of the
+    /// wrong type. Already logged; this is for counting.
+    fn on_dispatch_skipped(&self, _skipped: &Skipped) {}
     /// A heartbeat was acknowledged after `latency`.
     fn on_heartbeat_ack(&self, _latency: Duration) {}
     /// The session is up (READY or RESUMED: `true`) or down (`false`). Called
@@ -612,6 +615,7 @@ impl Driver {
                 Translated::Events(bodies) => bodies.into_iter().map(wrap).collect(),
                 Translated::Skipped(skipped) => {
                     warn!("discord: {skipped}");
+                    self.observer.on_dispatch_skipped(&skipped);
                     Vec::new()
                 }
                 Translated::Filtered | Translated::Unhandled => Vec::new(),

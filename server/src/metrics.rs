@@ -118,6 +118,7 @@ pub struct Metrics {
     rate_limited: Family<Label1, Counter>,
     // Gateway.
     discord_events: Family<Label1, Counter>,
+    discord_events_skipped: Family<Label1, Counter>,
     discord_rest: Family<Label2, Counter>,
     discord_heartbeat_latency: Histogram,
     link_edges: Gauge,
@@ -177,6 +178,7 @@ impl Metrics {
             command_queue_depth: Gauge::default(),
             rate_limited: Family::default(),
             discord_events: Family::default(),
+            discord_events_skipped: Family::default(),
             discord_rest: Family::default(),
             discord_heartbeat_latency: Histogram::new([
                 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -284,6 +286,11 @@ impl Metrics {
             "relay_discord_events",
             "Discord gateway dispatches, by type",
             m.discord_events.clone(),
+        );
+        r.register(
+            "relay_discord_events_skipped",
+            "Discord dispatches dropped because a field was missing or of the wrong type, by type",
+            m.discord_events_skipped.clone(),
         );
         r.register(
             "relay_discord_rest",
@@ -448,6 +455,15 @@ impl Metrics {
     pub fn discord_event(&self, kind: &str) {
         let t = bounded(kind, &DISCORD_EVENT_TYPES);
         self.discord_events.get_or_create(&[("type", t)]).inc();
+    }
+
+    /// Counts a dispatch the translator could not read and dropped
+    /// (`relay_discord_events_skipped_total`); it was counted as received too.
+    pub fn discord_event_skipped(&self, kind: &str) {
+        let t = bounded(kind, &DISCORD_EVENT_TYPES);
+        self.discord_events_skipped
+            .get_or_create(&[("type", t)])
+            .inc();
     }
 
     /// Counts a Discord REST call. `route` is the command type (or
@@ -634,6 +650,7 @@ mod tests {
         m.discord_rest("voiceMove", Some(418));
         m.discord_rest(ROUTE_GATEWAY_BOT, None);
         m.discord_event("SOMETHING_NEW");
+        m.discord_event_skipped("TYPING_START");
         let t = m.encode();
         let v = |name, labels| value(&t, name, labels);
         assert_eq!(v("relay_ws_connected", ""), Some("1".into()));
@@ -725,6 +742,13 @@ mod tests {
         );
         assert_eq!(
             v("relay_discord_events_total", "type=\"other\""),
+            Some("1".into())
+        );
+        assert_eq!(
+            v(
+                "relay_discord_events_skipped_total",
+                "type=\"TYPING_START\""
+            ),
             Some("1".into())
         );
         assert_eq!(

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use relay_protocol::backoff::BackoffConfig;
+use relay_protocol::discord::dispatch::Skipped;
 use relay_protocol::discord::session::BotToken;
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent};
 use relay_runtime::discord_gateway::{
@@ -71,6 +72,8 @@ pub enum Notice {
     HeartbeatAck,
     /// A dispatch arrived.
     Dispatch(String),
+    /// A handled dispatch was dropped unread: its name and why.
+    Skipped(String, String),
 }
 
 /// A [`DiscordObserver`] that forwards every notice to a channel.
@@ -79,6 +82,12 @@ pub struct ChannelObserver(pub Sender<Notice>);
 impl DiscordObserver for ChannelObserver {
     fn on_dispatch(&self, event: &str) {
         let _ = self.0.send(Notice::Dispatch(event.to_owned()));
+    }
+    fn on_dispatch_skipped(&self, skipped: &Skipped) {
+        let _ = self.0.send(Notice::Skipped(
+            skipped.event.to_owned(),
+            skipped.reason.to_string(),
+        ));
     }
     fn on_heartbeat_ack(&self, _latency: Duration) {
         let _ = self.0.send(Notice::HeartbeatAck);

@@ -20,6 +20,11 @@
 //! - MESSAGE_UPDATE may be partial: `content` and `editedTimestamp` are sent only when
 //!   Discord sent them; absent never means cleared.
 //! - MESSAGE_DELETE_BULK becomes one `messageDelete` per id.
+//! - Every field read is type-checked: a present field of the wrong JSON type (a
+//!   number for `content`, text for TYPING_START's `timestamp`, a timestamp that
+//!   is not RFC 3339, a non-boolean `author.bot`) skips the dispatch with
+//!   [`SkipReason::WrongType`] naming it, rather than forwarding it to browsers as
+//!   is or quietly as a default. `null` counts as absent.
 //!
 //! Voice (see [`crate::discord::voice_cache`] for the invariant browsers rely on):
 //! - VOICE_STATE_UPDATE → `voice.left` / `voice.joined`; a move is left, then joined.
@@ -42,7 +47,7 @@ use serde_json::{Map, Value};
 use super::guild::{GuildError, GUILD_EVENTS};
 use super::guild_tracker::GuildTracker;
 use super::voice_cache::{Profile, VoiceCache, VoiceState};
-use crate::ids::rfc3339_millis;
+use crate::ids::{parse_rfc3339_ms, rfc3339_millis};
 use crate::payload::{
     Author, Emoji, EventBody, MessageCreate, MessageDelete, MessageUpdate, ReactionAdd, Timestamp,
     TypingStart, VoiceSnapshot,
@@ -334,14 +339,15 @@ impl Translator {
             return Ok(Translated::Filtered);
         }
         let author = req_obj(d, "author", "author")?;
-        let webhook = d.get("webhook_id").is_some_and(|w| !w.is_null());
+        let webhook = opt_id(d, "webhook_id", "webhook_id")?.is_some();
         let author = Author {
             id: req_id(author, "id", "author.id")?,
-            username: opt_str(author, "username").unwrap_or_default(),
-            avatar: opt_str(author, "avatar"),
-            bot: webhook || author.get("bot").and_then(Value::as_bool).unwrap_or(false),
+            username: opt_string(author, "username", "author.username")?.unwrap_or_default(),
+            avatar: opt_string(author, "avatar", "author.avatar")?,
+            bot: webhook || opt_bool(author, "bot", "author.bot")?.unwrap_or(false),
         };
-        let timestamp = match opt_str(d, "timestamp") {
+        let content = opt_string(d, "content", "content")?.unwrap_or_default();
+        let timestamp = match opt_timestamp(d, "timestamp", "timestamp")? {
             Some(t) => Timestamp::Text(t),
             None => {
                 let ms = id.parse().map_or(DISCORD_EPOCH_MS, snowflake_time_ms);
@@ -353,7 +359,7 @@ impl Translator {
             channel_id,
             guild_id,
             author,
-            content: opt_str(d, "content").unwrap_or_default(),
+            content,
             timestamp,
         })))
     }
@@ -369,8 +375,9 @@ impl Translator {
             id,
             channel_id,
             guild_id,
-            content: opt_str(d, "content"),
-            edited_timestamp: opt_str(d, "edited_timestamp").map(Timestamp::Text),
+            content: opt_string(d, "content", "content")?,
+            edited_timestamp: opt_timestamp(d, "edited_timestamp", "edited_timestamp")?
+                .map(Timestamp::Text),
         })))
     }
 
@@ -427,7 +434,7 @@ impl Translator {
         let emoji = req_obj(d, "emoji", "emoji")?;
         let emoji = Emoji {
             id: opt_id(emoji, "id", "emoji.id")?,
-            name: opt_str(emoji, "name"),
+            name: opt_string(emoji, "name", "emoji.name")?,
         };
         Ok(one(EventBody::ReactionAdd(ReactionAdd {
             channel_id,
@@ -452,8 +459,8 @@ impl Translator {
                 .and_then(|s| s.checked_mul(1000))
                 .map(|ms| Timestamp::Text(rfc3339_millis(ms)))
                 .ok_or(SkipReason::WrongType("timestamp"))?,
-            // Not what Discord sends; text is already the link's form, so pass it on.
-            Some(Value::String(text)) => Timestamp::Text(text.clone()),
+            // Text included: Discord sends integer seconds, and whatever else came
+            // would reach browsers unchecked.
             Some(_) => return Err(SkipReason::WrongType("timestamp")),
         };
         Ok(one(EventBody::TypingStart(TypingStart {
@@ -493,15 +500,23 @@ fn voice_state(o: &Fields) -> Result<VoiceState, SkipReason> {
         Some(v) => Some(parse_id(v).ok_or(SkipReason::WrongType("channel_id"))?),
     };
     // The member's user, unless it visibly belongs to someone else.
-    let profile = o
-        .get("member")
-        .and_then(|m| m.get("user"))
-        .filter(|u| {
-            u.get("id")
-                .and_then(parse_id)
-                .is_none_or(|id| id == user_id)
-        })
-        .and_then(profile);
+    let profile = match opt_obj(o, "member", "member")? {
+        None => None,
+        Some(member) => match opt_obj(member, "user", "member.user")? {
+            None => None,
+            Some(user) => {
+                let id = opt_id(user, "id", "member.user.id")?;
+                let username = opt_string(user, "username", "member.user.username")?;
+                let avatar = opt_string(user, "avatar", "member.user.avatar")?;
+                match username {
+                    Some(username) if id.is_none_or(|id| id == user_id) => {
+                        Some(Profile { username, avatar })
+                    }
+                    _ => None,
+                }
+            }
+        },
+    };
     Ok(VoiceState {
         user_id,
         channel_id,
@@ -551,10 +566,42 @@ fn req_obj<'a>(o: &'a Fields, key: &str, path: &'static str) -> Result<&'a Field
     }
 }
 
-/// A string field; absent, `null` or another type reads as `None` (display data
-/// is optional, and a missing value must not be mistaken for an empty one).
-fn opt_str(o: &Fields, key: &str) -> Option<String> {
-    o.get(key).and_then(Value::as_str).map(String::from)
+fn opt_obj<'a>(
+    o: &'a Fields,
+    key: &str,
+    path: &'static str,
+) -> Result<Option<&'a Fields>, SkipReason> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(inner)) => Ok(Some(inner)),
+        Some(_) => Err(SkipReason::WrongType(path)),
+    }
+}
+
+/// A string field; absent or `null` is `None` (a missing value must not be
+/// mistaken for an empty one), another type is [`SkipReason::WrongType`].
+fn opt_string(o: &Fields, key: &str, path: &'static str) -> Result<Option<String>, SkipReason> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(SkipReason::WrongType(path)),
+    }
+}
+
+fn opt_bool(o: &Fields, key: &str, path: &'static str) -> Result<Option<bool>, SkipReason> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(SkipReason::WrongType(path)),
+    }
+}
+
+/// An RFC 3339 timestamp, passed on as Discord wrote it once it is known to be one.
+fn opt_timestamp(o: &Fields, key: &str, path: &'static str) -> Result<Option<String>, SkipReason> {
+    match opt_string(o, key, path)? {
+        Some(t) if parse_rfc3339_ms(&t).is_none() => Err(SkipReason::WrongType(path)),
+        t => Ok(t),
+    }
 }
 
 /// Fuzz entry: any bytes never panic, and the voice events emitted, replayed onto
@@ -947,6 +994,235 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Regression: a present field of the wrong JSON type used to be forwarded as
+    /// is (TYPING_START's text `timestamp`) or replaced by a default (a numeric
+    /// `content` became ""); every field read now skips the dispatch, naming it.
+    #[test]
+    fn wrong_types_are_skipped_not_forwarded() {
+        let typing = json!({"user_id": "1", "channel_id": "2", "guild_id": GUILD, "timestamp": 1_700_000_000});
+        let reaction = json!({"user_id": "1", "channel_id": "2", "message_id": "3", "guild_id": GUILD,
+                              "emoji": {"id": null, "name": "🔥"}});
+        let update = json!({"id": "1", "channel_id": "2", "guild_id": GUILD, "content": "x",
+                            "edited_timestamp": "2017-07-11T17:30:00.000000+00:00"});
+        let voice = voice_update("1", Some("100"), "ann");
+        let cases: Vec<(&str, Value, &[&str], Value, &str)> = vec![
+            (
+                "TYPING_START",
+                typing.clone(),
+                &["timestamp"],
+                json!("2023-11-14T22:13:20.000Z"),
+                "timestamp",
+            ),
+            (
+                "TYPING_START",
+                typing.clone(),
+                &["timestamp"],
+                json!("soon"),
+                "timestamp",
+            ),
+            (
+                "TYPING_START",
+                typing,
+                &["timestamp"],
+                json!({"s": 1}),
+                "timestamp",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["timestamp"],
+                json!(1_499_794_027),
+                "timestamp",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["timestamp"],
+                json!("yesterday"),
+                "timestamp",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["content"],
+                json!(42),
+                "content",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["content"],
+                json!(["a"]),
+                "content",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["author", "username"],
+                json!(7),
+                "author.username",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["author", "avatar"],
+                json!(false),
+                "author.avatar",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["author", "bot"],
+                json!("true"),
+                "author.bot",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["author"],
+                json!("Mason"),
+                "author",
+            ),
+            (
+                "MESSAGE_CREATE",
+                message_create(),
+                &["webhook_id"],
+                json!(true),
+                "webhook_id",
+            ),
+            (
+                "MESSAGE_UPDATE",
+                update.clone(),
+                &["content"],
+                json!(1),
+                "content",
+            ),
+            (
+                "MESSAGE_UPDATE",
+                update.clone(),
+                &["edited_timestamp"],
+                json!(1),
+                "edited_timestamp",
+            ),
+            (
+                "MESSAGE_UPDATE",
+                update,
+                &["edited_timestamp"],
+                json!("later"),
+                "edited_timestamp",
+            ),
+            (
+                "MESSAGE_REACTION_ADD",
+                reaction.clone(),
+                &["emoji", "name"],
+                json!(1),
+                "emoji.name",
+            ),
+            (
+                "MESSAGE_REACTION_ADD",
+                reaction.clone(),
+                &["emoji", "id"],
+                json!("fire"),
+                "emoji.id",
+            ),
+            (
+                "MESSAGE_REACTION_ADD",
+                reaction,
+                &["emoji"],
+                json!("🔥"),
+                "emoji",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice.clone(),
+                &["member", "user", "username"],
+                json!(1),
+                "member.user.username",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice.clone(),
+                &["member", "user", "avatar"],
+                json!(1),
+                "member.user.avatar",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice.clone(),
+                &["member", "user", "id"],
+                json!("ann"),
+                "member.user.id",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice.clone(),
+                &["member", "user"],
+                json!("ann"),
+                "member.user",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice.clone(),
+                &["member"],
+                json!([]),
+                "member",
+            ),
+            (
+                "VOICE_STATE_UPDATE",
+                voice,
+                &["channel_id"],
+                json!(1.5),
+                "channel_id",
+            ),
+        ];
+        for (event, mut d, path, junk, field) in cases {
+            let (last, parents) = path.split_last().unwrap();
+            let mut at = &mut d;
+            for p in parents {
+                at = &mut at[*p];
+            }
+            at[*last] = junk;
+            let mut t = Translator::new(None);
+            assert_eq!(
+                t.handle_dispatch(event, &d),
+                Translated::Skipped(Skipped {
+                    event,
+                    reason: SkipReason::WrongType(field)
+                }),
+                "{event} with {d}"
+            );
+            assert!(t.voice().is_empty(), "a skipped dispatch changes nothing");
+        }
+    }
+
+    #[test]
+    fn null_still_means_absent() {
+        let mut t = Translator::new(None);
+        let mut d = message_create();
+        d["content"] = Value::Null;
+        d["author"]["avatar"] = Value::Null;
+        d["author"]["bot"] = Value::Null;
+        d["webhook_id"] = Value::Null;
+        let EventBody::MessageCreate(m) = one_event(&mut t, "MESSAGE_CREATE", d) else {
+            unreachable!()
+        };
+        assert_eq!(
+            (m.content.as_str(), m.author.avatar, m.author.bot),
+            ("", None, false)
+        );
+        let d = json!({"id": "1", "channel_id": "2", "content": null, "edited_timestamp": null});
+        let EventBody::MessageUpdate(m) = one_event(&mut t, "MESSAGE_UPDATE", d) else {
+            unreachable!()
+        };
+        assert_eq!((m.content, m.edited_timestamp), (None, None));
+        let mut v = voice_update("1", Some("100"), "ann");
+        v["member"] = Value::Null;
+        assert_eq!(
+            events(&mut t, "VOICE_STATE_UPDATE", v),
+            [joined("100", "1", "", None)]
+        );
     }
 
     #[test]

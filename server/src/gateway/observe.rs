@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay_protocol::discord::dispatch::Skipped;
 use relay_runtime::discord_gateway::DiscordObserver;
 use relay_runtime::discord_rest::{RestObserver, RestOutcome};
 use relay_runtime::link_server::LinkObserver;
@@ -23,6 +24,10 @@ pub(super) struct MetricsObserver {
 impl DiscordObserver for MetricsObserver {
     fn on_dispatch(&self, event: &str) {
         self.metrics.discord_event(event);
+    }
+
+    fn on_dispatch_skipped(&self, skipped: &Skipped) {
+        self.metrics.discord_event_skipped(skipped.event);
     }
 
     fn on_heartbeat_ack(&self, latency: Duration) {

