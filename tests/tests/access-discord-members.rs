@@ -61,11 +61,6 @@ impl Rig {
             .issue_token(user, Some("t"), &roles, Duration::from_secs(600))
     }
 
-    /// A stream of `user`, read up to its first `access` event.
-    fn stream(&self, user: &str) -> (SseClient, Value) {
-        self.stream_until(user, |_| true)
-    }
-
     /// A stream of a guild member, read up to the `access` event that lists
     /// `#general`: a stream opened before the edge knew the guild or the member
     /// gets an emptier one first, then this one as they arrive.
