@@ -29,12 +29,13 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// `members_intent`: the gateway identifies with GUILD_MEMBERS, so member
-    /// changes arrive as GUILD_MEMBER_UPDATE.
-    fn start_with(members_intent: bool) -> Rig {
+    /// changes arrive as GUILD_MEMBER_UPDATE. `member_max_age`: how soon the
+    /// gateway reads members again (5 minutes unless given).
+    fn start_with(members_intent: bool, member_max_age: Option<Duration>) -> Rig {
         let _ = relay::logging::init(relay::logging::LogFormat::Text, "info");
         let sim = SimDiscord::start(SimConfig::default()).expect("sim starts");
         let metrics = std::sync::Arc::new(Metrics::new());
@@ -46,6 +47,9 @@ impl Rig {
             sim.gateway_url(),
         );
         gateway_settings.members_intent = members_intent;
+        if let Some(age) = member_max_age {
+            gateway_settings.member_max_age = age;
+        }
         let gateway = Gateway::start(gateway_settings, metrics.clone()).expect("gateway starts");
         assert!(gateway.wait_discord_connected(WAIT));
         let mut s = settings(&gateway.link_url());
@@ -261,7 +265,7 @@ fn can(access: &Value, channel: &str) -> Vec<String> {
 
 #[test]
 fn role_changes_and_timeouts_reach_the_stream() {
-    let rig = Rig::start_with(true);
+    let rig = Rig::start_with(true, None);
     let (mut ada, before) = rig.member_stream(ids::ADA);
     assert!(!channels(&before).contains(&ids::MODERATORS.to_string()));
     let started = std::time::Instant::now();
@@ -334,6 +338,73 @@ fn a_session_for_someone_outside_the_guild_sees_and_does_nothing() {
     assert!(
         before_down.iter().all(|e| e != "messageCreate"),
         "{before_down:?}"
+    );
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+#[test]
+fn without_the_members_intent_a_role_change_arrives_by_rereading_the_member() {
+    // The 5-minute re-read, shortened to 1 s: no GUILD_MEMBER_UPDATE reaches a
+    // gateway without GUILD_MEMBERS, so only the re-read can tell.
+    let rig = Rig::start_with(false, Some(Duration::from_secs(1)));
+    let (mut ada, before) = rig.member_stream(ids::ADA);
+    assert!(!channels(&before).contains(&ids::MODERATORS.to_string()));
+    assert!(rig
+        .sim
+        .set_member_roles(ids::ADA, &[ids::ROLE_MEMBER, ids::ROLE_MODERATOR]));
+    let access = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access after the re-read"),
+    );
+    assert!(
+        channels(&access).contains(&ids::MODERATORS.to_string()),
+        "{access}"
+    );
+    let reads = rig
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/members/{}", ids::ADA)))
+        .count();
+    assert!(reads >= 2, "read once on first use, then again: {reads}");
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}
+
+#[test]
+fn an_error_goes_to_the_member_whose_command_caused_it() {
+    let rig = Rig::start();
+    let (mut ada, _) = rig.member_stream(ids::ADA);
+    let (mut grace, _) = rig.member_stream(ids::GRACE);
+    // Grace may mute, but Ada is in no voice channel: Discord answers 400.
+    let mute = json!({"guildId": ids::GUILD, "userId": ids::ADA, "mute": true}).to_string();
+    let r = post(
+        &format!("http://{}", rig.edge.local_addr()),
+        "/api/voice/mute-member",
+        Some(&rig.token(ids::GRACE)),
+        "application/json",
+        &mute,
+    );
+    assert_eq!(r.status, 502, "{}", r.body);
+    let request_id = r.json()["requestId"].as_str().unwrap().to_owned();
+    let error = data(&grace.wait_for("error", WAIT).expect("Grace sees her error"));
+    assert_eq!(error["requestId"], request_id.as_str());
+    // Ada's stream: the marker message arrives and no error came before it.
+    rig.sim.post_as(ids::MARGARET, ids::GENERAL, "marker");
+    let mut before_marker = Vec::new();
+    loop {
+        let ev = ada.next_event(WAIT).expect("the marker arrives");
+        if ev.event == "messageCreate" && data(&ev)["content"] == "marker" {
+            break;
+        }
+        before_marker.push(ev.event);
+    }
+    assert!(
+        !before_marker.contains(&"error".to_string()),
+        "{before_marker:?}"
     );
     rig.edge.shutdown();
     rig.gateway.shutdown();

@@ -13,7 +13,8 @@
 //!   sees it.
 //! - [`MemberRefresh`] re-reads members read by REST once they are older than
 //!   [`MEMBER_FRESH`], so a role change reaches edges within 5 minutes even
-//!   without the GUILD_MEMBERS intent.
+//!   without the GUILD_MEMBERS intent (edges send a stream an `access` event
+//!   only when its view changed).
 
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -30,10 +31,9 @@ use relay_runtime::discord_rest::RestExecutor;
 use relay_runtime::link_server::{Broadcaster, CommandExecutor};
 use serde_json::Value;
 
-/// How long a member read by REST counts as current.
+/// How long a member read by REST counts as current (the contract's "refreshed
+/// at most 5 min later"); [`Settings::member_max_age`](super::Settings) in tests.
 pub const MEMBER_FRESH: Duration = Duration::from_secs(300);
-/// How often the refresher looks for members to read again.
-const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// Members read again per refresh pass, to stay far inside REST limits.
 const REFRESH_BATCH: usize = 20;
 
@@ -42,16 +42,29 @@ pub struct GuildGate {
     rest: Arc<RestExecutor>,
     translator: SharedTranslator,
     broadcaster: OnceLock<Broadcaster>,
+    /// How long a member read by REST counts as current.
+    max_age: Duration,
 }
 
 impl GuildGate {
     /// A gate over `rest`, reading models from `translator`.
-    pub fn new(rest: Arc<RestExecutor>, translator: SharedTranslator) -> Self {
+    pub fn new(rest: Arc<RestExecutor>, translator: SharedTranslator, max_age: Duration) -> Self {
         GuildGate {
             rest,
             translator,
             broadcaster: OnceLock::new(),
+            max_age,
         }
+    }
+
+    /// Members read before this (Unix ms) are to be read again.
+    fn fresh_since(&self) -> u64 {
+        clock::unix_ms().saturating_sub(self.max_age.as_millis() as u64)
+    }
+
+    /// How often the refresher looks: a tenth of the age limit, 100 ms to 30 s.
+    fn refresh_every(&self) -> Duration {
+        (self.max_age / 10).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
     /// Where `guild.member` events go (set once the link server runs).
@@ -73,7 +86,7 @@ impl GuildGate {
     /// Makes sure the model holds `user` in `guild`, current; reads it by REST
     /// if not. `trace` names the command that needed it, for logs.
     fn ensure_member(&self, guild: u64, user: u64, trace: &TraceMeta) -> Reply {
-        let fresh_since = clock::unix_ms().saturating_sub(MEMBER_FRESH.as_millis() as u64);
+        let fresh_since = self.fresh_since();
         if self
             .translator
             .lock()
@@ -149,7 +162,7 @@ impl GuildGate {
                 message: "the gateway does not forward this guild".into(),
             };
         }
-        let fresh_since = clock::unix_ms().saturating_sub(MEMBER_FRESH.as_millis() as u64);
+        let fresh_since = self.fresh_since();
         let held = self
             .translator
             .lock()
@@ -208,7 +221,7 @@ impl GuildGate {
 
     /// Reads again up to [`REFRESH_BATCH`] members older than [`MEMBER_FRESH`].
     fn refresh_stale(&self) {
-        let older_than = clock::unix_ms().saturating_sub(MEMBER_FRESH.as_millis() as u64);
+        let older_than = self.fresh_since();
         let stale = self.translator.lock().guilds().stale_members(older_than);
         for (guild, user) in stale.into_iter().take(REFRESH_BATCH) {
             let meta = TraceMeta {
@@ -260,7 +273,7 @@ fn wrap(body: EventBody) -> GatewayEvent {
     }
 }
 
-/// Runs [`GuildGate`]'s member refresh every [`REFRESH_EVERY`] until dropped.
+/// Runs [`GuildGate`]'s member refresh (every tenth of the age limit) until dropped.
 pub struct MemberRefresh {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -271,13 +284,14 @@ impl MemberRefresh {
     pub fn spawn(gate: Arc<GuildGate>) -> std::io::Result<MemberRefresh> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stopped = stop.clone();
+        let every = gate.refresh_every();
         let thread = thread::Builder::new()
             .name("relay-members".into())
             .spawn(move || {
                 let (flag, wake) = &*stopped;
                 let mut done = flag.lock();
                 while !*done {
-                    if wake.wait_for(&mut done, REFRESH_EVERY).timed_out() {
+                    if wake.wait_for(&mut done, every).timed_out() {
                         drop(done);
                         gate.refresh_stale();
                         done = flag.lock();

@@ -68,6 +68,9 @@ pub struct Settings {
     pub rest_timeout: Duration,
     /// `DISCORD_MEMBERS_INTENT`: identify with GUILD_MEMBERS too.
     pub members_intent: bool,
+    /// How long a member read by REST counts as current before it is read
+    /// again (5 minutes; tests shorten it).
+    pub member_max_age: Duration,
 }
 
 impl Settings {
@@ -86,6 +89,7 @@ impl Settings {
             backoff: BackoffConfig::default(),
             rest_timeout: DEFAULT_REST_TIMEOUT,
             members_intent: cfg.discord_members_intent,
+            member_max_age: access::MEMBER_FRESH,
         }
     }
 
@@ -108,6 +112,7 @@ impl Settings {
             backoff: BackoffConfig::default(),
             rest_timeout: DEFAULT_REST_TIMEOUT,
             members_intent: false,
+            member_max_age: access::MEMBER_FRESH,
         }
     }
 }
@@ -167,6 +172,7 @@ impl Gateway {
         let gate = Arc::new(access::GuildGate::new(
             Arc::new(executor),
             translator.clone(),
+            settings.member_max_age,
         ));
         let ready_translator = translator.clone();
         let guilds_translator = translator.clone();
