@@ -2,13 +2,18 @@
 // User text only ever reaches the DOM through textContent (see `h`).
 import { RelayClient, RelayError } from '/client/relay.js';
 
-/** @typedef {{id: string, name: string, kind: 'text'|'voice'}} Channel */
+/**
+ * A channel the page lists. Under ACCESS=discord the list is the latest `access` event's
+ * (`can` set); otherwise (ACCESS=roles, no `access` events) channels are learned from
+ * the stream and `can` is absent: the edge checks roles only.
+ * @typedef {{id: string, name: string, kind: 'text'|'thread'|'voice', parentId?: string|null, can?: string[]}} Channel
+ */
 /** @typedef {{id: string, username: string, avatar?: string|null}} User */
 /**
  * @typedef {object} Session
  * @property {User} user
  * @property {string} guildId
- * @property {Channel[]} channels
+ * @property {Channel[]} [channels] only with a pasted JWT and a channel id typed in
  * @property {string} [token] only when signed in with a pasted JWT
  */
 /**
@@ -24,6 +29,9 @@ import { RelayClient, RelayError } from '/client/relay.js';
 
 const SESSION_KEY = 'relay.demo.session';
 const FEED_KEY = 'relay.demo.feed';
+const CURRENT_KEY = 'relay.demo.channel';
+/** Discord channel types the page shows (0 text, 5 announcement, 2 voice, 13 stage, 10–12 threads). */
+const KIND = /** @type {Record<number, Channel['kind']>} */ ({ 0: 'text', 5: 'text', 2: 'voice', 13: 'voice', 10: 'thread', 11: 'thread', 12: 'thread' });
 const REACTIONS = ['👍', '🎉', '🔥', '❤️'];
 const TYPING_TTL_MS = 10_000;
 const TYPING_EVERY_MS = 8_000;
@@ -54,6 +62,8 @@ const SVG = {
   mic: 'M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM5 11a7 7 0 0 0 14 0M12 18v3',
   micOff: 'M12 3a3 3 0 0 0-3 3v5a3 3 0 0 0 6 0V6a3 3 0 0 0-3-3zM5 11a7 7 0 0 0 14 0M12 18v3M4 4l16 16',
   speaker: 'M4 9v6h4l5 4V5L8 9zM16 9a4 4 0 0 1 0 6M18.5 6.5a8 8 0 0 1 0 11',
+  lock: 'M7 11V8a5 5 0 0 1 10 0v3M5 11h14v10H5z',
+  out: 'M15 4h3a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2h-3M10 17l5-5-5-5M15 12H4',
 };
 /** @param {string} d */
 function icon(d) {
@@ -95,7 +105,10 @@ function clock(ts) {
 /** @type {Session} */ let session;
 /** @type {RelayClient} */ let relay;
 /** @type {Map<string, User>} */ const users = new Map();
-/** @type {Map<string, Channel>} */ const channels = new Map();
+/** @type {Map<string, Channel>} in display order */ const channels = new Map();
+/** @type {Map<string, Channel[]>} guild id → its channels from the latest `access` */ const accessByGuild = new Map();
+/** Whether the edge sends `access` (ACCESS=discord): then only what it lists is shown. */
+let byAccess = false;
 /** @type {Map<string, Message[]>} */ const feeds = new Map();
 /** @type {Map<string, number>} */ const unread = new Map();
 /** @type {Map<string, Map<string, number>>} channel → user → expiry */ const typing = new Map();
@@ -109,6 +122,13 @@ const stats = { total: 0, times: /** @type {number[]} */ ([]), lat: /** @type {n
 
 const userName = (/** @type {string} */ id) => users.get(id)?.username || 'user ' + String(id).slice(-4);
 const channelName = (/** @type {string} */ id) => channels.get(id)?.name || String(id);
+/**
+ * Whether the member may do `what` in channel `id` (an `access` can-flag). Without
+ * `access` events the edge checks roles only, so everything is offered.
+ * @param {string|null|undefined} id @param {string} what
+ */
+const may = (id, what) => !byAccess || !!(id && channels.get(id)?.can?.includes(what));
+const isChat = (/** @type {string} */ id) => { const k = channels.get(id)?.kind; return k === 'text' || k === 'thread'; };
 
 // ---- sign-in ---------------------------------------------------------------
 
@@ -142,7 +162,7 @@ async function signInAs(u) {
     });
     const body = await res.json().catch(() => null);
     if (!res.ok || !body || !body.user) throw new Error(body?.error?.message || 'HTTP ' + res.status);
-    const s = { user: { ...u, ...body.user }, guildId: body.guildId, channels: body.channels || [] };
+    const s = { user: { ...u, ...body.user }, guildId: body.guildId };
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
     start(s);
   } catch (err) {
@@ -179,7 +199,7 @@ function readJson(store, key) { try { return JSON.parse(store.getItem(key) || 'n
 
 $('signout').addEventListener('click', () => {
   relay?.close();
-  for (const k of [SESSION_KEY, FEED_KEY]) sessionStorage.removeItem(k);
+  for (const k of [SESSION_KEY, FEED_KEY, CURRENT_KEY]) sessionStorage.removeItem(k);
   location.reload();
 });
 
@@ -189,11 +209,12 @@ $('signout').addEventListener('click', () => {
 function start(s) {
   session = s;
   users.set(s.user.id, s.user);
-  for (const c of s.channels) channels.set(c.id, c);
+  for (const c of s.channels || []) channels.set(c.id, c);
   const cached = readJson(sessionStorage, FEED_KEY);
   if (cached && typeof cached === 'object') for (const [id, list] of Object.entries(cached)) feeds.set(id, list);
   for (const list of feeds.values()) for (const m of list) if (!users.has(m.author.id)) users.set(m.author.id, m.author);
-  current = s.channels.find((c) => c.kind === 'text')?.id || '';
+  // The channel shown before a reload, until `access` says whether it may still be viewed.
+  current = sessionStorage.getItem(CURRENT_KEY) || (s.channels || []).find((c) => c.kind === 'text')?.id || '';
 
   $('signin').hidden = true;
   $('app').hidden = false;
@@ -225,7 +246,10 @@ function start(s) {
   relay.onVoiceLeft(onVoiceLeft);
   relay.onVoiceJoined((d) => { if (d.userId === session.user.id) leavingOnPurpose = 0; });
   relay.onVoiceMembers(onVoiceMembers);
-  relay.onError((d) => toast(`Discord error${d.code ? ' (' + d.code + ')' : ''}: ${d.message || 'unknown'}`, 'error'));
+  relay.onAccess(onAccess);
+  relay.onError((d) => toast(d.code === 'missing_permission'
+    ? `Discord refused it: ${d.message || 'missing permission'}`
+    : `Discord error${d.code ? ' (' + d.code + ')' : ''}: ${d.message || 'unknown'}`, 'error'));
   relay.onReset((d) => toast(d.reason === 'epoch'
     ? 'relay restarted — showing live events from now on'
     : 'Some events were missed while you were away — showing live events from now on', 'info'));
@@ -236,7 +260,7 @@ function start(s) {
   renderChannels();
   renderFeed();
   renderBadge();
-  $('composer-input').focus();
+  if (!$('composer-box').hidden) $('composer-input').focus();
 }
 
 function saveFeed() {
@@ -245,11 +269,61 @@ function saveFeed() {
   try { sessionStorage.setItem(FEED_KEY, JSON.stringify(out)); } catch { /* full: start empty next time */ }
 }
 
-/** A text channel we did not know about (token sign-in, or a channel created later). @param {string} id */
+/**
+ * A channel we did not know about (token sign-in without `access`). Under ACCESS=discord
+ * only `access` adds channels. @param {string} id
+ */
 function learnChannel(id, kind = 'text') {
-  if (!id || channels.has(id)) return;
+  if (!id || byAccess || channels.has(id)) return;
   channels.set(id, { id, name: kind === 'text' ? 'channel-' + id.slice(-4) : 'Voice ' + id.slice(-4), kind });
-  if (kind === 'text') { if (!current) { current = id; renderFeed(); } renderChannels(); }
+  if (kind === 'text') { if (!current) { selectChannel(id); } renderChannels(); }
+}
+
+/** Snowflakes in creation order. @param {{id: string}} a @param {{id: string}} b */
+const byId = (a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * An `access` event: the channels this member may view in one guild, and what they may
+ * do there. Lists, composer and buttons follow it at once; a channel taken away goes
+ * (if it was open, the first text channel opens instead), one granted appears.
+ * @param {import('/client/relay.js').Access} a
+ */
+function onAccess(a) {
+  if (!a || typeof a.guildId !== 'string') return;
+  if (!session.guildId) session.guildId = a.guildId;
+  /** @type {Channel[]} */ const list = [];
+  for (const [id, c] of Object.entries(a.channels || {})) {
+    const kind = KIND[c.type];
+    if (kind) list.push({ id, name: String(c.name || id), kind, parentId: c.parentId ?? null, can: Array.isArray(c.can) ? [...c.can] : [] });
+  }
+  accessByGuild.set(a.guildId, list.sort(byId));
+  const before = channels.get(current);
+  const was = before ? before.id + ':' + (before.can || ['*']).join() : '';
+  byAccess = true;
+  channels.clear();
+  for (const g of accessByGuild.values()) for (const c of g) channels.set(c.id, c);
+  for (const id of [...unread.keys()]) if (!channels.has(id)) unread.delete(id);
+  if (!isChat(current)) current = firstChat();
+  const now = channels.get(current);
+  renderChannels();
+  if (was !== (now ? now.id + ':' + (now.can || []).join() : '')) renderFeed();
+  onVoiceMembers(relay.voiceChannels());
+  if (!$('dropout').hidden) renderDropout();
+}
+
+/** The first text channel (threads only when there is none), or ''. */
+function firstChat() {
+  const all = [...channels.values()];
+  return (all.find((c) => c.kind === 'text') || all.find((c) => c.kind === 'thread'))?.id || '';
+}
+
+/** @param {string} id */
+function selectChannel(id) {
+  current = id;
+  unread.delete(id);
+  try { sessionStorage.setItem(CURRENT_KEY, id); } catch { /* not kept over a reload */ }
+  renderChannels();
+  renderFeed();
 }
 
 // ---- status badge & live stats ---------------------------------------------
@@ -303,23 +377,52 @@ function fmtMs(ms) { return ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toF
 
 // ---- channels & feed -------------------------------------------------------
 
+/** Text channels, each followed by its threads. */
 function renderChannels() {
-  const ul = $('channel-list');
-  ul.replaceChildren(...[...channels.values()].filter((c) => c.kind === 'text').map((c) => {
-    const n = unread.get(c.id) || 0;
-    return h('li', {}, h('button', {
-      class: 'channel' + (c.id === current ? ' active' : '') + (n ? ' unread' : ''), type: 'button',
-      'data-channel-id': c.id, 'aria-current': c.id === current ? 'page' : null,
-      onclick: () => { current = c.id; unread.delete(c.id); renderChannels(); renderFeed(); $('composer-input').focus(); },
-    }, h('span', { class: 'hash', text: '#', 'aria-hidden': 'true' }), h('span', { class: 'channel-name', text: c.name }),
-    n ? h('span', { class: 'pill', text: n > 99 ? '99+' : String(n), 'aria-label': n + ' unread' }) : null));
-  }));
+  const all = [...channels.values()];
+  const text = all.filter((c) => c.kind === 'text');
+  const threads = all.filter((c) => c.kind === 'thread');
+  const items = [];
+  for (const c of text) {
+    items.push(channelItem(c));
+    for (const t of threads) if (t.parentId === c.id) items.push(channelItem(t));
+  }
+  for (const t of threads) if (!text.some((c) => c.id === t.parentId)) items.push(channelItem(t));
+  $('channel-list').replaceChildren(...items);
+}
+
+/** @param {Channel} c */
+function channelItem(c) {
+  const n = unread.get(c.id) || 0;
+  const thread = c.kind === 'thread';
+  const readOnly = byAccess && !may(c.id, 'send');
+  return h('li', {}, h('button', {
+    class: 'channel' + (thread ? ' thread' : '') + (c.id === current ? ' active' : '') + (n ? ' unread' : ''), type: 'button',
+    'data-testid': thread ? 'thread-channel' : 'text-channel', 'data-channel-id': c.id,
+    'data-parent-id': thread ? c.parentId : null, 'data-can': c.can ? c.can.join(' ') : null,
+    'aria-current': c.id === current ? 'page' : null, title: readOnly ? 'Read only: you may not send messages here' : null,
+    onclick: () => { selectChannel(c.id); if (!$('composer-box').hidden) $('composer-input').focus(); },
+  }, h('span', { class: 'hash', text: thread ? '↳' : '#', 'aria-hidden': 'true' }), h('span', { class: 'channel-name', text: c.name }),
+  readOnly ? h('span', { class: 'read-only', 'aria-label': 'read only' }, icon(SVG.lock)) : null,
+  n ? h('span', { class: 'pill', text: n > 99 ? '99+' : String(n), 'aria-label': n + ' unread' }) : null));
+}
+
+/** The message box only where the member may send; a note where they may not. */
+function renderComposer() {
+  const canSend = !!current && may(current, 'send');
+  $('composer-box').hidden = !canSend;
+  $('composer-box').dataset.channelId = current;
+  const locked = $('composer-locked');
+  locked.hidden = canSend;
+  locked.textContent = !current ? (byAccess ? 'There is no channel you may view.' : 'Waiting for a channel…')
+    : may(current, 'view') ? `You can read #${channelName(current)} but not send messages here.` : '';
 }
 
 function renderFeed() {
   const feed = $('message-feed');
   $('channel-title').textContent = current ? channelName(current) : 'no channel';
   /** @type {HTMLTextAreaElement} */ ($('composer-input')).placeholder = current ? 'Message #' + channelName(current) : 'No channel yet';
+  renderComposer();
   const list = feeds.get(current) || [];
   feed.replaceChildren(h('div', { class: 'feed-start' },
     h('div', { class: 'feed-start-icon', text: '#', 'aria-hidden': 'true' }),
@@ -350,12 +453,13 @@ function fillRow(row, m, cont) {
         h('time', { class: 'msg-time', text: clock(m.timestamp), dateTime: m.timestamp, title: new Date(m.timestamp).toLocaleString() })),
       h('div', { class: 'msg-content', text: m.content }, m.edited ? h('span', { class: 'edited', text: ' (edited)' }) : null),
       reactions.length ? h('div', { class: 'reactions' }, ...reactions.map(([emoji, who]) => h('button', {
-        class: 'chip' + (who.includes(session.user.id) ? ' mine' : ''), type: 'button',
+        class: 'chip' + (who.includes(session.user.id) ? ' mine' : ''), type: 'button', disabled: !may(m.channelId, 'react'),
         title: who.map(userName).join(', '), 'aria-label': `${emoji} ${who.length}`,
         onclick: () => react(m, emoji),
       }, h('span', { text: emoji.includes(':') ? ':' + emoji.split(':')[0] + ':' : emoji }), h('span', { class: 'chip-n', text: String(who.length) })))) : null),
-    h('div', { class: 'msg-tools', role: 'toolbar', 'aria-label': 'Add reaction' },
-      ...REACTIONS.map((e) => h('button', { type: 'button', class: 'tool', text: e, title: 'React with ' + e, onclick: () => react(m, e) }))));
+    // replaceChildren would print a null: leave the toolbar out instead.
+    ...(may(m.channelId, 'react') ? [h('div', { class: 'msg-tools', role: 'toolbar', 'aria-label': 'Add reaction', 'data-testid': 'reaction-tools' },
+      ...REACTIONS.map((e) => h('button', { type: 'button', class: 'tool', text: e, title: 'React with ' + e, onclick: () => react(m, e) })))] : []));
 }
 
 /** @param {any} d messageCreate data */
@@ -441,7 +545,7 @@ input.addEventListener('input', () => {
   count.textContent = `${n}/2000`;
   count.classList.toggle('over', n > 2000);
   const now = Date.now();
-  if (input.value.trim() && current && now - lastTypingSent > TYPING_EVERY_MS) {
+  if (input.value.trim() && current && may(current, 'send') && now - lastTypingSent > TYPING_EVERY_MS) {
     lastTypingSent = now;
     relay.typingStart(current).catch(() => { /* typing is best effort */ });
   }
@@ -450,11 +554,12 @@ $('composer').addEventListener('submit', (e) => { e.preventDefault(); send(); })
 
 let countdown = 0;
 /** @param {string} text @param {'error'|'info'|''} [kind] */
-function composerNote(text, kind = 'error') {
+function composerNote(text, kind = 'error', permission = '') {
   clearInterval(countdown);
   const el = $('composer-error');
   el.textContent = text;
   el.dataset.kind = kind;
+  if (permission) el.dataset.permission = permission; else delete el.dataset.permission;
 }
 
 async function send() {
@@ -469,7 +574,7 @@ async function send() {
     lastTypingSent = 0;
     composerNote(res.queued ? 'relay is reconnecting to Discord; your message is queued and will be sent when the link is back.' : '', res.queued ? 'info' : '');
   } catch (err) {
-    composerNote(explain(err, 'send messages in this channel'));
+    composerNote(explain(err, 'send messages in this channel'), 'error', err instanceof RelayError && err.permission || '');
     if (err instanceof RelayError && err.status === 429 && err.retryAfterMs) {
       const until = Date.now() + err.retryAfterMs;
       countdown = setInterval(() => {
@@ -494,7 +599,9 @@ function explain(err, what) {
     case 0: return 'relay is unreachable — check your connection.';
     case 400: return err.issues[0]?.message ? capitalize(err.issues[0].message) : err.message;
     case 401: return 'Your session has expired — switch user to sign in again.';
-    case 403: return `You don't have permission to ${what}.`;
+    case 403: return err.permission
+      ? `You don't have permission to ${what}: Discord permission ${err.permission} is missing.`
+      : `You don't have permission to ${what}.`;
     case 413: return 'That is too large to send.';
     case 429: return `Slow down — try again in ${Math.max(1, Math.ceil((err.retryAfterMs || 1000) / 1000))} s`;
     case 502: return 'Discord refused it: ' + err.message;
@@ -523,6 +630,13 @@ function onVoiceMembers(byChannel) {
   renderVoice(byChannel);
 }
 
+/**
+ * relay moves members with the bot (voiceMove), which Discord allows only with Move
+ * Members: in the channel left (contract §8) and, with Connect, in the one entered.
+ * @param {string} target
+ */
+const mayEnter = (target) => may(target, 'connect') && may(target, 'moveMembers') && (!myVoice || may(myVoice, 'moveMembers'));
+
 /** @param {Map<string, any[]>} byChannel */
 function renderVoice(byChannel) {
   const voice = [...channels.values()].filter((c) => c.kind === 'voice');
@@ -530,24 +644,39 @@ function renderVoice(byChannel) {
   $('voice-list').replaceChildren(...voice.map((c) => {
     const members = byChannel.get(c.id) || [];
     const mine = myVoice === c.id;
-    return h('li', { class: 'voice-channel' + (mine ? ' mine' : ''), 'data-testid': 'voice-channel', 'data-channel-id': c.id },
+    const [canMove, canMute] = [may(c.id, 'moveMembers'), may(c.id, 'muteMembers')];
+    let action = null;
+    if (mine && canMove) action = h('button', { class: 'btn btn-small btn-danger', type: 'button', text: 'Leave', 'data-testid': 'voice-leave', onclick: () => voiceMove(null) });
+    else if (!mine && mayEnter(c.id)) action = h('button', { class: 'btn btn-small', type: 'button', text: myVoice ? 'Move here' : 'Join', 'data-testid': 'voice-join', onclick: () => voiceMove(c.id) });
+    else if (!mine && may(c.id, 'connect')) action = h('span', { class: 'voice-locked muted', title: 'relay joins you through the bot, which needs the Move Members permission; join in Discord instead', 'aria-label': 'Joining through relay needs Move Members' }, icon(SVG.lock));
+    return h('li', { class: 'voice-channel' + (mine ? ' mine' : ''), 'data-testid': 'voice-channel', 'data-channel-id': c.id, 'data-can': c.can ? c.can.join(' ') : null },
       h('div', { class: 'voice-head' }, icon(SVG.speaker), h('span', { class: 'voice-name', text: c.name }),
-        h('span', { class: 'voice-count muted small', text: members.length ? String(members.length) : '' }),
-        mine
-          ? h('button', { class: 'btn btn-small btn-danger', type: 'button', text: 'Leave', onclick: () => voiceMove(null) })
-          : h('button', { class: 'btn btn-small', type: 'button', text: myVoice ? 'Move here' : 'Join', onclick: () => voiceMove(c.id) })),
+        h('span', { class: 'voice-count muted small', text: members.length ? String(members.length) : '' }), action),
       h('ul', { class: 'voice-members' }, ...members.map((m) => {
         const isMuted = muted.get(m.userId) === true;
         const name = m.username || userName(m.userId);
         return h('li', { class: 'voice-member' + (m.userId === me ? ' me' : ''), 'data-testid': 'voice-member', 'data-user-id': m.userId },
           avatar(m.userId, name, 'avatar-sm'), h('span', { class: 'voice-member-name', text: name }),
-          h('button', {
-            class: 'icon-btn mute' + (isMuted ? ' on' : ''), type: 'button', 'aria-pressed': String(isMuted),
+          canMove && m.userId !== me ? h('button', {
+            class: 'icon-btn disconnect', type: 'button', 'data-testid': 'voice-disconnect',
+            title: 'Disconnect ' + name + ' from voice', 'aria-label': 'Disconnect ' + name,
+            onclick: () => voiceDisconnect(m.userId, name),
+          }, icon(SVG.out)) : null,
+          canMute ? h('button', {
+            class: 'icon-btn mute' + (isMuted ? ' on' : ''), type: 'button', 'aria-pressed': String(isMuted), 'data-testid': 'voice-mute',
             title: (isMuted ? 'Unmute ' : 'Server-mute ') + name, 'aria-label': (isMuted ? 'Unmute ' : 'Mute ') + name,
             onclick: () => voiceMute(m.userId, !isMuted),
-          }, icon(isMuted ? SVG.micOff : SVG.mic)));
+          }, icon(isMuted ? SVG.micOff : SVG.mic)) : null);
       })));
   }));
+}
+
+/** A moderator moves someone else out of voice. @param {string} userId @param {string} name */
+async function voiceDisconnect(userId, name) {
+  try {
+    const res = await relay.moveMember(session.guildId, userId, null);
+    toast(res.queued ? 'relay is reconnecting to Discord; the move is queued.' : `${name} was disconnected from voice.`, 'info');
+  } catch (err) { toast(explain(err, 'move voice members'), 'error'); }
 }
 
 /** @param {string|null} channelId */
@@ -591,11 +720,16 @@ let dropoutChannel = '';
 /** @param {string} channelId */
 function openDropout(channelId) {
   dropoutChannel = channelId;
-  $('dropout-channel').textContent = channelName(channelId);
+  renderDropout();
   $('dropout-error').hidden = true;
   dropoutReturnFocus = document.activeElement;
   $('dropout').hidden = false;
-  $('dropout-rejoin').focus();
+  ($('dropout-rejoin').hidden ? $('dropout-leave') : $('dropout-rejoin')).focus();
+}
+/** Rejoin only where relay may move the member back (see `mayEnter`). */
+function renderDropout() {
+  $('dropout-channel').textContent = channelName(dropoutChannel);
+  $('dropout-rejoin').hidden = !mayEnter(dropoutChannel);
 }
 function closeDropout() {
   $('dropout').hidden = true;
@@ -619,7 +753,7 @@ $('dropout-rejoin').addEventListener('click', async () => {
 $('dropout').addEventListener('keydown', (e) => {
   if (e.key === 'Escape') { e.preventDefault(); closeDropout(); }
   if (e.key === 'Tab') { // keep focus inside the dialog
-    const [first, last] = [$('dropout-rejoin'), $('dropout-leave')];
+    const [first, last] = [$('dropout-rejoin').hidden ? $('dropout-leave') : $('dropout-rejoin'), $('dropout-leave')];
     if (e.shiftKey && document.activeElement === first) { e.preventDefault(); last.focus(); }
     else if (!e.shiftKey && document.activeElement === last) { e.preventDefault(); first.focus(); }
   }

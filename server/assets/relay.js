@@ -20,6 +20,12 @@
 /** @typedef {{ok: true, requestId: string, traceId: string, queued?: boolean}} CommandResult */
 /** @typedef {{path: (string|number)[], message: string}} Issue */
 /**
+ * What the member may do in one channel (`access` events, ACCESS=discord).
+ * @typedef {'view'|'history'|'send'|'react'|'connect'|'moveMembers'|'muteMembers'} Can
+ * @typedef {{name: string, type: number, parentId: string|null, can: Can[]}} ChannelAccess
+ * @typedef {{guildId: string, channels: Record<string, ChannelAccess>}} Access
+ */
+/**
  * @typedef {object} RelayOptions
  * @property {string} [baseUrl] origin of the edge; '' (default) = same origin
  * @property {string} [token] session JWT; without it the relay_session cookie is used
@@ -30,16 +36,16 @@
 
 /** Event types the client listens for without being asked. */
 const KNOWN_TYPES = ['messageCreate', 'messageUpdate', 'messageDelete', 'reactionAdd', 'typingStart',
-  'voice.joined', 'voice.left', 'voice.snapshot', 'gateway.status', 'stream.reset', 'error'];
+  'voice.joined', 'voice.left', 'voice.snapshot', 'access', 'gateway.status', 'stream.reset', 'error'];
 
 /** A command the edge refused; `status` is the HTTP status (0 = network failure). */
 export class RelayError extends Error {
   /**
    * @param {number} status
-   * @param {string} code e.g. invalid_request, unauthenticated, forbidden, rate_limited, queue_full,
+   * @param {string} code e.g. invalid_request, unauthenticated, forbidden, missing_permission, rate_limited, queue_full,
    *   gateway_error, gateway_timeout, payload_too_large, network_error
    * @param {string} message
-   * @param {{issues?: Issue[], retryAfterMs?: number|null}} [extra]
+   * @param {{issues?: Issue[], retryAfterMs?: number|null, permission?: string|null}} [extra]
    */
   constructor(status, code, message, extra = {}) {
     super(message);
@@ -50,6 +56,8 @@ export class RelayError extends Error {
     this.issues = extra.issues || [];
     /** @type {number|null} */
     this.retryAfterMs = extra.retryAfterMs ?? null;
+    /** The Discord permission missing (`code` missing_permission), e.g. SEND_MESSAGES. @type {string|null} */
+    this.permission = extra.permission ?? null;
   }
 }
 
@@ -68,6 +76,8 @@ export class RelayClient {
     this._handlers = new Map();
     /** @type {Map<string, VoiceMember[]>} */
     this._voice = new Map();
+    /** @type {Map<string, Access>} guild id → the latest `access` event */
+    this._access = new Map();
     /** @type {EventSource|null} */
     this._es = null;
     this._retryMs = 1000;
@@ -118,6 +128,16 @@ export class RelayClient {
    * @param {(byChannel: Map<string, VoiceMember[]>) => void} fn
    */
   onVoiceMembers(fn) { fn(this.voiceChannels()); return this.on('relay.voiceMembers', fn); }
+
+  /**
+   * `access` events (ACCESS=discord): every channel the member may view in a guild and
+   * what they may do there, after each voice snapshot and again whenever it changes.
+   * Called at once for every guild already known. Never called under ACCESS=roles.
+   * @param {(access: Access, meta?: Meta) => void} fn
+   */
+  onAccess(fn) { for (const a of this._access.values()) fn(a); return this.on('access', fn); }
+  /** The latest `access` of `guildId`, if one arrived. @param {string} guildId @returns {Access|undefined} */
+  access(guildId) { return this._access.get(guildId); }
 
   /** @param {string} channelId @returns {VoiceMember[]} */
   voiceMembers(channelId) { return [...(this._voice.get(channelId) || [])]; }
@@ -176,7 +196,8 @@ export class RelayClient {
       if (Number.isFinite(secs) && secs >= 0) retryAfterMs = secs * 1000;
     }
     throw new RelayError(res.status, err.code || codeFor(res.status), err.message || res.statusText || 'request failed',
-      { issues: Array.isArray(json?.issues) ? json.issues : [], retryAfterMs });
+      { issues: Array.isArray(json?.issues) ? json.issues : [], retryAfterMs,
+        permission: typeof err.permission === 'string' ? err.permission : null });
   }
 
   /** Opens the (single) EventSource. */
@@ -242,6 +263,7 @@ export class RelayClient {
     else if (name === 'voice.snapshot') this._voiceSnapshot(data);
     else if (name === 'voice.joined') this._voiceJoined(data);
     else if (name === 'voice.left') this._voiceLeft(data);
+    else if (name === 'access' && data && typeof data.guildId === 'string') this._access.set(data.guildId, data);
     else if (name === 'stream.reset') { // the kept id is useless now; the next event's id replaces it
       this.lastEventId = '';
       writeStorage(this._storageKey, '');

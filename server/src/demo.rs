@@ -3,8 +3,11 @@
 //!
 //! The link token and session secret are random per run; the simulated bot
 //! token never leaves the process. With `DEMO_CONTROL` set, a small HTTP API on
-//! that address lets browser tests act as Discord (a member leaving voice) and
-//! break the link on purpose.
+//! that address lets browser tests act as Discord (a member leaving voice, a role
+//! granted or taken, a timeout) and break the link on purpose.
+//!
+//! The gateway identifies with GUILD_MEMBERS (the simulator allows it), so role
+//! and timeout changes reach the page within a second, as `access` events.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use relay_runtime::http_server::{HttpConfig, HttpServer, Request, Response};
 use relay_runtime::sim_discord::{demo_users, ids, SimConfig, SimDiscord};
 use serde_json::{json, Value};
 
-use crate::edge::{DemoChannel, DemoInfo, DemoUser, Edge, EdgeSettings};
+use crate::edge::{DemoInfo, DemoUser, Edge, EdgeSettings};
 use crate::gateway::{Gateway, Settings as GatewaySettings};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -45,21 +48,32 @@ pub struct DemoOptions {
     pub enable_ws_bridge: bool,
     /// Where to serve the test control API, if anywhere.
     pub control: Option<SocketAddr>,
+    /// How often the demo gives Ada the Moderator role or takes it away (and Ken's
+    /// timeout cycle); `None`: the simulator's default, 45 s. Tests that change
+    /// roles themselves set it long, so the schedule does not race them.
+    pub role_period: Option<Duration>,
 }
 
 impl Demo {
     /// Starts the simulated Discord, the gateway and the edge.
     pub fn start(opts: DemoOptions) -> io::Result<Demo> {
-        let sim = Arc::new(SimDiscord::start(SimConfig::demo(opts.seed))?);
+        let mut sim_config = SimConfig::demo(opts.seed);
+        if let Some(period) = opts.role_period {
+            sim_config.demo_role_period = period;
+        }
+        let sim = Arc::new(SimDiscord::start(sim_config)?);
         let link_token = Secret::new(relay_runtime::clock::new_trace_id());
         let metrics = Arc::new(Metrics::new());
-        let gateway_settings = GatewaySettings::for_discord_at(
+        let mut gateway_settings = GatewaySettings::for_discord_at(
             "127.0.0.1:0".parse().expect("loopback"),
             link_token.clone(),
             Secret::new(sim.bot_token()),
             sim.api_base(),
             sim.gateway_url(),
         );
+        // Without GUILD_MEMBERS no GUILD_MEMBER_UPDATE arrives, and the demo's role
+        // changes would reach the page only when the gateway re-reads members.
+        gateway_settings.members_intent = true;
         let gateway = Gateway::start(gateway_settings.clone(), metrics.clone())
             .map_err(|e| io::Error::other(e.to_string()))?;
         let link_url = gateway.link_url();
@@ -133,10 +147,13 @@ impl Demo {
         }
     }
 
-    /// The test control API: `POST /voice-leave {"userId"}`, `POST /link-drop`
-    /// (stops the gateway, so the edge's link goes down and stays down),
-    /// `POST /link-restore` (starts it again on the same address, counting into
-    /// the same `metrics`, so both ports keep showing one registry).
+    /// The test control API: `POST /voice-leave {"userId"}`, `POST /set-roles
+    /// {"userId","roleIds":[…]}` (replaces the member's roles; GUILD_MEMBER_UPDATE),
+    /// `POST /timeout {"userId","seconds"}` (times the member out for that long, or
+    /// lifts the timeout with 0), `POST /link-drop` (stops the gateway, so the
+    /// edge's link goes down and stays down), `POST /link-restore` (starts it
+    /// again on the same address, counting into the same `metrics`, so both ports
+    /// keep showing one registry).
     fn start_control(
         &self,
         addr: SocketAddr,
@@ -157,25 +174,36 @@ impl Demo {
         let down = Arc::new(AtomicBool::new(false));
         let handler = move |mut req: Request| {
             let body = req.read_body(4096).unwrap_or_default();
-            let result = match req.url() {
-                "/voice-leave" => {
-                    let user = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["userId"].as_str().map(str::to_owned));
-                    match (user, Weak::upgrade(&sim_control)) {
-                        (Some(u), Some(sim)) => Ok(json!({"ok": sim.voice_leave(&u)})),
-                        (None, _) => Err("userId required"),
-                        (_, None) => Err("shutting down"),
+            let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+            let user = body["userId"].as_str();
+            let sim = Weak::upgrade(&sim_control);
+            let result = match (req.url(), user, sim) {
+                ("/voice-leave" | "/set-roles" | "/timeout", None, _) => Err("userId required"),
+                ("/voice-leave" | "/set-roles" | "/timeout", _, None) => Err("shutting down"),
+                ("/voice-leave", Some(u), Some(sim)) => Ok(json!({"ok": sim.voice_leave(u)})),
+                ("/set-roles", Some(u), Some(sim)) => match body["roleIds"].as_array() {
+                    Some(ids) => {
+                        let roles: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+                        Ok(json!({"ok": sim.set_member_roles(u, &roles)}))
                     }
-                }
-                "/link-drop" => {
+                    None => Err("roleIds required"),
+                },
+                ("/timeout", Some(u), Some(sim)) => match body["seconds"].as_u64() {
+                    Some(0) => Ok(json!({"ok": sim.timeout_member(u, None)})),
+                    Some(s) => {
+                        let until = relay_runtime::clock::unix_ms() + s * 1000;
+                        Ok(json!({"ok": sim.timeout_member(u, Some(until))}))
+                    }
+                    None => Err("seconds required"),
+                },
+                ("/link-drop", ..) => {
                     down.store(true, Ordering::SeqCst);
                     if let Some(g) = gateway.lock().take() {
                         g.shutdown();
                     }
                     Ok(json!({"ok": true}))
                 }
-                "/link-restore" => {
+                ("/link-restore", ..) => {
                     let mut slot = gateway.lock();
                     if slot.is_none() {
                         match Gateway::start(settings.clone(), metrics.clone()) {
@@ -202,21 +230,11 @@ impl Demo {
     }
 }
 
-/// The simulated guild as the page's sign-in sees it.
+/// The simulated guild as the page's sign-in sees it: who one may sign in as.
+/// The channels each user may see come with the stream (`access` events).
 fn demo_info() -> DemoInfo {
-    let channel = |id: &str, name: &str, kind| DemoChannel {
-        id: id.to_owned(),
-        name: name.to_owned(),
-        kind,
-    };
     DemoInfo {
         guild_id: ids::GUILD.to_owned(),
-        channels: vec![
-            channel(ids::GENERAL, "general", "text"),
-            channel(ids::GAME_ROOM, "game-room", "text"),
-            channel(ids::LOBBY, "Lobby", "voice"),
-            channel(ids::RAID, "Raid", "voice"),
-        ],
         users: demo_users()
             .into_iter()
             .map(|u| DemoUser {

@@ -46,6 +46,7 @@ fn main() {
                 seed: cfg.seed.unwrap_or_else(rand::random),
                 enable_ws_bridge: cfg.enable_ws_bridge,
                 control: cfg.demo_control,
+                role_period: None,
             };
             let running = demo::Demo::start(opts)
                 .unwrap_or_else(|e| fail(format!("cannot start the demo on {}: {e}", cfg.bind)));

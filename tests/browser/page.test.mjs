@@ -2,17 +2,25 @@
 //
 // Environment:
 //   RELAY_URL        the edge serving the page (default http://127.0.0.1:3000), in demo mode
-//   SIM_CONTROL_URL  control API of the simulated Discord (tests 3, 4, 5-setup and 7 need it):
+//   SIM_CONTROL_URL  control API of the simulated Discord (tests 4–7, 9, 10 and 11 need it):
 //                      POST $SIM_CONTROL_URL/voice-leave   {"userId": "…"}  the user drops out of voice
+//                      POST $SIM_CONTROL_URL/set-roles     {"userId": "…", "roleIds": ["…"]}  replaces the member's roles
+//                      POST $SIM_CONTROL_URL/timeout       {"userId": "…", "seconds": n}  times the member out (0 lifts it)
 //                      POST $SIM_CONTROL_URL/link-drop     the gateway link goes down (for a few seconds)
 //                      POST $SIM_CONTROL_URL/link-restore  the link comes back now
+//                    The demo runs ACCESS=discord: the page lists what the stream's `access`
+//                    events allow. Its own schedule flips Ada's Moderator role every 45 s;
+//                    tests/tests/browser-demo-page.rs turns that off (a `relay demo` started
+//                    by hand keeps it, and may race tests 3, 4 and 10).
 //   BRIDGE_URL       an edge with ENABLE_WS_BRIDGE=true (may equal RELAY_URL); required
 //   SESSION_TOKEN    a session JWT accepted by BRIDGE_URL; required
 // Every variable is required: a missing one fails the run rather than skipping
 // tests (tests/tests/browser-demo-page.rs sets them all).
 //   CHROMIUM         browser binary (default /usr/bin/chromium)
 //
-// The tests share one page and run in order: each builds on the signed-in page of the first.
+// The tests share one page and run in order: each builds on the signed-in page of the first
+// (Ada, a plain member; test 4 makes her a Moderator, which voice moves need, and test 10
+// takes it away again).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -29,6 +37,9 @@ for (const [name, value] of Object.entries({ SIM_CONTROL_URL: SIM, BRIDGE_URL, S
 }
 const T = 15_000; // every wait is bounded by this
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../artifacts');
+// The simulated guild's roles (runtime/src/sim_discord/guild.rs, `ids`).
+const ROLE_MEMBER = '820675640033280001';
+const ROLE_MODERATOR = '820675891691520001';
 
 /** @type {import('playwright-core').Browser} */ let browser;
 /** @type {import('playwright-core').BrowserContext} */ let context;
@@ -50,6 +61,9 @@ async function sim(what, body = {}) {
 const badge = () => page.locator('[data-testid=status-badge]');
 const waitBadge = (/** @type {string} */ text) => page.waitForFunction(
   (t) => document.querySelector('[data-testid=status-badge]')?.textContent === t, text, { timeout: T });
+const textChannel = (/** @type {string} */ name, p = page) =>
+  p.locator('[data-testid=text-channel]', { has: p.locator('.channel-name', { hasText: new RegExp(`^${name}$`) }) });
+const canOf = async (/** @type {import('playwright-core').Locator} */ l) => ((await l.getAttribute('data-can')) || '').split(' ').filter(Boolean);
 const member = (/** @type {string} */ channelId) =>
   page.locator(`[data-testid=voice-channel][data-channel-id="${channelId}"] [data-testid=voice-member][data-user-id="${me}"]`);
 
@@ -118,7 +132,76 @@ test('2. a message from the composer arrives in the feed over SSE, as text', { t
   assert.equal(await page.locator('[data-testid=composer-error]').textContent(), '');
 });
 
-test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { timeout: 90_000 }, async () => {
+test('3. a plain member sees only the channels and buttons `access` allows', { timeout: 60_000 }, async () => {
+  await sim('set-roles', { userId: me, roleIds: [ROLE_MEMBER] }); // as the guild starts; idempotent
+  const general = textChannel('general');
+  await general.waitFor({ timeout: T });
+  assert.deepEqual(await canOf(general), ['view', 'history', 'send', 'react', 'connect']);
+  assert.equal(await textChannel('moderators').count(), 0, '#moderators is not listed for a plain member');
+  // The thread sits under its parent channel.
+  const thread = page.locator('[data-testid=thread-channel]', { hasText: 'release-planning' });
+  await thread.waitFor({ timeout: T });
+  assert.equal(await thread.getAttribute('data-parent-id'), await general.getAttribute('data-channel-id'));
+  // #announcements: everyone may read, only moderators may write.
+  const announcements = textChannel('announcements');
+  assert.ok(!(await canOf(announcements)).includes('send'));
+  await announcements.click();
+  await page.locator('[data-testid=composer-locked]').waitFor({ state: 'visible', timeout: T });
+  assert.ok(await page.locator('[data-testid=composer]').isHidden(), 'no composer in #announcements');
+  assert.match(await page.locator('[data-testid=composer-locked]').textContent() || '', /can read #announcements but not send/);
+  // Voice: may connect, but relay moves members with the bot, which needs Move Members.
+  const lobby = page.locator('[data-testid=voice-channel]').first();
+  await lobby.waitFor({ timeout: T });
+  assert.ok((await canOf(lobby)).includes('connect'));
+  assert.ok(!(await canOf(lobby)).includes('moveMembers'));
+  assert.equal(await page.locator('[data-testid=voice-join], [data-testid=voice-mute], [data-testid=voice-disconnect]').count(), 0,
+    'no Join/Move, mute or disconnect buttons without Move/Mute Members');
+  await general.click();
+  await page.locator('[data-testid=composer]').waitFor({ state: 'visible', timeout: T });
+  assert.ok(await page.locator('[data-testid=composer-locked]').isHidden());
+});
+
+test('4. a 403 missing_permission names the permission; a role granted shows up live', { timeout: 60_000 }, async () => {
+  // The page never offers a send where `access` forbids it, so make one: the request
+  // leaves for #general and is redirected to #announcements on the way.
+  const announcementsId = await textChannel('announcements').getAttribute('data-channel-id');
+  const isSend = (/** @type {URL} */ u) => u.pathname === '/api/send-message';
+  await page.route(isSend, (route) => {
+    const body = JSON.parse(route.request().postData() || '{}');
+    return route.continue({ postData: JSON.stringify({ ...body, channelId: announcementsId }) });
+  });
+  const input = page.locator('[data-testid=composer-input]');
+  try {
+    await input.fill(uniq('not allowed in announcements'));
+    await input.press('Enter');
+    const error = page.locator('[data-testid=composer-error]');
+    await page.waitForFunction(() => /SEND_MESSAGES/.test(document.querySelector('[data-testid=composer-error]')?.textContent || ''), null, { timeout: T });
+    assert.equal(await error.getAttribute('data-permission'), 'SEND_MESSAGES');
+  } finally {
+    await page.unroute(isSend);
+    await input.fill('');
+  }
+
+  // Ada becomes a Moderator in Discord: #moderators appears, voice moves are offered.
+  const granted = Date.now();
+  await sim('set-roles', { userId: me, roleIds: [ROLE_MEMBER, ROLE_MODERATOR] });
+  const moderators = textChannel('moderators');
+  await moderators.waitFor({ timeout: T });
+  const tookMs = Date.now() - granted;
+  assert.ok((await canOf(moderators)).includes('send'));
+  // Moderators may post in #announcements on Discord, but the bot may not, and relay
+  // grants nobody more than the bot has (CONTRACT.md §8).
+  assert.ok(!(await canOf(textChannel('announcements'))).includes('send'));
+  await page.locator('[data-testid=voice-join]').first().waitFor({ timeout: T });
+  assert.ok((await canOf(page.locator('[data-testid=voice-channel]').first())).includes('moveMembers'));
+  await moderators.click();
+  await page.locator('[data-testid=composer]').waitFor({ state: 'visible', timeout: T });
+  assert.equal(await page.locator('#channel-title').textContent(), 'moderators');
+  console.log(`# #moderators appeared ${tookMs} ms after the role was granted`);
+  await textChannel('general').click();
+});
+
+test('5. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { timeout: 90_000 }, async () => {
   const dialog = page.locator('[data-testid=dropout-dialog]');
   let { channelId, name } = await joinFirstVoiceChannel();
   await sim('voice-leave', { userId: me });
@@ -140,7 +223,7 @@ test('3. a voice dropout opens the dialog; Esc closes it, Rejoin moves back', { 
   await dialog.waitFor({ state: 'hidden', timeout: T });
 });
 
-test('4. the badge shows the link going down and coming back', { timeout: 60_000 }, async () => {
+test('6. the badge shows the link going down and coming back', { timeout: 60_000 }, async () => {
   // Record every badge state, so a short drop is not missed between polls.
   await page.evaluate(() => {
     const el = /** @type {HTMLElement} */ (document.querySelector('[data-testid=status-badge]'));
@@ -155,7 +238,7 @@ test('4. the badge shows the link going down and coming back', { timeout: 60_000
   assert.equal(await badge().getAttribute('data-state'), 'live');
 });
 
-test('5. a reload resumes from the last event id without losing events', { timeout: 60_000 }, async () => {
+test('7. a reload resumes from the last event id without losing events', { timeout: 60_000 }, async () => {
   await page.waitForFunction(() => /\d/.test(document.querySelector('[data-testid=last-event-id]')?.textContent || ''), null, { timeout: T });
   const lastBefore = /** @type {string} */ (await page.locator('[data-testid=last-event-id]').textContent());
   const cookie = (await context.cookies(RELAY_URL)).map((c) => `${c.name}=${c.value}`).join('; ');
@@ -197,13 +280,13 @@ test('5. a reload resumes from the last event id without losing events', { timeo
   await waitBadge('Live');
 });
 
-test('6. screenshot of the demo page', { timeout: 30_000 }, async () => {
+test('8. screenshot of the demo page', { timeout: 30_000 }, async () => {
   await mkdir(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page.png') });
   assert.deepEqual(seen.errors, [], 'no uncaught errors in the page');
 });
 
-test('7. the legacy /api/ws bridge delivers voice.left in the old shape', {
+test('9. the legacy /api/ws bridge delivers voice.left in the old shape', {
   timeout: 60_000,
 }, async () => {
   await joinFirstVoiceChannel();
@@ -235,4 +318,53 @@ test('7. the legacy /api/ws bridge delivers voice.left in the old shape', {
   // The SSE side saw the same dropout.
   await page.locator('[data-testid=dropout-dialog]').waitFor({ state: 'visible', timeout: T });
   await page.keyboard.press('Escape');
+});
+
+test('10. a role taken away live: the open channel goes, the page moves to the first text channel', { timeout: 60_000 }, async () => {
+  const moderators = textChannel('moderators');
+  await moderators.click({ timeout: T });
+  await page.waitForFunction(() => document.querySelector('.channel.active .channel-name')?.textContent === 'moderators', null, { timeout: T });
+  await sim('set-roles', { userId: me, roleIds: [ROLE_MEMBER] });
+  await moderators.waitFor({ state: 'detached', timeout: T });
+  await page.waitForFunction(() => document.querySelector('.channel.active .channel-name')?.textContent === 'general', null, { timeout: T });
+  assert.equal(await page.locator('#channel-title').textContent(), 'general');
+  await page.locator('[data-testid=composer]').waitFor({ state: 'visible', timeout: T });
+  await page.waitForFunction(() => !document.querySelector('[data-testid=voice-join]'), null, { timeout: T });
+  assert.ok(!(await canOf(textChannel('announcements'))).includes('send'));
+  // What a plain member sees in a read-only channel.
+  await textChannel('announcements').click();
+  await page.locator('[data-testid=composer-locked]').waitFor({ state: 'visible', timeout: T });
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'demo-page-member.png') });
+  await textChannel('general').click();
+  assert.deepEqual(seen.errors, [], 'no uncaught errors in the page');
+});
+
+test('11. a timed-out member may read but not write or react', { timeout: 60_000 }, async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+  try {
+    const p = await ctx.newPage();
+    /** @type {string[]} */ const errors = [];
+    p.on('pageerror', (e) => errors.push(String(e)));
+    await p.goto(RELAY_URL + '/', { timeout: T });
+    const ken = p.locator('[data-testid=signin-user]', { hasText: 'Ken' });
+    await ken.waitFor({ timeout: T });
+    await sim('timeout', { userId: await ken.getAttribute('data-user-id'), seconds: 600 });
+    await ken.click();
+    const general = textChannel('general', p);
+    await general.waitFor({ timeout: T });
+    assert.deepEqual(await canOf(general), ['view', 'history']);
+    await p.locator('[data-testid=composer-locked]').waitFor({ state: 'visible', timeout: T });
+    assert.ok(await p.locator('[data-testid=composer]').isHidden(), 'no composer while timed out');
+    // Chat keeps arriving; messages come without reaction buttons.
+    await p.locator('[data-testid=message]').first().waitFor({ timeout: T });
+    assert.equal(await p.locator('[data-testid=reaction-tools]').count(), 0, 'no reaction buttons while timed out');
+    assert.equal(await p.locator('[data-testid=message]').first().evaluate((el) => [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE)),
+      false, 'nothing stray (like "null") printed where the toolbar was left out');
+    assert.equal(await p.locator('[data-testid=voice-join]').count(), 0);
+    await p.screenshot({ path: path.join(ARTIFACTS, 'demo-page-timed-out.png') });
+    assert.deepEqual(errors, [], 'no uncaught errors in the page');
+  } finally {
+    await ctx.close();
+  }
 });

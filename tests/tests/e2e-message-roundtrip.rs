@@ -18,6 +18,7 @@ fn a_sent_message_comes_back_over_sse() {
         seed: 1,
         enable_ws_bridge: false,
         control: None,
+        role_period: None,
     })
     .expect("demo starts");
     let addr = demo.addr();

@@ -55,7 +55,7 @@ pub fn session(state: &AppState, req: &mut Request) -> Reply {
     json_reply(
         200,
         &json!({"ok": true, "user": {"id": user.id, "username": user.username},
-                "guildId": demo.guild_id, "channels": demo.channels}),
+                "guildId": demo.guild_id}),
     )
     .header("Set-Cookie", cookie)
 }

@@ -38,7 +38,7 @@ use relay_runtime::sse_pool::{PoolConfig, SsePool};
 
 pub use relay_runtime::http_server::HttpConfig;
 use state::AppState;
-pub use state::{DemoChannel, DemoInfo, DemoUser, EdgeSettings};
+pub use state::{DemoInfo, DemoUser, EdgeSettings};
 #[cfg(feature = "fuzzing")]
 pub use stream_params::fuzz_stream_request;
 

@@ -60,23 +60,11 @@ pub struct EdgeSettings {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DemoInfo {
-    /// The simulated guild.
+    /// The simulated guild. Which of its channels a user sees comes from the
+    /// stream's `access` events (ACCESS=discord), not from here.
     pub guild_id: String,
-    /// Its channels, text and voice.
-    pub channels: Vec<DemoChannel>,
     /// Users one can sign in as.
     pub users: Vec<DemoUser>,
-}
-
-/// A channel of the demo guild.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DemoChannel {
-    /// Channel id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// `text` or `voice`.
-    pub kind: &'static str,
 }
 
 /// A user of the demo guild.
