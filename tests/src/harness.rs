@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay::edge::{Edge, EdgeSettings, HttpConfig};
+use relay::edge::{Edge, EdgeSettings, HttpConfig, SignInSettings};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_protocol::bucket::LimitConfig;
@@ -32,6 +32,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         reply_timeout: Duration::from_secs(5),
         demo: None,
         http: HttpConfig::default(),
+        signin: SignInSettings::default(),
     }
 }
 
