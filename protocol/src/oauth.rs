@@ -1360,6 +1360,48 @@ mod tests {
         check_oauth_input(input.as_bytes());
     }
 
+    #[test]
+    fn the_fuzz_seeds_reach_every_branch() {
+        let seed = |b: &[u8]| String::from_utf8_lossy(&b[2..]).into_owned();
+        let valid = seed(include_bytes!(
+            "../../fuzz/corpus/seed-oauth_answer/callback_valid_cookie.bin"
+        ));
+        let (q, cookie) = valid.split_once('\n').unwrap();
+        let got = decide_callback(
+            &parse_callback_query(q),
+            Some(cookie),
+            &codec(),
+            &mut ConsumedStates::default(),
+            NOW,
+        );
+        assert!(matches!(got, Ok(Callback::Exchange { .. })), "{got:?}");
+        let denied = seed(include_bytes!(
+            "../../fuzz/corpus/seed-oauth_answer/callback_valid_denied.bin"
+        ));
+        let (q, cookie) = denied.split_once('\n').unwrap();
+        let got = decide_callback(
+            &parse_callback_query(q),
+            Some(cookie),
+            &codec(),
+            &mut ConsumedStates::default(),
+            NOW,
+        );
+        assert!(
+            matches!(
+                got,
+                Ok(Callback::Redirect {
+                    outcome: SignInOutcome::Denied,
+                    ..
+                })
+            ),
+            "{got:?}"
+        );
+        let token = include_bytes!("../../fuzz/corpus/seed-oauth_answer/token_ok.bin");
+        assert!(parse_token_answer(200, &token[2..]).is_ok());
+        let user = include_bytes!("../../fuzz/corpus/seed-oauth_answer/user_ok.bin");
+        assert!(parse_user_answer(200, &user[2..]).is_ok());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
