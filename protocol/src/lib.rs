@@ -55,6 +55,7 @@
 //! | [`queue`] | the bounded outbound command queue and reply correlation |
 //! | [`dedupe`] | the gateway's requestId de-duplication: run once, repeat the first reply |
 //! | [`link_session`] | the edge side of the link as a state machine |
+//! | [`oauth`] | Sign in with Discord: `next` checks, the pending-login cookie, PKCE, the callback decision, Discord's token and user answers |
 //! | [`sse`] | Server-Sent Events encoder and WHATWG parser |
 //! | [`replay`] | the replay ring behind `Last-Event-ID` |
 //! | [`sanitize`] | escaping user text for logs and re-broadcast |
@@ -75,6 +76,7 @@ pub mod frame;
 pub mod ids;
 pub mod legacy;
 pub mod link_session;
+pub mod oauth;
 pub mod payload;
 pub mod queue;
 pub mod replay;

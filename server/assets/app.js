@@ -135,7 +135,19 @@ const isChat = (/** @type {string} */ id) => { const k = channels.get(id)?.kind;
 async function boot() {
   const saved = readJson(sessionStorage, SESSION_KEY);
   if (saved && saved.user) return start(saved);
+  // Back from Sign in with Discord: the session is an HttpOnly cookie, so ask who it is.
+  const outcome = new URLSearchParams(location.search).get('signin');
+  if (outcome) history.replaceState(null, '', location.pathname);
+  let me = null;
+  try { const r = await fetch('/auth/session', { credentials: 'same-origin' }); if (r.ok) me = await r.json(); } catch { me = null; }
+  if (me && me.user) {
+    const s = { user: me.user, guildId: me.guildId || '', channels: me.channels || [] };
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+    return start(s);
+  }
   $('signin').hidden = false;
+  if (outcome === 'denied') signinError('Sign-in was cancelled at Discord.');
+  else if (outcome === 'failed') signinError('Discord sign-in failed — please try again.');
   let res;
   try { res = await fetch('/api/demo/users', { credentials: 'same-origin' }); } catch { res = null; }
   if (res && res.status === 404) return showTokenForm();
@@ -197,9 +209,11 @@ function signinError(text) { const el = $('signin-error'); el.textContent = text
 /** @param {Storage} store @param {string} key */
 function readJson(store, key) { try { return JSON.parse(store.getItem(key) || 'null'); } catch { return null; } }
 
-$('signout').addEventListener('click', () => {
+$('signout').addEventListener('click', async () => {
   relay?.close();
   for (const k of [SESSION_KEY, FEED_KEY, CURRENT_KEY]) sessionStorage.removeItem(k);
+  // Clears the HttpOnly session cookie, so the reload shows the sign-in again.
+  try { await fetch('/auth/logout', { method: 'POST', credentials: 'same-origin' }); } catch { /* reload anyway */ }
   location.reload();
 });
 

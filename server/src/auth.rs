@@ -1,7 +1,8 @@
 //! Browser sessions: HS256 JWTs signed with `SESSION_SECRET` (CONTRACT.md §2).
 //!
 //! A session token carries `sub` (required, non-empty string), `exp`
-//! (required), `name` (optional string) and `roles` (optional array of
+//! (required), `name` (optional string), `avatar` (optional string: Discord's
+//! avatar hash, set by Sign in with Discord) and `roles` (optional array of
 //! strings). [`SessionKeys::verify`] accepts HS256 and nothing else: the
 //! header's `alg` is read before any other work, so `none`, `RS256` (the
 //! classic public-key-as-HMAC-key confusion) and `HS512` all fail with
@@ -73,6 +74,8 @@ pub struct Session {
     pub sub: String,
     /// The display name, if the token has one.
     pub name: Option<String>,
+    /// Discord's avatar hash, if the token has one (CONTRACT.md §8).
+    pub avatar: Option<String>,
     /// The granted roles (`chat:write`, `voice:moderate`, …).
     pub roles: Vec<String>,
     /// Expiry, Unix seconds.
@@ -101,7 +104,7 @@ pub enum AuthError {
     NotYetValid,
     /// A required claim is absent (`"sub"` or `"exp"`).
     MissingClaim(&'static str),
-    /// A claim has the wrong type or an empty value (`"sub"`, `"exp"`, `"name"`, `"roles"`, `"nbf"`).
+    /// A claim has the wrong type or an empty value (`"sub"`, `"exp"`, `"name"`, `"avatar"`, `"roles"`, `"nbf"`).
     InvalidClaim(&'static str),
     /// The header's `alg` is not `HS256`.
     UnsupportedAlg,
@@ -141,6 +144,8 @@ struct IssuedClaims<'a> {
     sub: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar: Option<&'a str>,
     roles: &'a [String],
     iat: u64,
     exp: u64,
@@ -153,6 +158,7 @@ struct RawClaims {
     exp: Option<Value>,
     nbf: Option<Value>,
     name: Option<Value>,
+    avatar: Option<Value>,
     roles: Option<Value>,
 }
 
@@ -184,10 +190,24 @@ impl SessionKeys {
         ttl: Duration,
         now_unix: u64,
     ) -> String {
+        self.issue_with_avatar(sub, name, None, roles, ttl, now_unix)
+    }
+
+    /// [`SessionKeys::issue`] with Discord's avatar hash in an `avatar` claim.
+    pub fn issue_with_avatar(
+        &self,
+        sub: &str,
+        name: Option<&str>,
+        avatar: Option<&str>,
+        roles: &[String],
+        ttl: Duration,
+        now_unix: u64,
+    ) -> String {
         let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let claims = IssuedClaims {
             sub,
             name,
+            avatar,
             roles,
             iat: now_unix,
             exp: now_unix.saturating_add(ttl_secs),
@@ -239,6 +259,11 @@ impl SessionKeys {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(AuthError::InvalidClaim("name")),
         };
+        let avatar = match claims.avatar {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(AuthError::InvalidClaim("avatar")),
+        };
         let roles = match claims.roles {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -253,6 +278,7 @@ impl SessionKeys {
         Ok(Session {
             sub,
             name,
+            avatar,
             roles,
             exp,
         })
@@ -368,7 +394,9 @@ fn bearer(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in a `Cookie` header that may hold several
+/// (double quotes removed); empty counts as absent.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (n, v) = pair.split_once('=')?;
         if n.trim() != name {
@@ -412,7 +440,7 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
 /// Every [`AuthError`] there is: the messages a 401 can carry form this fixed
 /// set, so none can quote a token.
 #[cfg(any(test, feature = "fuzzing"))]
-const ALL_ERRORS: [AuthError; 13] = [
+const ALL_ERRORS: [AuthError; 14] = [
     AuthError::Missing,
     AuthError::Malformed,
     AuthError::BadSignature,
@@ -423,6 +451,7 @@ const ALL_ERRORS: [AuthError; 13] = [
     AuthError::InvalidClaim("sub"),
     AuthError::InvalidClaim("exp"),
     AuthError::InvalidClaim("name"),
+    AuthError::InvalidClaim("avatar"),
     AuthError::InvalidClaim("roles"),
     AuthError::InvalidClaim("nbf"),
     AuthError::UnsupportedAlg,
@@ -616,12 +645,25 @@ mod tests {
             Some(Session {
                 sub: "42".into(),
                 name: Some("Ada".into()),
-                roles,
+                avatar: None,
+                roles: roles.clone(),
                 exp: NOW + 3600,
             })
         );
         let s = s.unwrap_or_else(|| unreachable!());
         assert!(s.has_role("chat:write"));
+        let with_avatar = k.issue_with_avatar(
+            "42",
+            None,
+            Some("a_1f"),
+            &roles,
+            Duration::from_secs(60),
+            NOW,
+        );
+        assert_eq!(
+            k.verify(&with_avatar, NOW).map(|s| s.avatar),
+            Ok(Some("a_1f".into()))
+        );
         assert!(!s.has_role("voice:moderate"));
         // One second before expiry still passes; at expiry it does not.
         assert!(k.verify(&t, NOW + 3599).is_ok());
@@ -676,6 +718,10 @@ mod tests {
                 Err(AuthError::InvalidClaim("name")),
             ),
             (
+                serde_json::json!({"sub":"1","exp":NOW + 60,"avatar":["x"]}),
+                Err(AuthError::InvalidClaim("avatar")),
+            ),
+            (
                 serde_json::json!({"sub":"1","exp":NOW + 60,"roles":"chat:write"}),
                 Err(AuthError::InvalidClaim("roles")),
             ),
@@ -696,6 +742,7 @@ mod tests {
                 Ok(Session {
                     sub: "1".into(),
                     name: None,
+                    avatar: None,
                     roles: vec!["a".into(), "b".into()],
                     exp: NOW + 60,
                 }),
@@ -1002,7 +1049,7 @@ mod tests {
             let k = keys();
             let t = k.issue(&sub, None, &roles, Duration::from_secs(ttl), NOW);
             let s = k.verify(&t, NOW);
-            prop_assert_eq!(s, Ok(Session { sub, name: None, roles, exp: NOW + ttl }));
+            prop_assert_eq!(s, Ok(Session { sub, name: None, avatar: None, roles, exp: NOW + ttl }));
         }
     }
 }

@@ -155,7 +155,126 @@ pub struct EdgeSettings {
     /// Who sees and does what: roles (v1.0) or discord (each session is a Discord member, CONTRACT.md §8).
     #[arg(long, env = "ACCESS", default_value = "roles", value_parser = parse_access)]
     pub access: AccessMode,
+    /// Sign in with Discord.
+    #[command(flatten)]
+    pub signin: SignInArgs,
 }
+
+// ---- Sign in with Discord (CONTRACT.md §8): the edge's OAuth2 settings ----
+
+/// `DISCORD_CLIENT_ID`, `DISCORD_CLIENT_SECRET`, `PUBLIC_URL`,
+/// `DISCORD_AUTHORIZE_URL`, `SESSION_TTL` (`DISCORD_API_BASE` comes from
+/// [`EdgeArgs`] or, in `relay all`, from the gateway's settings).
+#[derive(Args, Debug, Clone)]
+pub struct SignInArgs {
+    /// OAuth2 application id; with DISCORD_CLIENT_SECRET the edge serves Sign in with Discord.
+    #[arg(long, env = "DISCORD_CLIENT_ID", value_parser = |s: &str| parse_snowflake("DISCORD_CLIENT_ID", s))]
+    pub discord_client_id: Option<String>,
+    /// OAuth2 client secret.
+    #[arg(long, env = "DISCORD_CLIENT_SECRET", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub discord_client_secret: Option<RawSecret>,
+    /// The origin browsers use (default http:// + BIND); the redirect URI is this + /auth/discord/callback.
+    #[arg(long, env = "PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<HttpUrl>,
+    /// Discord's OAuth2 authorize page.
+    #[arg(long, env = "DISCORD_AUTHORIZE_URL", default_value = DEFAULT_AUTHORIZE_URL, value_parser = |s: &str| HttpUrl::parse("DISCORD_AUTHORIZE_URL", s))]
+    pub discord_authorize_url: HttpUrl,
+    /// Lifetime of the sessions the edge issues, e.g. 12h, 30m, 7d.
+    #[arg(long, env = "SESSION_TTL", default_value = DEFAULT_SESSION_TTL, value_parser = |s: &str| parse_session_ttl("SESSION_TTL", s))]
+    pub session_ttl: Duration,
+}
+
+/// `DISCORD_AUTHORIZE_URL`'s default.
+pub const DEFAULT_AUTHORIZE_URL: &str = "https://discord.com/oauth2/authorize";
+/// `DISCORD_API_BASE`'s default.
+pub const DEFAULT_API_BASE: &str = "https://discord.com/api/v10";
+/// `SESSION_TTL`'s default.
+pub const DEFAULT_SESSION_TTL: &str = "12h";
+/// Longest `SESSION_TTL`.
+pub const MAX_SESSION_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// The OAuth2 application, when both halves are set.
+#[derive(Clone, Debug)]
+pub struct DiscordClient {
+    /// `DISCORD_CLIENT_ID`.
+    pub id: String,
+    /// `DISCORD_CLIENT_SECRET`.
+    pub secret: Secret,
+}
+
+/// Sign in with Discord, validated.
+#[derive(Clone, Debug)]
+pub struct SignInConfig {
+    /// `DISCORD_CLIENT_ID` + `DISCORD_CLIENT_SECRET`; `None`: the routes answer 404.
+    pub client: Option<DiscordClient>,
+    /// `PUBLIC_URL`; `None`: `http://` + the bound address.
+    pub public_url: Option<HttpUrl>,
+    /// `DISCORD_AUTHORIZE_URL`.
+    pub authorize_url: HttpUrl,
+    /// `DISCORD_API_BASE`.
+    pub api_base: HttpUrl,
+    /// `SESSION_TTL`.
+    pub session_ttl: Duration,
+}
+
+impl SignInArgs {
+    fn validate(self, api_base: HttpUrl) -> Result<SignInConfig, ConfigError> {
+        let client = match (self.discord_client_id, self.discord_client_secret) {
+            (None, None) => None,
+            (Some(id), secret @ Some(_)) => Some(DiscordClient {
+                id,
+                secret: self::secret(secret, "DISCORD_CLIENT_SECRET", "--discord-client-secret")?,
+            }),
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "DISCORD_CLIENT_ID",
+                    reason: "is required when DISCORD_CLIENT_SECRET is set".into(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    var: "DISCORD_CLIENT_SECRET",
+                    reason: "is required when DISCORD_CLIENT_ID is set".into(),
+                })
+            }
+        };
+        Ok(SignInConfig {
+            client,
+            public_url: self.public_url,
+            authorize_url: self.discord_authorize_url,
+            api_base,
+            session_ttl: self.session_ttl,
+        })
+    }
+}
+
+/// `PUBLIC_URL`: an `http(s)://` origin, without a path (cookies and the
+/// callback live at fixed paths under it).
+fn parse_public_url(s: &str) -> Result<HttpUrl, String> {
+    let url = HttpUrl::parse("PUBLIC_URL", s)?;
+    if url.path() != "/" {
+        return Err(format!(
+            "PUBLIC_URL must be an origin such as https://chat.example.com, without a path (got {})",
+            quoted_url(s)
+        ));
+    }
+    Ok(url)
+}
+
+/// A session lifetime: 1 s to 366 days, in humantime (`12h`, `30m`, `7d`).
+fn parse_session_ttl(var: &str, s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| (Duration::from_secs(1)..=MAX_SESSION_TTL).contains(d))
+        .ok_or_else(|| {
+            format!(
+                "{var} must be a duration from 1s to 366d such as 12h, 30m or 7d (got {})",
+                quoted(s)
+            )
+        })
+}
+
+// ---- end of Sign in with Discord ----
 
 /// The gateway's own settings.
 #[derive(Args, Debug, Clone)]
@@ -173,7 +292,7 @@ pub struct GatewaySettings {
     #[arg(long, env = "DISCORD_MEMBERS_INTENT", default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = |s: &str| parse_bool("DISCORD_MEMBERS_INTENT", s))]
     pub discord_members_intent: bool,
     /// Discord REST base URL.
-    #[arg(long, env = "DISCORD_API_BASE", default_value = "https://discord.com/api/v10", value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
+    #[arg(long, env = "DISCORD_API_BASE", default_value = DEFAULT_API_BASE, value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
     pub discord_api_base: HttpUrl,
     /// Discord gateway URL override (default: from GET /gateway/bot).
     #[arg(long, env = "DISCORD_GATEWAY_URL", value_parser = |s: &str| WsUrl::parse("DISCORD_GATEWAY_URL", s))]
@@ -186,6 +305,9 @@ pub struct EdgeArgs {
     /// ws:// or wss:// URL of the gateway's link endpoint (required).
     #[arg(long, env = "GATEWAY_WS_URL", value_parser = |s: &str| WsUrl::parse("GATEWAY_WS_URL", s))]
     pub gateway_ws_url: Option<WsUrl>,
+    /// Discord REST base URL (Sign in with Discord's token exchange and /users/@me).
+    #[arg(long, env = "DISCORD_API_BASE", default_value = DEFAULT_API_BASE, value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
+    pub discord_api_base: HttpUrl,
     /// Edge settings.
     #[command(flatten)]
     pub edge: EdgeSettings,
@@ -262,7 +384,7 @@ pub struct TokenArgs {
     #[arg(long = "role")]
     pub roles: Vec<String>,
     /// Lifetime, e.g. 1h, 30m, 7d.
-    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    #[arg(long, env = "SESSION_TTL", default_value = DEFAULT_SESSION_TTL, value_parser = |s: &str| parse_session_ttl("SESSION_TTL", s))]
     pub ttl: Duration,
     /// HS256 key for session JWTs (required).
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true, value_parser = RawSecret::parser())]
@@ -307,6 +429,8 @@ pub struct EdgeConfig {
     pub reply_timeout: Duration,
     /// `ACCESS`.
     pub access: AccessMode,
+    /// Sign in with Discord and `SESSION_TTL`.
+    pub signin: SignInConfig,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -473,9 +597,11 @@ impl EdgeSettings {
         self,
         gateway_ws_url: WsUrl,
         link_token: Secret,
+        api_base: HttpUrl,
         log: LogConfig,
     ) -> Result<EdgeConfig, ConfigError> {
         let session_secret = secret(self.session_secret, "SESSION_SECRET", "--session-secret")?;
+        let signin = self.signin.validate(api_base)?;
         let rate_limit = LimitConfig::new(
             self.rate_limit_burst,
             self.rate_limit_refill,
@@ -498,6 +624,7 @@ impl EdgeSettings {
             replay_capacity: self.replay_capacity,
             reply_timeout: self.reply_timeout_ms,
             access: self.access,
+            signin,
             log,
         })
     }
@@ -537,7 +664,8 @@ impl EdgeArgs {
             flag: "--gateway-ws-url",
         })?;
         let link_token = self.link.validate()?;
-        self.edge.validate(url, link_token, self.log.validate())
+        self.edge
+            .validate(url, link_token, self.discord_api_base, self.log.validate())
     }
 }
 
@@ -561,8 +689,9 @@ impl AllArgs {
                 reason: "must differ from BIND".into(),
             });
         }
+        let api_base = self.gateway.discord_api_base.clone();
         let gateway = self.gateway.validate(link_token.clone(), log.clone())?;
-        let edge = self.edge.validate(url, link_token, log)?;
+        let edge = self.edge.validate(url, link_token, api_base, log)?;
         Ok(AllConfig { edge, gateway })
     }
 }
@@ -961,18 +1090,6 @@ fn parse_snowflake(var: &str, s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .ok()
-        .filter(|d| *d >= Duration::from_secs(1))
-        .ok_or_else(|| {
-            format!(
-                "--ttl must be a duration of at least 1s such as 1h, 30m or 7d (got {})",
-                quoted(s)
-            )
-        })
-}
-
 // ---------------------------------------------------------------------------
 // Checks over any value: the fuzz entry and the property tests share them
 // ---------------------------------------------------------------------------
@@ -1028,8 +1145,9 @@ fn check_value(which: u8, value: &str) {
             }),
         ),
         6 => (
-            "--ttl",
-            parse_ttl(value).map(|d| assert!(d >= Duration::from_secs(1))),
+            "SESSION_TTL",
+            parse_session_ttl("SESSION_TTL", value)
+                .map(|d| assert!(d >= Duration::from_secs(1) && d <= MAX_SESSION_TTL)),
         ),
         7 => ("LOG_FORMAT", parse_log_format(value).map(drop)),
         8 => (
@@ -1450,7 +1568,7 @@ mod tests {
         .err();
         assert!(line
             .unwrap_or_default()
-            .starts_with("--ttl must be a duration"));
+            .starts_with("SESSION_TTL must be a duration"));
     }
 
     #[test]
@@ -1576,7 +1694,7 @@ mod tests {
         let Ok(Command::Token(a)) = out.map(|c| c.command) else {
             panic!("parse failed")
         };
-        assert_eq!(a.ttl, Duration::from_secs(3600));
+        assert_eq!(a.ttl, Duration::from_secs(12 * 3600));
 
         let out = parse(&["demo", "--seed", "7"]);
         let Ok(Command::Demo(a)) = out.map(|c| c.command) else {
@@ -1587,6 +1705,75 @@ mod tests {
             (c.bind.to_string().as_str(), c.seed),
             ("127.0.0.1:3000", Some(7))
         );
+    }
+
+    #[test]
+    fn signin_settings() {
+        let c = edge_ok(&[]).signin;
+        assert!(c.client.is_none() && c.public_url.is_none());
+        assert_eq!(c.authorize_url.as_str(), DEFAULT_AUTHORIZE_URL);
+        assert_eq!(c.api_base.as_str(), DEFAULT_API_BASE);
+        assert_eq!(c.session_ttl, Duration::from_secs(12 * 3600));
+        #[rustfmt::skip]
+        let c = edge_ok(&[
+            "--discord-client-id", "123456789012345678",
+            "--discord-client-secret", "client-secret-value",
+            "--public-url", "https://chat.example.com/",
+            "--discord-authorize-url", "http://127.0.0.1:9/oauth2/authorize",
+            "--discord-api-base", "http://127.0.0.1:9/api/v10",
+            "--session-ttl", "30m",
+        ])
+        .signin;
+        let client = c.client.as_ref().expect("both halves set");
+        assert_eq!(client.id, "123456789012345678");
+        assert_eq!(client.secret.expose(), "client-secret-value");
+        assert!(!format!("{c:?}").contains("client-secret-value"));
+        assert_eq!(
+            c.public_url.map(|u| u.as_str().to_owned()).as_deref(),
+            Some("https://chat.example.com")
+        );
+        assert_eq!(c.api_base.as_str(), "http://127.0.0.1:9/api/v10");
+        assert_eq!(c.session_ttl, Duration::from_secs(1800));
+        let base = [
+            "edge",
+            "--gateway-ws-url",
+            "ws://h/link",
+            "--link-token",
+            "l",
+            "--session-secret",
+            "s",
+        ];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            outcome(&args).err().unwrap_or_default()
+        };
+        #[rustfmt::skip]
+        let cases: [(&[&str], &str); 7] = [
+            (&["--discord-client-id", "1"], "DISCORD_CLIENT_SECRET is required when DISCORD_CLIENT_ID is set"),
+            (&["--discord-client-secret", "x"], "DISCORD_CLIENT_ID is required when DISCORD_CLIENT_SECRET is set"),
+            (&["--discord-client-id", "abc"], "DISCORD_CLIENT_ID must be a Discord snowflake"),
+            (&["--discord-client-id", "1", "--discord-client-secret", ""], "DISCORD_CLIENT_SECRET must not be empty"),
+            (&["--public-url", "https://a.example/app"], "PUBLIC_URL must be an origin"),
+            (&["--discord-authorize-url", "discord.com"], "DISCORD_AUTHORIZE_URL must be a http:// or https:// URL"),
+            (&["--session-ttl", "0s"], "SESSION_TTL must be a duration from 1s"),
+        ];
+        for (extra, want) in cases {
+            let line = with(extra);
+            assert!(line.starts_with(want), "{extra:?}: {line}");
+        }
+        // relay all reads DISCORD_API_BASE once, for both halves.
+        let all = outcome(&[
+            "all",
+            "--link-token",
+            "l",
+            "--session-secret",
+            "s",
+            "--discord-bot-token",
+            "b",
+            "--discord-api-base",
+            "http://127.0.0.1:9/api/v10",
+        ]);
+        assert!(all.is_ok_and(|c| c.matches("http://127.0.0.1:9/api/v10").count() == 2));
     }
 
     #[test]

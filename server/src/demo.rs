@@ -2,9 +2,12 @@
 //! with the demo page — no credentials needed (CONTRACT.md §1).
 //!
 //! The link token and session secret are random per run; the simulated bot
-//! token never leaves the process. With `DEMO_CONTROL` set, a small HTTP API on
-//! that address lets browser tests act as Discord (a member leaving voice, a role
-//! granted or taken, a timeout) and break the link on purpose.
+//! token never leaves the process. Sign in with Discord is on, pointed at the
+//! simulator's OAuth2 application, so the demo signs in through the same code
+//! path a real deployment uses (the demo-only `/api/demo/*` routes stay too).
+//! With `DEMO_CONTROL` set, a small HTTP API on that address lets browser tests
+//! act as Discord (a member leaving voice, a role granted or taken, a timeout)
+//! and break the link on purpose.
 //!
 //! The gateway identifies with GUILD_MEMBERS (the simulator allows it), so role
 //! and timeout changes reach the page within a second, as `access` events.
@@ -22,7 +25,8 @@ use relay_runtime::http_server::{HttpConfig, HttpServer, Request, Response};
 use relay_runtime::sim_discord::{demo_users, ids, SimConfig, SimDiscord};
 use serde_json::{json, Value};
 
-use crate::edge::{DemoInfo, DemoUser, Edge, EdgeSettings};
+use crate::config::DiscordClient;
+use crate::edge::{DemoInfo, DemoUser, Edge, EdgeSettings, SignInSettings};
 use crate::gateway::{Gateway, Settings as GatewaySettings};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -91,8 +95,19 @@ impl Demo {
             access: AccessMode::Discord,
             demo: Some(Arc::new(demo_info())),
             http: HttpConfig::default(),
+            signin: SignInSettings {
+                client: Some(DiscordClient {
+                    id: sim.oauth_client_id().to_owned(),
+                    secret: Secret::new(sim.oauth_client_secret()),
+                }),
+                authorize_url: sim.authorize_url(),
+                api_base: sim.api_base(),
+                ..SignInSettings::default()
+            },
         };
         let edge = Edge::start(edge_settings, metrics.clone())?;
+        // As an operator registers the redirect URI in Discord's developer portal.
+        sim.allow_redirect_uri(&edge.oauth_redirect_uri());
         // Return once the page would show a live guild: the simulated Discord
         // session up and the edge linked. Everything is on loopback, so this
         // takes milliseconds; if it does not, the page shows the link badge

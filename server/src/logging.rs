@@ -30,8 +30,14 @@
 //! The level filter is a small `RUST_LOG` subset ([`LogSpec`]): a global level
 //! and `target=level` entries, separated by commas.
 //!
-//! [`redact_query`] removes `access_token` / `token` values from a URL before it
-//! is logged (CONTRACT.md §2).
+//! [`redact_query`] removes `access_token` / `token` values, and the OAuth2
+//! authorization `code` of Sign in with Discord's callback, from a URL before
+//! it is logged (CONTRACT.md §2, §8).
+//!
+//! ureq's and ureq-proto's `trace` level dumps raw HTTP heads, `Authorization`
+//! included (the bot token, Discord's OAuth2 access token), so those targets
+//! are capped at `debug` whatever `RUST_LOG` says; at `debug` ureq redacts
+//! every header but a few harmless ones.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -53,7 +59,10 @@ const NAME_MAX_CHARS: usize = 128;
 pub const REDACTED: &str = "[redacted]";
 
 /// Query parameters whose values never reach a log line.
-const SECRET_PARAMS: [&str; 2] = ["access_token", "token"];
+const SECRET_PARAMS: [&str; 3] = ["access_token", "token", "code"];
+
+/// Targets whose `trace` records carry raw HTTP bytes (see the module docs).
+const WIRE_DUMP_TARGETS: [&str; 2] = ["ureq", "ureq_proto"];
 
 /// The shape of a log line (`LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,14 +151,21 @@ impl LogSpec {
 
     /// The most verbose level records from `target` may have.
     pub fn level_for(&self, target: &str) -> LevelFilter {
-        self.targets
+        let under = |t: &str| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        };
+        let level = self
+            .targets
             .iter()
-            .find(|(t, _)| {
-                target
-                    .strip_prefix(t.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-            })
-            .map_or(self.global, |(_, level)| *level)
+            .find(|(t, _)| under(t))
+            .map_or(self.global, |(_, level)| *level);
+        if WIRE_DUMP_TARGETS.iter().any(|t| under(t)) {
+            level.min(LevelFilter::Debug)
+        } else {
+            level
+        }
     }
 
     /// The most verbose level any target may have, for `log::set_max_level`.
@@ -336,7 +352,7 @@ fn cut(text: &str, max_chars: usize) -> Cow<'_, str> {
     }
 }
 
-/// Replaces the value of every `access_token=` and `token=` query parameter in
+/// Replaces the value of every `access_token=`, `token=` and `code=` query parameter in
 /// `path_and_query` (or a whole URL) with `[redacted]`, so a session or link
 /// token in a URL never reaches a log line (CONTRACT.md §2). Parameter names
 /// are compared after percent-decoding, as [`crate::auth::token_from_request`]
@@ -510,6 +526,11 @@ mod tests {
         assert_eq!(spec.level_for("ureq::pool"), LevelFilter::Off);
         assert_eq!(spec.level_for("tungstenite"), LevelFilter::Warn);
         assert_eq!(spec.max_level(), LevelFilter::Trace);
+        // ureq's raw wire dumps stay off even at trace.
+        let all = LogSpec::parse("trace").unwrap_or_default();
+        assert_eq!(all.level_for("ureq_proto::util"), LevelFilter::Debug);
+        assert_eq!(all.level_for("ureq::unversioned"), LevelFilter::Debug);
+        assert_eq!(all.level_for("ureqx"), LevelFilter::Trace);
 
         let only_target = LogSpec::parse("relay_runtime=debug").unwrap_or_default();
         assert_eq!(only_target.level_for("other"), LevelFilter::Info);
@@ -562,6 +583,10 @@ mod tests {
                 "/api/stream?types=a&access_token=[redacted]&lastEventId=1-2",
             ),
             ("/link?token=abc", "/link?token=[redacted]"),
+            (
+                "/auth/discord/callback?code=abc123&state=xyz",
+                "/auth/discord/callback?code=[redacted]&state=xyz",
+            ),
             ("/x?access%5Ftoken=abc", "/x?access%5Ftoken=[redacted]"),
             ("/x?my_token=abc&tokens=1", "/x?my_token=abc&tokens=1"),
             ("/x?access_token", "/x?access_token"),

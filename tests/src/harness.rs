@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay::config::AccessMode;
-use relay::edge::{Edge, EdgeSettings, HttpConfig};
+use relay::edge::{Edge, EdgeSettings, HttpConfig, SignInSettings};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_protocol::bucket::LimitConfig;
@@ -34,6 +34,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         access: AccessMode::Roles,
         demo: None,
         http: HttpConfig::default(),
+        signin: SignInSettings::default(),
     }
 }
 

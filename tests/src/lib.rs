@@ -8,6 +8,7 @@
 //! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
 //! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 //! | [`loadgen`] | the load generator behind `--bin loadgen` (a benchmark, not a test) |
+//! | [`oauth`] | Sign in with Discord: a simulated Discord as OAuth2 provider, an edge signing in through it, a browser's steps without redirects |
 //! | [`hostile`] | raw HTTP/1.x over `TcpStream` and the "still serving" check of the hostile-HTTP suite |
 #![warn(missing_docs)]
 
@@ -16,5 +17,6 @@ pub mod gateway_rig;
 pub mod harness;
 pub mod hostile;
 pub mod loadgen;
+pub mod oauth;
 pub mod sse_client;
 pub mod test_gateway;

@@ -7,6 +7,7 @@
 //! | `mod.rs` | [`SimDiscord`], its config and control API, the shared state, ids and clocks |
 //! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes, intent filtering |
 //! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, the bot's permission checks, recording |
+//! | `oauth.rs` | OAuth2 on the same port: the authorize page at `/oauth2/authorize`, `/api/v10/oauth2/token`, `/api/v10/users/@me` |
 //! | `guild.rs` | the guild model (roles, members, channels, overwrites, threads, voice), its changes with the dispatches they make, the JSON shapes Discord gives it, and the simulator's own permission helper |
 //! | `demo.rs` | the background player of demo mode |
 //!
@@ -67,6 +68,7 @@
 mod demo;
 mod gateway;
 mod guild;
+mod oauth;
 mod rest;
 #[cfg(test)]
 mod tests;
@@ -86,6 +88,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 pub use guild::{demo_users, ids, perms, DemoUser, Overwrite, BOT_NAME, GUILD_NAME};
+pub use oauth::{SimOAuthApp, DEMO_CLIENT_ID};
 pub use rest::{AuditEntry, RecordedRequest};
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
@@ -166,6 +169,8 @@ pub struct SimConfig {
     pub global_limit_per_sec: u32,
     /// `retry_after` of 429s made by [`SimDiscord::force_429`]. Default 250 ms.
     pub forced_retry_after: Duration,
+    /// The OAuth2 application Sign in with Discord uses.
+    pub oauth: SimOAuthApp,
 }
 
 impl Default for SimConfig {
@@ -182,6 +187,7 @@ impl Default for SimConfig {
             rate_limits: RateLimits::default(),
             global_limit_per_sec: 50,
             forced_retry_after: Duration::from_millis(250),
+            oauth: SimOAuthApp::default(),
         }
     }
 }
@@ -246,6 +252,7 @@ struct Shared {
     started: Instant,
     state: Mutex<State>,
     rest: Mutex<rest::RestState>,
+    oauth: Mutex<oauth::OAuthState>,
     ack_heartbeats: AtomicBool,
     stopping: AtomicBool,
     conn_threads: Mutex<Vec<JoinHandle<()>>>,
@@ -440,6 +447,7 @@ impl SimDiscord {
                 nonces: HashMap::new(),
             }),
             rest: Mutex::new(rest::RestState::default()),
+            oauth: Mutex::new(oauth::OAuthState::default()),
             ack_heartbeats: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             conn_threads: Mutex::new(Vec::new()),
@@ -488,6 +496,35 @@ impl SimDiscord {
     /// The bot token the simulator accepts.
     pub fn bot_token(&self) -> &str {
         &self.shared.config.token
+    }
+
+    // ---- OAuth2 ----
+
+    /// The authorize page, e.g. `http://127.0.0.1:40124/oauth2/authorize`
+    /// (at the root, as Discord's is not under the API base).
+    pub fn authorize_url(&self) -> String {
+        let root = self.shared.api_base.trim_end_matches("/api/v10");
+        format!("{root}/oauth2/authorize")
+    }
+
+    /// The OAuth2 application's client id.
+    pub fn oauth_client_id(&self) -> &str {
+        &self.shared.config.oauth.client_id
+    }
+
+    /// The OAuth2 application's client secret.
+    pub fn oauth_client_secret(&self) -> &str {
+        &self.shared.config.oauth.client_secret
+    }
+
+    /// Registers `uri` as a redirect URI of the application ("Developer Portal → OAuth2").
+    pub fn allow_redirect_uri(&self, uri: &str) {
+        self.shared.oauth.lock().allow_redirect_uri(uri);
+    }
+
+    /// Every OAuth2 access token issued so far, oldest first.
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.shared.oauth.lock().issued_tokens()
     }
 
     /// The bot user's id (READY `user.id`, author of messages sent over REST).

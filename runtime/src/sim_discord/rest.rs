@@ -209,6 +209,10 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         }
         rest.requests.push_back(recorded.clone());
     }
+    if let Some(response) = super::oauth::handle(shared, &recorded) {
+        let _ = request.respond(response);
+        return;
+    }
     let reply = answer(shared, &recorded);
     let mut response = tiny_http::Response::from_data(match &reply.body {
         Some(v) => v.to_string().into_bytes(),

@@ -15,6 +15,7 @@ mod commands;
 mod demo;
 mod http;
 mod link_sink;
+mod oauth;
 mod routes;
 mod state;
 mod stream;
@@ -38,7 +39,7 @@ use relay_runtime::sse_pool::{PoolConfig, SsePool};
 
 pub use relay_runtime::http_server::HttpConfig;
 use state::AppState;
-pub use state::{DemoInfo, DemoUser, EdgeSettings};
+pub use state::{DemoInfo, DemoUser, EdgeSettings, SignInSettings};
 #[cfg(feature = "fuzzing")]
 pub use stream_params::fuzz_stream_request;
 
@@ -119,7 +120,9 @@ impl Edge {
             },
             Arc::new(stream::StreamMetrics(metrics.clone())),
         )?;
+        let oauth = oauth::SignIn::new(&settings.signin, &settings.session_secret, addr);
         let state = Arc::new(AppState {
+            oauth,
             keys: SessionKeys::new(&settings.session_secret),
             settings,
             hub,
@@ -158,6 +161,12 @@ impl Edge {
     /// `timeout` passed first.
     pub fn wait_link(&self, up: bool, timeout: Duration) -> bool {
         self.link_up.wait_for(up, timeout)
+    }
+
+    /// The OAuth2 redirect URI of Sign in with Discord: `PUBLIC_URL` (or
+    /// `http://` + the bound address) + `/auth/discord/callback`.
+    pub fn oauth_redirect_uri(&self) -> String {
+        self.state.oauth.redirect_uri()
     }
 
     /// Issues a session token with the edge's key (demo mode and tests).

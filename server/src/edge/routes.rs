@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::http::{json_reply, method_not_allowed, not_found, split_url, Method, Reply, Request};
 use super::state::AppState;
-use super::{assets, bridge, commands, demo, stream};
+use super::{assets, bridge, commands, demo, oauth, stream};
 use crate::logging::redact_query;
 
 /// Serves one request (streams move to the SSE writer pool; bridge clients keep
@@ -51,6 +51,14 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
         }
         "/api/demo/users" if method == Method::Get => demo::users(state),
         "/api/demo/session" if method == Method::Post => demo::session(state, &mut req),
+        "/auth/discord/login" if method == Method::Get => oauth::login(state, query),
+        "/auth/discord/callback" if method == Method::Get => oauth::callback(state, &req, query),
+        "/auth/session" if method == Method::Get => oauth::session(state, &req, query),
+        "/auth/logout" if method == Method::Post => oauth::logout(state),
+        "/auth/discord/login" | "/auth/discord/callback" | "/auth/session" => {
+            method_not_allowed("GET")
+        }
+        "/auth/logout" => method_not_allowed("POST"),
         "/healthz" if method == Method::Get => json_reply(200, &json!({"status": "ok"})),
         "/readyz" if method == Method::Get => readyz(state),
         "/metrics" | "/healthz" | "/readyz" => method_not_allowed("GET"),

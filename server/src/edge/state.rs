@@ -54,6 +54,56 @@ pub struct EdgeSettings {
     pub demo: Option<Arc<DemoInfo>>,
     /// HTTP limits and timeouts (request head, idle, body, sizes, connections).
     pub http: HttpConfig,
+    /// Sign in with Discord and the lifetime of the sessions the edge issues.
+    pub signin: SignInSettings,
+}
+
+/// Sign in with Discord (CONTRACT.md §8). `Default`: off (no client), the
+/// real Discord's URLs, 12 h sessions.
+#[derive(Clone, Debug)]
+pub struct SignInSettings {
+    /// `DISCORD_CLIENT_ID` and `DISCORD_CLIENT_SECRET`; `None`: `/auth/discord/*` answer 404.
+    pub client: Option<crate::config::DiscordClient>,
+    /// `PUBLIC_URL` without a trailing `/`; `None`: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// `DISCORD_AUTHORIZE_URL`.
+    pub authorize_url: String,
+    /// `DISCORD_API_BASE`, without a trailing `/`.
+    pub api_base: String,
+    /// `SESSION_TTL`.
+    pub session_ttl: Duration,
+    /// How long a started sign-in may take (at most 10 min; tests shorten it).
+    pub pending_ttl: Duration,
+    /// Timeout of each call to Discord (token exchange, `/users/@me`).
+    pub discord_timeout: Duration,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        SignInSettings {
+            client: None,
+            public_url: None,
+            authorize_url: crate::config::DEFAULT_AUTHORIZE_URL.to_owned(),
+            api_base: crate::config::DEFAULT_API_BASE.to_owned(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            pending_ttl: Duration::from_secs(relay_protocol::oauth::PENDING_TTL_SECS),
+            discord_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SignInSettings {
+    /// From validated configuration.
+    pub fn from_config(cfg: &crate::config::SignInConfig) -> Self {
+        SignInSettings {
+            client: cfg.client.clone(),
+            public_url: cfg.public_url.as_ref().map(|u| u.as_str().to_owned()),
+            authorize_url: cfg.authorize_url.as_str().to_owned(),
+            api_base: cfg.api_base.as_str().to_owned(),
+            session_ttl: cfg.session_ttl,
+            ..SignInSettings::default()
+        }
+    }
 }
 
 /// What the demo page needs to sign in as a simulated user.
@@ -92,6 +142,7 @@ impl std::fmt::Debug for EdgeSettings {
             .field("access", &self.access)
             .field("demo", &self.demo.is_some())
             .field("http", &self.http)
+            .field("signin", &self.signin)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +173,8 @@ pub struct AppState {
     /// Who is in voice now (the link sink keeps it), for voice commands'
     /// permission checks.
     pub voice: Arc<Mutex<VoiceSnapshot>>,
+    /// Sign in with Discord.
+    pub oauth: super::oauth::SignIn,
 }
 
 impl EdgeSettings {
@@ -141,6 +194,7 @@ impl EdgeSettings {
             access: cfg.access,
             demo: None,
             http: HttpConfig::default(),
+            signin: SignInSettings::from_config(&cfg.signin),
         }
     }
 }
