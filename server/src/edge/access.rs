@@ -115,6 +115,7 @@ impl DiscordAccess {
             self.ask_missing(&mut inner, &user);
         }
         self.recompute(&mut inner, None);
+        self.changed.notify_all();
     }
 
     /// `guild.state`: a guild's roles, channels or owner changed. The members
@@ -327,6 +328,15 @@ impl DiscordAccess {
     fn wait_for_member(&self, user: &str) {
         let deadline = Instant::now() + MEMBER_WAIT;
         let mut inner = self.inner.lock();
+        // Just after the link came up the gateway may not have sent its guilds
+        // yet (it learns them from Discord after its own READY): wait for them
+        // too, bounded, rather than answer "nothing" for a moment.
+        let link_up = || self.link.get().is_some_and(LinkHandle::is_connected);
+        while inner.guilds.is_empty() && link_up() {
+            if self.changed.wait_until(&mut inner, deadline).timed_out() {
+                return;
+            }
+        }
         self.ask_missing(&mut inner, user);
         let Ok(id) = user.parse::<u64>() else {
             return;
