@@ -656,7 +656,7 @@ impl Driver {
 }
 
 /// A translated event as a link frame: fresh trace id, sent now.
-fn wrap(body: EventBody) -> GatewayEvent {
+pub fn wrap(body: EventBody) -> GatewayEvent {
     GatewayEvent {
         body,
         meta: TraceMeta {

@@ -85,13 +85,21 @@ impl Rig {
     }
 
     fn send(&self, user: &str, channel: &str, content: &str) -> (u16, Value) {
-        let body = json!({"channelId": channel, "content": content}).to_string();
+        self.call(
+            user,
+            "/api/send-message",
+            json!({"channelId": channel, "content": content}),
+        )
+    }
+
+    /// POSTs a command as `user`: its status and JSON answer.
+    fn call(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
         let r = post(
             &format!("http://{}", self.edge.local_addr()),
-            "/api/send-message",
+            path,
             Some(&self.token(user)),
             "application/json",
-            &body,
+            &body.to_string(),
         );
         (r.status, r.json())
     }
@@ -193,16 +201,10 @@ fn a_command_without_the_permission_is_refused_and_sends_nothing() {
     let (status, body) = rig.send(ids::ADA, ids::ANNOUNCEMENTS, "announcing");
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["permission"], "SEND_MESSAGES");
-    let mute = json!({"guildId": ids::GUILD, "userId": ids::LINUS, "mute": true}).to_string();
-    let r = post(
-        &format!("http://{}", rig.edge.local_addr()),
-        "/api/voice/mute-member",
-        Some(&rig.token(ids::ADA)),
-        "application/json",
-        &mute,
-    );
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(r.json()["error"]["permission"], "MUTE_MEMBERS");
+    let mute = json!({"guildId": ids::GUILD, "userId": ids::LINUS, "mute": true});
+    let (status, answer) = rig.call(ids::ADA, "/api/voice/mute-member", mute.clone());
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["error"]["permission"], "MUTE_MEMBERS");
     // None of them reached Discord (member reads may have: they are no commands).
     let sent: Vec<String> = rig.sim.requests()[before..]
         .iter()
@@ -213,14 +215,8 @@ fn a_command_without_the_permission_is_refused_and_sends_nothing() {
     // Allowed ones go through.
     let (status, body) = rig.send(ids::ADA, ids::GENERAL, "hello");
     assert_eq!(status, 200, "{body}");
-    let r = post(
-        &format!("http://{}", rig.edge.local_addr()),
-        "/api/voice/mute-member",
-        Some(&rig.token(ids::GRACE)),
-        "application/json",
-        &mute,
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, answer) = rig.call(ids::GRACE, "/api/voice/mute-member", mute.clone());
+    assert_eq!(status, 200, "{answer}");
     rig.edge.shutdown();
     rig.gateway.shutdown();
     rig.sim.shutdown();
@@ -380,16 +376,10 @@ fn an_error_goes_to_the_member_whose_command_caused_it() {
     let (mut ada, _) = rig.member_stream(ids::ADA);
     let (mut grace, _) = rig.member_stream(ids::GRACE);
     // Grace may mute, but Ada is in no voice channel: Discord answers 400.
-    let mute = json!({"guildId": ids::GUILD, "userId": ids::ADA, "mute": true}).to_string();
-    let r = post(
-        &format!("http://{}", rig.edge.local_addr()),
-        "/api/voice/mute-member",
-        Some(&rig.token(ids::GRACE)),
-        "application/json",
-        &mute,
-    );
-    assert_eq!(r.status, 502, "{}", r.body);
-    let request_id = r.json()["requestId"].as_str().unwrap().to_owned();
+    let mute = json!({"guildId": ids::GUILD, "userId": ids::ADA, "mute": true});
+    let (status, answer) = rig.call(ids::GRACE, "/api/voice/mute-member", mute.clone());
+    assert_eq!(status, 502, "{answer}");
+    let request_id = answer["requestId"].as_str().unwrap().to_owned();
     let error = data(&grace.wait_for("error", WAIT).expect("Grace sees her error"));
     assert_eq!(error["requestId"], request_id.as_str());
     // Ada's stream: the marker message arrives and no error came before it.

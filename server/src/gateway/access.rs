@@ -23,10 +23,10 @@ use std::time::Duration;
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex};
 use relay_protocol::discord::command_access::{check_command, command_guild};
-use relay_protocol::frame::{GatewayCommand, GatewayEvent, Reply, TraceMeta};
+use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta};
 use relay_protocol::payload::{CommandBody, EventBody, FetchMember};
 use relay_runtime::clock;
-use relay_runtime::discord_gateway::SharedTranslator;
+use relay_runtime::discord_gateway::{wrap, SharedTranslator};
 use relay_runtime::discord_rest::RestExecutor;
 use relay_runtime::link_server::{Broadcaster, CommandExecutor};
 use serde_json::Value;
@@ -257,19 +257,6 @@ fn bad_member() -> Reply {
     Reply::Error {
         code: "discord_error".into(),
         message: "Discord's guild member could not be read".into(),
-    }
-}
-
-fn wrap(body: EventBody) -> GatewayEvent {
-    GatewayEvent {
-        body,
-        meta: TraceMeta {
-            trace_id: clock::new_trace_id(),
-            sent_at: clock::now_rfc3339(),
-            request_id: None,
-            actor: None,
-            access: None,
-        },
     }
 }
 
