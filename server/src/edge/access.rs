@@ -57,6 +57,11 @@ struct Inner {
     /// Members asked of the gateway and not answered yet (or answered "not a
     /// member", which the model cannot hold), by (guild, user).
     asked: HashMap<(u64, u64), Instant>,
+    /// `fetchMember` request ids in flight → what they ask about.
+    asking: HashMap<String, (u64, u64)>,
+    /// Asks the gateway could not answer (an unknown guild, Discord down), so
+    /// they are not repeated for every stream until [`ASK_AGAIN_AFTER`].
+    failed: HashMap<(u64, u64), Instant>,
     not_members: HashMap<(u64, u64), Instant>,
     /// Hub key → the member's user id and the view the stream has now.
     streams: HashMap<u64, (Arc<str>, Arc<View>)>,
@@ -109,6 +114,8 @@ impl DiscordAccess {
             }
         }
         inner.asked.clear();
+        inner.asking.clear();
+        inner.failed.clear();
         inner.not_members.clear();
         let users: Vec<Arc<str>> = inner.streams.values().map(|(u, _)| u.clone()).collect();
         for user in users {
@@ -227,6 +234,21 @@ impl DiscordAccess {
             |u| voice_channel_of(voice, u),
             clock::unix_ms(),
         )
+    }
+
+    /// A command ended: if it was a `fetchMember`, a stream or command waiting
+    /// for that member stops waiting (its `guild.member` came first if it
+    /// succeeded); a failed ask is not repeated for a while.
+    pub fn on_completed(&self, request_id: &str, answered: bool) {
+        let mut inner = self.inner.lock();
+        let Some(key) = inner.asking.remove(request_id) else {
+            return;
+        };
+        if inner.asked.remove(&key).is_some() && !answered {
+            inner.failed.insert(key, Instant::now());
+        }
+        drop(inner);
+        self.changed.notify_all();
     }
 
     /// Remembers who sent `request_id`, so its `error` event reaches them.
@@ -366,14 +388,15 @@ impl DiscordAccess {
         for guild in guilds {
             let known = inner.guilds[&guild].member(id).is_some()
                 || inner.not_members.contains_key(&(guild, id));
-            let asked_lately = inner
-                .asked
-                .get(&(guild, id))
-                .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN_AFTER);
+            let lately = |at: &Instant| now.duration_since(*at) < ASK_AGAIN_AFTER;
+            let asked_lately = inner.asked.get(&(guild, id)).is_some_and(lately)
+                || inner.failed.get(&(guild, id)).is_some_and(lately);
             if known || asked_lately || !link.is_connected() {
                 continue;
             }
             inner.asked.insert((guild, id), now);
+            let request_id = clock::new_request_id();
+            inner.asking.insert(request_id.clone(), (guild, id));
             let command = GatewayCommand {
                 body: CommandBody::FetchMember(FetchMember {
                     guild_id: guild.to_string(),
@@ -382,13 +405,14 @@ impl DiscordAccess {
                 meta: TraceMeta {
                     trace_id: clock::new_trace_id(),
                     sent_at: clock::now_rfc3339(),
-                    request_id: Some(clock::new_request_id()),
+                    request_id: Some(request_id.clone()),
                     actor: Some(user.to_owned()),
                     access: None,
                 },
             };
             if let Err(e) = link.submit(command, false) {
                 inner.asked.remove(&(guild, id));
+                inner.asking.remove(&request_id);
                 warn!("cannot ask the gateway for member {user}: {e:?}");
             }
         }

@@ -199,6 +199,10 @@ impl LinkSink {
             result = result;
             "command {} completed {detail}", c.command_type
         );
+        if let Some(access) = &self.access {
+            let answered = matches!(c.outcome, Outcome::Replied(Reply::Ack));
+            access.on_completed(&c.request_id, answered);
+        }
         if let Some(tx) = self.waiters.lock().remove(&c.request_id) {
             // The caller may have given up already; that is fine.
             let _ = tx.try_send(c);
