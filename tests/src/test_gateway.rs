@@ -22,8 +22,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent, TraceMeta};
 use relay_protocol::payload::{
-    Ack, Author, CommandBody, ErrorData, EventBody, GuildMember, MessageCreate, RateLimited,
-    Ready, Timestamp, VoiceSnapshot,
+    Ack, Author, CommandBody, ErrorData, EventBody, GuildMember, MessageCreate, RateLimited, Ready,
+    Timestamp, VoiceSnapshot,
 };
 use relay_runtime::clock;
 use relay_runtime::ws_io::{Incoming, Waker, WsConn};

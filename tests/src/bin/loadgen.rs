@@ -33,9 +33,10 @@ const SCENARIOS: [&str; 7] = [
     "access",
 ];
 
-const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|access|compare|all] [--against nchan] [--duration-secs N] [--quick]
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|access|access-fanout|access-recompute|compare|all] [--against nchan] [--duration-secs N] [--quick]
 
-  --scenario       which scenario to run (default: all, which leaves out compare)
+  --scenario       which scenario to run (default: all, which leaves out compare);
+                   access-fanout and access-recompute are the two halves of access
   --against nchan  the compare scenario: every fan-out row against relay and then
                    against nginx + nchan (install them first: bash tests/nchan/setup.sh)
   --duration-secs  measured seconds of each fanout size, of each compare row, of
@@ -79,7 +80,9 @@ fn main() {
     }
     let chosen: Vec<&str> = if scenario == "all" {
         SCENARIOS.to_vec()
-    } else if SCENARIOS.contains(&scenario.as_str()) || scenario == "compare" {
+    } else if SCENARIOS.contains(&scenario.as_str())
+        || ["compare", "access-fanout", "access-recompute"].contains(&scenario.as_str())
+    {
         vec![scenario.as_str()]
     } else {
         usage_error(&format!("unknown scenario {scenario:?}"))
@@ -118,6 +121,8 @@ fn main() {
             "commands-max" => scenarios::commands_max(&mut ctx),
             "sc005" => scenarios::sc005(&mut ctx),
             "access" => scenarios::access::run(&mut ctx),
+            "access-fanout" => scenarios::access::fanout(&mut ctx),
+            "access-recompute" => scenarios::access::recompute(&mut ctx),
             "compare" => match &nchan {
                 Some(setup) => scenarios::compare(&mut ctx, setup, nofile),
                 None => unreachable!("nchan is found before any scenario runs"),

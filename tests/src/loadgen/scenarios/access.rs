@@ -88,18 +88,12 @@ pub fn sees(user: u64, i: u64) -> bool {
 /// `relay_bot_user_id`). `send`: whether roles A and B may send messages (the
 /// recompute row flips it: a role change that alters every member's view).
 pub fn guild_json(send: bool) -> Value {
-    let member_perms = VIEW_CHANNEL
-        | READ_MESSAGE_HISTORY
-        | ADD_REACTIONS
-        | if send { SEND_MESSAGES } else { 0 };
-    let role = |id: u64, name: &str, position: i64, perms: u64| {
-        json!({"id": id.to_string(), "name": name, "position": position, "permissions": perms.to_string()})
-    };
+    let member_perms =
+        VIEW_CHANNEL | READ_MESSAGE_HISTORY | ADD_REACTIONS | if send { SEND_MESSAGES } else { 0 };
+    let role = |id: u64, name: &str, position: i64, perms: u64| json!({"id": id.to_string(), "name": name, "position": position, "permissions": perms.to_string()});
     let hide_from_everyone =
         json!({"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW_CHANNEL.to_string()});
-    let allow = |role: u64| {
-        json!({"id": role.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"})
-    };
+    let allow = |role: u64| json!({"id": role.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"});
     let channels: Vec<Value> = (0..CHANNELS)
         .map(|i| {
             let overwrites = match seen(i) {
@@ -242,7 +236,10 @@ pub fn fanout(ctx: &mut Ctx) -> io::Result<()> {
             row.us_per_delivery
         ));
         if !edge.alive() {
-            return Err(io::Error::other(edge_failure(&mut edge, "exited during the row")));
+            return Err(io::Error::other(edge_failure(
+                &mut edge,
+                "exited during the row",
+            )));
         }
         ctx.report.access.push(row);
         drop(pool);
@@ -298,7 +295,10 @@ pub fn recompute(ctx: &mut Ctx) -> io::Result<()> {
     ));
     let (gw, mut edge) = start(
         ctx,
-        &[("ACCESS", "discord"), ("RUST_LOG", "warn,relay::edge::access=debug")],
+        &[
+            ("ACCESS", "discord"),
+            ("RUST_LOG", "warn,relay::edge::access=debug"),
+        ],
     )?;
     let users: Vec<u64> = (0..n as u64).map(|i| RECOMPUTE_USERS + i).collect();
     let pool = pool_of(ctx, &edge, &users)?;
@@ -359,7 +359,10 @@ pub fn recompute(ctx: &mut Ctx) -> io::Result<()> {
         });
     }
     if !edge.alive() {
-        return Err(io::Error::other(edge_failure(&mut edge, "exited during the row")));
+        return Err(io::Error::other(edge_failure(
+            &mut edge,
+            "exited during the row",
+        )));
     }
     Ok(())
 }
@@ -407,10 +410,7 @@ impl Report {
             s.push_str(&format!(
                 "| **discord/roles** | | | | | | **{}** | | | | **{}** | | |\n",
                 judged(ratio(discord.lat.ms(0.99), roles.lat.ms(0.99)), 1.1),
-                judged(
-                    ratio(discord.us_per_delivery, roles.us_per_delivery),
-                    1.1
-                ),
+                judged(ratio(discord.us_per_delivery, roles.us_per_delivery), 1.1),
             ));
         }
         s
