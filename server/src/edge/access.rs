@@ -43,58 +43,12 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(5);
 /// Request ids remembered to route a command's `error` event to its actor.
 const ACTORS_KEPT: usize = 8192;
 
-/// Distinct classes of access kept for reuse (members with the same roles
-/// share one); past this many, new ones are computed but not kept.
-const CLASSES_KEPT: usize = 256;
-
 /// What one member may see and do, computed once per model change and shared
 /// by all of the member's streams.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct View {
     scope: Arc<Scope>,
-    class: Arc<Class>,
-}
-
-impl PartialEq for View {
-    fn eq(&self, other: &Self) -> bool {
-        // The scope's channels follow from the class's access.
-        self.scope.user == other.scope.user
-            && (Arc::ptr_eq(&self.class, &other.class) || *self.class == *other.class)
-    }
-}
-
-/// What every member with the same access shares: the access itself, the
-/// channels in view and the encoded `access` events. Members with the same
-/// roles (and no overwrites of their own) get one `Class`, so a role change
-/// over 10,000 sessions encodes a handful of events, not 10,000.
-#[derive(Debug)]
-struct Class {
     access: Vec<Access>,
-    all_errors: bool,
-    channels: HashSet<Arc<str>>,
-    items: Vec<Item>,
-}
-
-impl PartialEq for Class {
-    fn eq(&self, other: &Self) -> bool {
-        self.all_errors == other.all_errors && self.access == other.access
-    }
-}
-
-impl Class {
-    fn new(access: Vec<Access>, all_errors: bool) -> Class {
-        let channels = access
-            .iter()
-            .flat_map(|a| a.channels().map(|(c, _)| Arc::from(c.to_string())))
-            .collect();
-        let items = access_items(&access);
-        Class {
-            access,
-            all_errors,
-            channels,
-            items,
-        }
-    }
 }
 
 #[derive(Default)]
@@ -108,8 +62,6 @@ struct Inner {
     streams: HashMap<u64, (Arc<str>, Arc<View>)>,
     /// Views of members with open streams, dropped when the model changes.
     views: HashMap<Arc<str>, Arc<View>>,
-    /// The distinct access classes of those views (few: one per role set).
-    classes: Vec<Arc<Class>>,
     /// requestId → actor, for `error` events (bounded, oldest first out).
     actors: HashMap<String, Arc<str>>,
     actor_order: VecDeque<String>,
@@ -238,7 +190,7 @@ impl DiscordAccess {
         let sub = self
             .hub
             .subscribe_scoped(filter, Some(view.scope.clone()), last_event_id);
-        let items = view.class.items.clone();
+        let items = access_items(&view);
         inner
             .streams
             .insert(sub.key, (view.scope.user.clone(), view));
@@ -326,10 +278,7 @@ impl DiscordAccess {
             Some(user) => {
                 inner.views.remove(user);
             }
-            None => {
-                inner.views.clear();
-                inner.classes.clear();
-            }
+            None => inner.views.clear(),
         }
         let keys: Vec<(u64, Arc<str>)> = inner
             .streams
@@ -349,7 +298,7 @@ impl DiscordAccess {
             entry.1 = view.clone();
             if self
                 .hub
-                .rescope(key, view.scope.clone(), view.class.items.clone())
+                .rescope(key, view.scope.clone(), access_items(&view))
             {
                 rescoped += 1;
             } else {
@@ -368,29 +317,7 @@ impl DiscordAccess {
         if let Some(v) = inner.views.get(user) {
             return v.clone();
         }
-        let (access, all_errors) = compute_access(&inner.guilds, user, clock::unix_ms());
-        let class = match inner
-            .classes
-            .iter()
-            .find(|c| c.all_errors == all_errors && c.access == access)
-        {
-            Some(c) => c.clone(),
-            None => {
-                let c = Arc::new(Class::new(access, all_errors));
-                if inner.classes.len() < CLASSES_KEPT {
-                    inner.classes.push(c.clone());
-                }
-                c
-            }
-        };
-        let view = Arc::new(View {
-            scope: Arc::new(Scope {
-                user: Arc::from(user),
-                channels: class.channels.clone(),
-                all_errors,
-            }),
-            class,
-        });
+        let view = Arc::new(compute_view(&inner.guilds, user, clock::unix_ms()));
         inner.views.insert(view.scope.user.clone(), view.clone());
         view
     }
@@ -514,13 +441,9 @@ fn model_from_snapshot(g: &Value) -> Result<GuildModel, String> {
     GuildModel::from_guild_create(g, bot).map_err(|e| e.to_string())
 }
 
-/// What `user` may view and do in each guild, and whether they see every `error`.
-fn compute_access(
-    guilds: &BTreeMap<u64, GuildModel>,
-    user: &str,
-    now_ms: u64,
-) -> (Vec<Access>, bool) {
+fn compute_view(guilds: &BTreeMap<u64, GuildModel>, user: &str, now_ms: u64) -> View {
     let id = user.parse::<u64>().ok();
+    let mut channels = HashSet::new();
     let mut all_errors = false;
     let mut access = Vec::with_capacity(guilds.len());
     for model in guilds.values() {
@@ -528,6 +451,7 @@ fn compute_access(
             Some(id) => model.access(id, now_ms),
             None => Access::empty(model.guild_id()),
         };
+        channels.extend(a.channels().map(|(c, _)| Arc::from(c.to_string())));
         if let Some(id) = id {
             let base = model.base_permissions(id, now_ms);
             all_errors |= base.contains(Permissions::ADMINISTRATOR)
@@ -535,13 +459,20 @@ fn compute_access(
         }
         access.push(a);
     }
-    (access, all_errors)
+    View {
+        scope: Arc::new(Scope {
+            user: Arc::from(user),
+            channels,
+            all_errors,
+        }),
+        access,
+    }
 }
 
 /// One `access` event per guild (no `id:` line).
-fn access_items(access: &[Access]) -> Vec<Item> {
+fn access_items(view: &View) -> Vec<Item> {
     let trace_id = clock::new_trace_id();
-    access
+    view.access
         .iter()
         .map(|a| {
             let data = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
