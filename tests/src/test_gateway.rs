@@ -6,6 +6,11 @@
 //! records every command on a channel (tests wait on it, not on sleeps), answers
 //! according to a [`ReplyMode`], and can push any frame, drop every connection or
 //! refuse new ones on demand.
+//!
+//! For `ACCESS=discord` (CONTRACT.md §8) it can also play the guild's side:
+//! [`TestGateway::set_ready_guilds`] puts guild snapshots in `ready`, and
+//! [`TestGateway::set_member_lookup`] answers `fetchMember` as the gateway does,
+//! with a `guild.member` event to every edge before the asking edge's `ack`.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,7 +22,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent, TraceMeta};
 use relay_protocol::payload::{
-    Ack, Author, ErrorData, EventBody, MessageCreate, RateLimited, Ready, Timestamp, VoiceSnapshot,
+    Ack, Author, CommandBody, ErrorData, EventBody, GuildMember, MessageCreate, RateLimited, Ready,
+    Timestamp, VoiceSnapshot,
 };
 use relay_runtime::clock;
 use relay_runtime::ws_io::{Incoming, Waker, WsConn};
@@ -58,6 +64,10 @@ struct Conn {
 /// Rewrites the content of an echoed `sendMessage` at the moment of the echo.
 pub type EchoContent = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
+/// Answers `fetchMember {guildId, userId}`: Discord's guild member object, or
+/// `None` when the user is not a member.
+pub type MemberLookup = Arc<dyn Fn(&str, &str) -> Option<serde_json::Value> + Send + Sync>;
+
 struct Shared {
     token: String,
     echo_content: Mutex<Option<EchoContent>>,
@@ -68,6 +78,8 @@ struct Shared {
     accepting: AtomicBool,
     auth_failures: AtomicU64,
     ready_voice: Mutex<VoiceSnapshot>,
+    ready_guilds: Mutex<Vec<serde_json::Value>>,
+    members: Mutex<Option<MemberLookup>>,
     stop: AtomicBool,
 }
 
@@ -96,6 +108,8 @@ impl TestGateway {
             accepting: AtomicBool::new(true),
             auth_failures: AtomicU64::new(0),
             ready_voice: Mutex::new(VoiceSnapshot::default()),
+            ready_guilds: Mutex::new(Vec::new()),
+            members: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let accept_shared = shared.clone();
@@ -141,6 +155,19 @@ impl TestGateway {
     /// The voice snapshot sent in `ready` to edges that connect from now on.
     pub fn set_ready_voice(&self, voice: VoiceSnapshot) {
         *self.shared.ready_voice.lock() = voice;
+    }
+
+    /// The guild snapshots (GUILD_CREATE shape with `relay_bot_user_id`) sent
+    /// in `ready.data.guilds` to edges that connect from now on.
+    pub fn set_ready_guilds(&self, guilds: Vec<serde_json::Value>) {
+        *self.shared.ready_guilds.lock() = guilds;
+    }
+
+    /// Answers `fetchMember` from now on with `lookup`'s member as a
+    /// `guild.member` event to every edge, then the reply of the [`ReplyMode`]
+    /// to the asking edge. Without a lookup, `fetchMember` gets only the reply.
+    pub fn set_member_lookup(&self, lookup: MemberLookup) {
+        *self.shared.members.lock() = Some(lookup);
     }
 
     /// Every command received, in arrival order.
@@ -269,7 +296,7 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let ready = GatewayEvent {
         body: EventBody::Ready(Ready {
             voice: shared.ready_voice.lock().clone(),
-            guilds: Vec::new(),
+            guilds: shared.ready_guilds.lock().clone(),
         }),
         meta: TraceMeta {
             trace_id: clock::new_trace_id(),
@@ -302,10 +329,19 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
             match conn.read() {
                 Ok(None) => break,
                 Ok(Some(Incoming::Text(text))) => {
-                    if let Some(reply) = answer(&shared, &text) {
-                        if conn.send_text(reply).is_err() {
-                            return;
+                    let Some(reply) = answer(&shared, &text) else {
+                        continue;
+                    };
+                    if reply.after_broadcast {
+                        // The asking edge reads the `guild.member` before its ack.
+                        for text in rx.try_iter() {
+                            if conn.send_text(text).is_err() {
+                                return;
+                            }
                         }
+                    }
+                    if conn.send_text(reply.text).is_err() {
+                        return;
                     }
                 }
                 Ok(Some(Incoming::Pong(_))) => {}
@@ -327,7 +363,14 @@ fn remove(shared: &Shared, kill: &Arc<AtomicBool>) {
     shared.conns.lock().retain(|c| !Arc::ptr_eq(&c.kill, kill));
 }
 
-fn answer(shared: &Shared, text: &str) -> Option<String> {
+/// The reply to one command.
+struct Reply {
+    text: String,
+    /// Frames just broadcast must reach this edge before the reply.
+    after_broadcast: bool,
+}
+
+fn answer(shared: &Shared, text: &str) -> Option<Reply> {
     let command = parse_command(text.as_bytes()).ok()?;
     let mode = shared.mode.lock().clone();
     let meta = TraceMeta {
@@ -337,8 +380,28 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
         actor: None,
         access: None,
     };
+    let member = match &command.body {
+        CommandBody::FetchMember(f) => shared.members.lock().as_ref().map(|lookup| {
+            GatewayEvent {
+                body: EventBody::GuildMember(GuildMember {
+                    guild_id: f.guild_id.clone(),
+                    user_id: f.user_id.clone(),
+                    member: lookup(&f.guild_id, &f.user_id),
+                }),
+                meta: TraceMeta {
+                    trace_id: command.meta.trace_id.clone(),
+                    sent_at: clock::now_rfc3339(),
+                    request_id: None,
+                    actor: None,
+                    access: None,
+                },
+            }
+            .to_json()
+        }),
+        _ => None,
+    };
     let echo = match (&mode, &command.body) {
-        (ReplyMode::AckAndEcho, relay_protocol::payload::CommandBody::SendMessage(m)) => Some(
+        (ReplyMode::AckAndEcho, CommandBody::SendMessage(m)) => Some(
             GatewayEvent {
                 body: message(
                     &clock::new_trace_id()[..16],
@@ -377,8 +440,15 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
         }),
         ReplyMode::Silent => return None,
     };
+    let after_broadcast = member.is_some();
+    if let Some(member) = member {
+        broadcast(shared, member);
+    }
     if let Some(echo) = echo {
         broadcast(shared, echo);
     }
-    Some(GatewayEvent { body, meta }.to_json())
+    Some(Reply {
+        text: GatewayEvent { body, meta }.to_json(),
+        after_broadcast,
+    })
 }

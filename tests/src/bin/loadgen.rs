@@ -8,7 +8,8 @@
 //! bash tests/nchan/setup.sh && cargo run --release -p relay-tests --bin loadgen -- --against nchan
 //! ```
 //! Scenarios, in the order `all` runs them: fanout, max-rate, commands,
-//! commands-max, sc005, idle-rss. After fanout or compare it writes
+//! commands-max, sc005, idle-rss, access (`ACCESS=roles` beside
+//! `ACCESS=discord`, and the access recompute on 10,000 streams). After fanout or compare it writes
 //! `docs/latency-vs-subscribers.svg`.
 //! `--against nchan` (the `compare` scenario, not part of `all`) runs relay and
 //! nginx + nchan side by side.
@@ -22,22 +23,25 @@ use relay_tests::loadgen::nchan::NchanSetup;
 use relay_tests::loadgen::scenarios::{self, Ctx, Report};
 use relay_tests::loadgen::{now_ns, plot, sys};
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "fanout",
     "max-rate",
     "commands",
     "commands-max",
     "sc005",
     "idle-rss",
+    "access",
 ];
 
-const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|compare|all] [--against nchan] [--duration-secs N] [--quick]
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|access|access-fanout|access-recompute|compare|all] [--against nchan] [--duration-secs N] [--quick]
 
-  --scenario       which scenario to run (default: all, which leaves out compare)
+  --scenario       which scenario to run (default: all, which leaves out compare);
+                   access-fanout and access-recompute are the two halves of access
   --against nchan  the compare scenario: every fan-out row against relay and then
                    against nginx + nchan (install them first: bash tests/nchan/setup.sh)
   --duration-secs  measured seconds of each fanout size, of each compare row, of
-                   of each commands rate and of sc005 (defaults 15, 10, 10 and 60; with --quick 4, 3, 3 and 10)
+                   of each commands rate, of sc005 and of each access fan-out row
+                   (defaults 15, 10, 10, 60 and 10; with --quick 4, 3, 3, 10 and 4)
                    (commands-max steps are 4 s, 2 s with --quick)
 
 After fanout or compare, the latency-vs-subscribers chart goes to
@@ -76,7 +80,9 @@ fn main() {
     }
     let chosen: Vec<&str> = if scenario == "all" {
         SCENARIOS.to_vec()
-    } else if SCENARIOS.contains(&scenario.as_str()) || scenario == "compare" {
+    } else if SCENARIOS.contains(&scenario.as_str())
+        || ["compare", "access-fanout", "access-recompute"].contains(&scenario.as_str())
+    {
         vec![scenario.as_str()]
     } else {
         usage_error(&format!("unknown scenario {scenario:?}"))
@@ -114,6 +120,9 @@ fn main() {
             "commands" => scenarios::commands(&mut ctx),
             "commands-max" => scenarios::commands_max(&mut ctx),
             "sc005" => scenarios::sc005(&mut ctx),
+            "access" => scenarios::access::run(&mut ctx),
+            "access-fanout" => scenarios::access::fanout(&mut ctx),
+            "access-recompute" => scenarios::access::recompute(&mut ctx),
             "compare" => match &nchan {
                 Some(setup) => scenarios::compare(&mut ctx, setup, nofile),
                 None => unreachable!("nchan is found before any scenario runs"),
@@ -183,6 +192,18 @@ fn main() {
     }
     if !r.cmd.is_empty() {
         println!("### Commands\n\n{}", r.cmd_table());
+    }
+    if !r.access.is_empty() {
+        println!("### ACCESS=roles beside ACCESS=discord\n");
+        println!("- the test gateway sends a guild in `ready` ({} text channels: 9 only role A may view, 9 only role B, 2 both; the bot has ADMINISTRATOR) and answers each `fetchMember` with a `guild.member`; subscriber `sub` = a member's user id, role A if even, B if odd", scenarios::access::CHANNELS);
+        println!("- probes go round the channels: under `discord` each reaches the subscribers who may view its channel (55 % on average), under `roles` all of them; missed = what each subscriber should have received and did not; µs CPU/delivery = edge CPU seconds in the measured window / deliveries made; goal (issue \"As fast as before\"): discord/roles ≤ 1.10× for p99 and for µs CPU/delivery\n");
+        println!("{}", r.access_table());
+    }
+    if !r.recompute.is_empty() {
+        println!("### Access recompute after a role change\n");
+        println!("- idle `ACCESS=discord` streams, one distinct member each (half role A, half role B); the test gateway sends a `guild.state` changing roles A's and B's permissions, which changes every member's view, so every stream is rescoped and gets a new `access` event");
+        println!("- end to end: the `guild.state` send → each stream's parse of its new `access` event (loadgen clock); edge recompute: the edge's own `access recomputed: N streams rescoped in X µs` debug line (`RUST_LOG=warn,relay::edge::access=debug`), the time under its access lock: all views computed, every stream rescoped with its `access` event and personal voice snapshot queued\n");
+        println!("{}", r.recompute_table());
     }
     if !r.idle.is_empty() {
         println!("### Idle subscribers\n\n| subscribers | edge RSS MiB | edge threads |\n|---:|---:|---:|");

@@ -43,7 +43,7 @@ pub struct EdgeProc {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its stderr (JSON log lines at warn and above).
+    /// Its stderr (JSON log lines, at warn and above unless `RUST_LOG` says otherwise).
     pub log: PathBuf,
 }
 
@@ -56,12 +56,24 @@ impl EdgeProc {
     /// Starts `relay edge` against `gateway_url` with rate limits raised out of
     /// the way, and waits until `/readyz` answers 200 (the link is up).
     pub fn start(binary: &Path, gateway_url: &str, log_dir: &Path) -> io::Result<EdgeProc> {
+        Self::start_with(binary, gateway_url, log_dir, &[])
+    }
+
+    /// [`EdgeProc::start`] with `env` set on top of (and over) the defaults,
+    /// e.g. `ACCESS=discord` or a more verbose `RUST_LOG`.
+    pub fn start_with(
+        binary: &Path,
+        gateway_url: &str,
+        log_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> io::Result<EdgeProc> {
         let mut last_err = None;
         for _ in 0..3 {
             let port = free_port()?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let log = log_dir.join(format!("relay-loadgen-edge-{port}.log"));
-            let child = Command::new(binary)
+            let mut command = Command::new(binary);
+            command
                 .arg("edge")
                 .env("BIND", addr.to_string())
                 .env("GATEWAY_WS_URL", gateway_url)
@@ -73,10 +85,11 @@ impl EdgeProc {
                 .env("QUEUE_CAPACITY", "100000")
                 .env("LOG_FORMAT", "json")
                 .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(File::create(&log)?)
-                .spawn()?;
+                .stderr(File::create(&log)?);
+            let child = command.spawn()?;
             let mut edge = EdgeProc { child, addr, log };
             match edge.wait_ready(Duration::from_secs(10)) {
                 Ok(()) => return Ok(edge),

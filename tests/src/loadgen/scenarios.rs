@@ -1,5 +1,6 @@
-//! The scenarios (fanout, max-rate, commands, commands-max, sc005, idle-rss, and `compare`:
-//! relay beside nginx + nchan) and the markdown tables they fill. Each scenario
+//! The scenarios (fanout, max-rate, commands, commands-max, sc005, idle-rss,
+//! [`access`] (`ACCESS=roles` beside `ACCESS=discord`, and access recompute), and
+//! `compare`: relay beside nginx + nchan) and the markdown tables they fill. Each scenario
 //! starts its own test gateway and its own `relay edge` child (and `compare` its
 //! own nginx), so every row's CPU and RSS belong to that row.
 
@@ -21,6 +22,8 @@ use super::plot::Series;
 use super::subscribers::{probe_content, Connect, Pool, PoolReport, StreamRequest};
 use super::sys::{self, ProcSample};
 use crate::test_gateway::{message, ReplyMode, TestGateway};
+
+pub mod access;
 
 /// Threads that poll the SSE subscribers.
 const SSE_THREADS: usize = 2;
@@ -226,6 +229,10 @@ pub struct Report {
     pub compare: Vec<CompareRow>,
     /// `compare`: idle memory of relay and of nchan.
     pub compare_idle: Option<(IdleMem, IdleMem)>,
+    /// `access`: the fan-out rows under `ACCESS=roles` and `ACCESS=discord`.
+    pub access: Vec<SseRow>,
+    /// `access`: role changes timed on connected streams.
+    pub recompute: Vec<access::RecomputeRow>,
 }
 
 /// One `compare` row: the same load on relay and on nchan (or why a hub's half failed).

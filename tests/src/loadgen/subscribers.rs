@@ -85,6 +85,10 @@ struct Shared {
     connect: Mutex<Hist>,
     /// The `data` of the first probe event received, as the hub wrote it.
     sample: Mutex<Option<String>>,
+    /// relay's `access` events (`ACCESS=discord`) received, over subscribers.
+    access: AtomicU64,
+    /// When each `access` event was parsed (ns since the origin), in order.
+    access_at: Mutex<Vec<u64>>,
 }
 
 /// When a subscriber counts as subscribed.
@@ -198,6 +202,8 @@ impl Pool {
             first_error: Mutex::new(None),
             connect: Mutex::new(Hist::new()),
             sample: Mutex::new(None),
+            access: AtomicU64::new(0),
+            access_at: Mutex::new(Vec::new()),
         });
         let threads = threads.max(1).min(n.max(1));
         let mut groups: Vec<Vec<StreamRequest>> = vec![Vec::new(); threads];
@@ -321,6 +327,30 @@ impl Pool {
                 return false;
             }
             thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// relay `access` events received so far, over all subscribers.
+    pub fn access_events(&self) -> u64 {
+        self.shared.access.load(Ordering::SeqCst)
+    }
+
+    /// When the `access` events from the `from`-th on were parsed (ns since
+    /// [`super::now_ns`]'s origin).
+    pub fn access_times(&self, from: usize) -> Vec<u64> {
+        let at = self.shared.access_at.lock();
+        at.get(from..).map(<[u64]>::to_vec).unwrap_or_default()
+    }
+
+    /// Waits until `target` `access` events were received; false on timeout.
+    pub fn wait_access(&self, target: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.access_events() < target {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
         }
         true
     }
@@ -593,6 +623,11 @@ fn feed(sub: &mut Sub, mut bytes: &[u8], key: usize, shared: &Shared, st: &mut T
             }
             "voice.snapshot" if !sub.ready && sub.ready_on == ReadyOn::Snapshot => {
                 mark_ready(sub, shared, now);
+            }
+            "access" => {
+                // Pushed before the count, so a waiter on the count sees the time.
+                shared.access_at.lock().push(now);
+                shared.access.fetch_add(1, Ordering::SeqCst);
             }
             _ => {}
         }
