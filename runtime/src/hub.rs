@@ -87,8 +87,9 @@ impl Filter {
 pub struct Scope {
     /// The member's user id (session `sub`).
     pub user: Arc<str>,
-    /// Channels (and threads) the member may view.
-    pub channels: HashSet<Arc<str>>,
+    /// Channels (and threads) the member may view; shared by every member
+    /// with the same view, so personal state items are made once per set.
+    pub channels: Arc<HashSet<Arc<str>>>,
     /// Sees every `error` event (ADMINISTRATOR or MANAGE_GUILD), not only
     /// those its own commands caused.
     pub all_errors: bool,
@@ -291,31 +292,63 @@ impl Hub {
     /// (the `access` events saying what changed), then its copies of the state
     /// items that depend on the scope. False if the subscriber is gone.
     pub fn rescope(&self, key: u64, scope: Arc<Scope>, lead: Vec<Item>) -> bool {
+        self.rescope_many(vec![(key, scope, lead)])[0]
+    }
+
+    /// [`Hub::rescope`] for many subscribers under one lock; personal state
+    /// items are made once per distinct channel set (members with the same
+    /// view share one). Returns, per entry, whether the subscriber is still there.
+    pub fn rescope_many(&self, batch: Vec<(u64, Arc<Scope>, Vec<Item>)>) -> Vec<bool> {
         let mut inner = self.inner.lock();
-        let Some(slot) = inner.subs.get_mut(&key) else {
-            return false;
-        };
-        slot.scope = Some(scope);
-        let mut items = lead;
-        let slot = &inner.subs[&key];
-        items.extend(
-            inner
-                .state
-                .iter()
-                .filter_map(|(_, item)| self.personal(slot, item)),
-        );
-        for item in items {
-            match slot.tx.push(item) {
-                Ok(()) => {}
-                Err(PushError::Full) => {
-                    drop(inner);
-                    self.drop_slow(key);
-                    return false;
-                }
-                Err(PushError::Closed) => return false,
+        // Keyed by the set's address; the set itself is kept in the value, so
+        // no address can be reused by another set while the map lives.
+        type Memo = HashMap<*const HashSet<Arc<str>>, (Arc<HashSet<Arc<str>>>, Vec<Item>)>;
+        let mut personal: Memo = HashMap::new();
+        let mut slow = Vec::new();
+        let mut alive = Vec::with_capacity(batch.len());
+        for (key, scope, lead) in batch {
+            if !inner.subs.contains_key(&key) {
+                alive.push(false);
+                continue;
             }
+            let (_, state) = personal
+                .entry(Arc::as_ptr(&scope.channels))
+                .or_insert_with(|| {
+                    let hook = self.personalize.as_ref();
+                    let items = inner
+                        .state
+                        .iter()
+                        .filter_map(|(_, item)| hook.and_then(|f| f(&scope, item)))
+                        .collect();
+                    (scope.channels.clone(), items)
+                });
+            let Some(slot) = inner.subs.get_mut(&key) else {
+                alive.push(false);
+                continue;
+            };
+            slot.scope = Some(scope);
+            let mut ok = true;
+            for item in lead.into_iter().chain(state.iter().cloned()) {
+                match slot.tx.push(item) {
+                    Ok(()) => {}
+                    Err(PushError::Full) => {
+                        slow.push(key);
+                        ok = false;
+                        break;
+                    }
+                    Err(PushError::Closed) => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            alive.push(ok);
         }
-        true
+        drop(inner);
+        for key in slow {
+            self.drop_slow(key);
+        }
+        alive
     }
 
     /// The scope subscriber `key` has now, if it is still subscribed.
@@ -365,14 +398,19 @@ impl Hub {
     fn fan_out(&self, inner: &mut Inner, item: &Item) {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
+        // A state item (no id) the scope changes goes out as each member's copy,
+        // made once per distinct channel set.
+        let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
         for (key, slot) in &inner.subs {
             if !slot.wants(item) {
                 continue;
             }
-            // A state item (no id) the scope changes goes out as this member's copy.
-            let personal = match item.id {
-                None => self.personal(slot, item),
-                Some(_) => None,
+            let personal = match (item.id, &slot.scope) {
+                (None, Some(scope)) => copies
+                    .entry(Arc::as_ptr(&scope.channels))
+                    .or_insert_with(|| self.personal(slot, item))
+                    .clone(),
+                _ => None,
             };
             match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
                 Ok(()) => {}
@@ -525,7 +563,7 @@ mod tests {
     fn scope(user: &str, channels: &[&str], all_errors: bool) -> Arc<Scope> {
         Arc::new(Scope {
             user: user.into(),
-            channels: channels.iter().map(|c| Arc::from(*c)).collect(),
+            channels: Arc::new(channels.iter().map(|c| Arc::from(*c)).collect()),
             all_errors,
         })
     }

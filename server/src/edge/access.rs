@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 use relay_protocol::discord::command_access::{check_command, command_guild, MissingPermission};
-use relay_protocol::discord::guild::{Access, GuildModel};
+use relay_protocol::discord::guild::{Access, AccessKey, GuildModel};
 use relay_protocol::discord::permissions::Permissions;
 use relay_protocol::frame::{GatewayCommand, TraceMeta};
 use relay_protocol::payload::{CommandBody, FetchMember, GuildMember, VoiceSnapshot};
@@ -43,17 +43,47 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_secs(5);
 /// Request ids remembered to route a command's `error` event to its actor.
 const ACTORS_KEPT: usize = 8192;
 
-/// What one member may see and do, computed once per model change and shared
-/// by all of the member's streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What members with equal [`AccessKey`]s may see and do: computed once per
+/// model change and shared by all of them (a guild's members share a handful of
+/// role sets, so 10,000 streams cost a handful of `access` computations).
+#[derive(Debug)]
+struct Class {
+    /// One per forwarded guild.
+    access: Vec<Access>,
+    /// The channels in view, shared by every scope of this class.
+    channels: Arc<HashSet<Arc<str>>>,
+    /// ADMINISTRATOR or MANAGE_GUILD somewhere: sees every `error`.
+    all_errors: bool,
+    /// The `access` events, encoded once.
+    items: Vec<Item>,
+}
+
+/// What one member may see and do: its class and its scope. Shared by all of
+/// the member's streams.
+#[derive(Debug)]
 struct View {
     scope: Arc<Scope>,
-    access: Vec<Access>,
+    class: Arc<Class>,
 }
+
+impl View {
+    /// Whether a stream that had `self` needs to hear of `other`.
+    fn differs_from(&self, other: &View) -> bool {
+        !Arc::ptr_eq(&self.class, &other.class)
+            && (self.class.access != other.class.access
+                || self.class.all_errors != other.class.all_errors)
+    }
+}
+
+/// Classes made during one recompute (or one subscribe), by their keys.
+type Classes = HashMap<Vec<AccessKey>, Arc<Class>>;
 
 #[derive(Default)]
 struct Inner {
     guilds: BTreeMap<u64, GuildModel>,
+    /// Per guild, the users some channel has a member overwrite for (part of
+    /// their [`AccessKey`]); follows `guilds`.
+    overwritten: BTreeMap<u64, HashSet<u64>>,
     /// Members asked of the gateway and not answered yet (or answered "not a
     /// member", which the model cannot hold), by (guild, user).
     asked: HashMap<(u64, u64), Instant>,
@@ -105,9 +135,13 @@ impl DiscordAccess {
     pub fn on_ready(&self, guilds: &[Value]) {
         let mut inner = self.inner.lock();
         inner.guilds.clear();
+        inner.overwritten.clear();
         for g in guilds {
             match model_from_snapshot(g) {
                 Ok(m) => {
+                    inner
+                        .overwritten
+                        .insert(m.guild_id(), m.users_with_overwrites());
                     inner.guilds.insert(m.guild_id(), m);
                 }
                 Err(e) => warn!("guild model from the gateway's ready is unreadable: {e}"),
@@ -143,6 +177,9 @@ impl DiscordAccess {
             }
             None => false,
         };
+        inner
+            .overwritten
+            .insert(fresh.guild_id(), fresh.users_with_overwrites());
         inner.guilds.insert(fresh.guild_id(), fresh);
         if !known {
             // A guild new to this edge: its members with open streams are unknown.
@@ -198,7 +235,7 @@ impl DiscordAccess {
         let sub = self
             .hub
             .subscribe_scoped(filter, Some(view.scope.clone()), last_event_id);
-        let items = access_items(&view);
+        let items = view.class.items.clone();
         inner
             .streams
             .insert(sub.key, (view.scope.user.clone(), view));
@@ -309,38 +346,71 @@ impl DiscordAccess {
             .filter(|(_, (u, _))| only.is_none_or(|o| &**u == o))
             .map(|(k, (u, _))| (*k, u.clone()))
             .collect();
-        let mut rescoped = 0usize;
+        let mut classes = Classes::new();
+        let mut batch = Vec::new();
         for (key, user) in keys {
-            let view = self.view_of(inner, &user);
+            let view = self.view_with(inner, &user, &mut classes);
             let Some(entry) = inner.streams.get_mut(&key) else {
                 continue;
             };
-            if *entry.1 == *view {
+            if !entry.1.differs_from(&view) {
+                entry.1 = view;
                 continue;
             }
             entry.1 = view.clone();
-            if self
-                .hub
-                .rescope(key, view.scope.clone(), access_items(&view))
-            {
-                rescoped += 1;
-            } else {
-                inner.streams.remove(&key);
+            batch.push((key, view.scope.clone(), view.class.items.clone()));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let keys: Vec<u64> = batch.iter().map(|(k, _, _)| *k).collect();
+        let alive = self.hub.rescope_many(batch);
+        for (key, alive) in keys.iter().zip(alive) {
+            if !alive {
+                inner.streams.remove(key);
             }
         }
-        if rescoped > 0 {
-            debug!(
-                "access recomputed: {rescoped} streams rescoped in {} µs",
-                started.elapsed().as_micros()
-            );
-        }
+        debug!(
+            "access recomputed: {} streams rescoped ({} classes) in {} µs",
+            keys.len(),
+            classes.len(),
+            started.elapsed().as_micros()
+        );
     }
 
     fn view_of(&self, inner: &mut Inner, user: &str) -> Arc<View> {
+        self.view_with(inner, user, &mut Classes::new())
+    }
+
+    /// `user`'s view, from the cache or made with `classes` (shared between
+    /// the users of one recompute).
+    fn view_with(&self, inner: &mut Inner, user: &str, classes: &mut Classes) -> Arc<View> {
         if let Some(v) = inner.views.get(user) {
             return v.clone();
         }
-        let view = Arc::new(compute_view(&inner.guilds, user, clock::unix_ms()));
+        let now = clock::unix_ms();
+        let id = user.parse::<u64>().unwrap_or(0);
+        let none = HashSet::new();
+        let key: Vec<AccessKey> = inner
+            .guilds
+            .values()
+            .map(|g| {
+                let overwritten = inner.overwritten.get(&g.guild_id()).unwrap_or(&none);
+                g.access_key(id, now, overwritten)
+            })
+            .collect();
+        let class = classes
+            .entry(key)
+            .or_insert_with(|| Arc::new(compute_class(&inner.guilds, id, now)))
+            .clone();
+        let view = Arc::new(View {
+            scope: Arc::new(Scope {
+                user: Arc::from(user),
+                channels: class.channels.clone(),
+                all_errors: class.all_errors,
+            }),
+            class,
+        });
         inner.views.insert(view.scope.user.clone(), view.clone());
         view
     }
@@ -475,44 +545,34 @@ fn model_from_snapshot(g: &Value) -> Result<GuildModel, String> {
     GuildModel::from_guild_create(g, bot).map_err(|e| e.to_string())
 }
 
-fn compute_view(guilds: &BTreeMap<u64, GuildModel>, user: &str, now_ms: u64) -> View {
-    let id = user.parse::<u64>().ok();
+/// What user `id` (0: nobody) may see and do in every guild, with its
+/// `access` events (one per guild, no `id:` line) encoded once.
+fn compute_class(guilds: &BTreeMap<u64, GuildModel>, id: u64, now_ms: u64) -> Class {
     let mut channels = HashSet::new();
     let mut all_errors = false;
     let mut access = Vec::with_capacity(guilds.len());
     for model in guilds.values() {
-        let a = match id {
-            Some(id) => model.access(id, now_ms),
-            None => Access::empty(model.guild_id()),
-        };
+        let a = model.access(id, now_ms);
         channels.extend(a.channels().map(|(c, _)| Arc::from(c.to_string())));
-        if let Some(id) = id {
-            let base = model.base_permissions(id, now_ms);
-            all_errors |= base.contains(Permissions::ADMINISTRATOR)
-                || base.contains(Permissions::MANAGE_GUILD);
-        }
+        let base = model.base_permissions(id, now_ms);
+        all_errors |=
+            base.contains(Permissions::ADMINISTRATOR) || base.contains(Permissions::MANAGE_GUILD);
         access.push(a);
     }
-    View {
-        scope: Arc::new(Scope {
-            user: Arc::from(user),
-            channels,
-            all_errors,
-        }),
-        access,
-    }
-}
-
-/// One `access` event per guild (no `id:` line).
-fn access_items(view: &View) -> Vec<Item> {
     let trace_id = clock::new_trace_id();
-    view.access
+    let items = access
         .iter()
         .map(|a| {
             let data = serde_json::to_value(a).unwrap_or_else(|_| json!({}));
             unsequenced("access", &data, &trace_id)
         })
-        .collect()
+        .collect();
+    Class {
+        access,
+        channels: Arc::new(channels),
+        all_errors,
+        items,
+    }
 }
 
 fn voice_channel_of(voice: &VoiceSnapshot, user: u64) -> Option<u64> {

@@ -26,3 +26,53 @@ impl GuildModel {
         }
     }
 }
+
+/// Everything [`GuildModel::access`] reads of one member: two members with
+/// equal keys in the same model have equal access, so a caller recomputing
+/// thousands of sessions computes `access` once per key (most members of a
+/// guild share a handful of role sets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccessKey {
+    /// Not a member: no access at all.
+    member: bool,
+    /// The member's roles, sorted.
+    roles: Vec<u64>,
+    /// Timed out now (and not exempt: the model decides that from the roles).
+    timed_out: bool,
+    /// The guild's owner.
+    owner: bool,
+    /// The user's own id when some channel has a member overwrite for them or
+    /// they are the bot, whose access nobody else shares.
+    own: Option<u64>,
+}
+
+impl GuildModel {
+    /// Users named by a member overwrite in some channel (read once per
+    /// recompute, for [`GuildModel::access_key`]).
+    pub fn users_with_overwrites(&self) -> std::collections::HashSet<u64> {
+        self.channels
+            .values()
+            .flat_map(|c| c.permission_overwrites.iter())
+            .filter(|o| o.kind == super::OverwriteKind::Member)
+            .map(|o| o.id)
+            .collect()
+    }
+
+    /// `user`'s [`AccessKey`] at `now_ms`; `overwritten` is
+    /// [`GuildModel::users_with_overwrites`].
+    pub fn access_key(
+        &self,
+        user: u64,
+        now_ms: u64,
+        overwritten: &std::collections::HashSet<u64>,
+    ) -> AccessKey {
+        let member = self.members.get(&user);
+        AccessKey {
+            member: member.is_some(),
+            roles: member.map(|m| m.roles.clone()).unwrap_or_default(),
+            timed_out: member.is_some_and(|m| m.timed_out(now_ms)),
+            owner: user == self.owner_id,
+            own: (overwritten.contains(&user) || user == self.bot_user_id).then_some(user),
+        }
+    }
+}

@@ -53,6 +53,7 @@ use std::fmt;
 use serde_json::{json, Value};
 
 pub use self::access::{Access, Can, ChannelAccess};
+pub use self::members::AccessKey;
 use self::parse::{opt_array, req_id, MemberFields};
 use crate::discord::permissions::Permissions;
 

@@ -1052,6 +1052,23 @@ proptest! {
         }
     }
 
+    /// Members with equal access keys have equal access (what lets a caller
+    /// compute `access` once per key).
+    #[test]
+    fn equal_access_keys_mean_equal_access(g in guild_strategy(), now_offset in 0u64..2) {
+        let now = NOW + now_offset * 2000;
+        let m = GuildModel::from_guild_create(&to_json(&g), BOT).unwrap();
+        let overwritten = m.users_with_overwrites();
+        let users: Vec<u64> = USERS.iter().copied().chain([9999, 9998]).collect();
+        for a in &users {
+            for b in &users {
+                if m.access_key(*a, now, &overwritten) == m.access_key(*b, now, &overwritten) {
+                    prop_assert_eq!(m.access(*a, now), m.access(*b, now), "users {} and {}", a, b);
+                }
+            }
+        }
+    }
+
     /// The GUILD_CREATE-shaped snapshot rebuilds an equal model, REST members included.
     #[test]
     fn snapshot_round_trips(g in guild_strategy(), fetched in proptest::option::of(any::<u64>())) {
