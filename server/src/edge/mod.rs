@@ -13,6 +13,7 @@ mod authn;
 mod bridge;
 mod commands;
 mod demo;
+mod history;
 mod http;
 mod link_sink;
 mod oauth;
@@ -42,6 +43,7 @@ use state::AppState;
 pub use state::{DemoInfo, DemoUser, EdgeSettings, SignInSettings};
 #[cfg(feature = "fuzzing")]
 pub use stream_params::fuzz_stream_request;
+pub use history::READ_LIMITS;
 
 use crate::auth::SessionKeys;
 use crate::config::AccessMode;
@@ -128,6 +130,7 @@ impl Edge {
             hub,
             link: link.handle(),
             limiter: Mutex::new(limiter),
+            read_limiter: history::read_limiter(),
             waiters,
             metrics,
             streams,
