@@ -26,12 +26,12 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use parking_lot::Mutex;
+use relay_protocol::discord::messages::MAX_MESSAGES_BODY;
 use relay_protocol::discord::ratelimit::{reply_for_wait, RateLimitHeaders, RestLimiter};
 use relay_protocol::discord::rest::{
     build_request, interpret_response, ErrorBody, RestRequest, API_BASE, USER_AGENT,
 };
 use relay_protocol::discord::session::BotToken;
-use relay_protocol::discord::messages::MAX_MESSAGES_BODY;
 use relay_protocol::frame::{GatewayCommand, Reply};
 use relay_protocol::payload::CommandBody;
 

@@ -24,9 +24,16 @@ fn a_member_reads_only_what_discord_lets_them_read() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "missing_permission");
     assert_eq!(r.json()["error"]["permission"], "VIEW_CHANNEL");
-    assert_eq!(rig.discord_reads(), 0, "a refused read never reaches Discord");
+    assert_eq!(
+        rig.discord_reads(),
+        0,
+        "a refused read never reaches Discord"
+    );
 
-    assert_eq!(ids_of(&rig.read(Some(&margaret), ids::MODERATORS, "")), vec![secret]);
+    assert_eq!(
+        ids_of(&rig.read(Some(&margaret), ids::MODERATORS, "")),
+        vec![secret]
+    );
     assert_eq!(ids_of(&rig.read(Some(&ada), ids::GENERAL, "")).len(), 1);
 
     // Without READ_MESSAGE_HISTORY Discord would answer an empty list; the
@@ -42,7 +49,11 @@ fn a_member_reads_only_what_discord_lets_them_read() {
             assert_eq!(r.json()["error"]["permission"], "READ_MESSAGE_HISTORY");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the overwrite never applied: {}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the overwrite never applied: {}",
+            r.body
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // A session that is no member has no permission anywhere.

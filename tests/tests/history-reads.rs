@@ -16,7 +16,12 @@ fn seed(rig: &HistoryRig, n: u64) -> Vec<String> {
     (0..n)
         .map(|i| {
             rig.sim
-                .seed_message(ids::ADA, ids::GENERAL, &format!("old {i}"), (n - i) * 60_000)
+                .seed_message(
+                    ids::ADA,
+                    ids::GENERAL,
+                    &format!("old {i}"),
+                    (n - i) * 60_000,
+                )
                 .expect("seeded")
         })
         .collect()
@@ -64,8 +69,19 @@ fn every_parameter_rule_answers_400_with_issues_and_never_reaches_discord() {
     assert_eq!(r.status, 405);
     assert_eq!(rig.discord_reads(), 0);
     // The defaults and bounds are accepted.
-    for query in ["", "limit=1", "limit=100", "before=1", "after=1", "around=1"] {
-        assert_eq!(rig.read(Some(&t), ids::GENERAL, query).status, 200, "{query}");
+    for query in [
+        "",
+        "limit=1",
+        "limit=100",
+        "before=1",
+        "after=1",
+        "around=1",
+    ] {
+        assert_eq!(
+            rig.read(Some(&t), ids::GENERAL, query).status,
+            200,
+            "{query}"
+        );
     }
 }
 
@@ -96,7 +112,13 @@ fn a_miss_reaches_discord_once_and_is_then_served_from_the_window() {
     );
     // Fewer than 50 came back: that is the whole channel, so every page of it
     // is now served from the window.
-    for query in ["limit=50", "limit=3", "before=", "after=0&limit=2", "around="] {
+    for query in [
+        "limit=50",
+        "limit=3",
+        "before=",
+        "after=0&limit=2",
+        "around=",
+    ] {
         let query = match query {
             "before=" => format!("before={}", seeded[5]),
             "around=" => format!("around={}&limit=3", seeded[2]),
@@ -126,14 +148,28 @@ fn live_messages_are_served_without_discord_until_something_older_is_asked() {
     let r = rig.read(Some(&t), ids::GENERAL, "limit=5");
     assert_eq!(ids_of(&r), newest_first(&live));
     assert_eq!(
-        ids_of(&rig.read(Some(&t), ids::GENERAL, &format!("after={}&limit=2", live[1]))),
+        ids_of(&rig.read(
+            Some(&t),
+            ids::GENERAL,
+            &format!("after={}&limit=2", live[1])
+        )),
         vec![live[3].clone(), live[2].clone()]
     );
-    assert_eq!(rig.discord_reads(), 0, "the window saw every one of them live");
+    assert_eq!(
+        rig.discord_reads(),
+        0,
+        "the window saw every one of them live"
+    );
     // Six: something older might exist, so Discord is asked, once.
-    assert_eq!(ids_of(&rig.read(Some(&t), ids::GENERAL, "limit=6")).len(), 5);
+    assert_eq!(
+        ids_of(&rig.read(Some(&t), ids::GENERAL, "limit=6")).len(),
+        5
+    );
     assert_eq!(rig.discord_reads(), 1);
-    assert_eq!(ids_of(&rig.read(Some(&t), ids::GENERAL, "limit=100")).len(), 5);
+    assert_eq!(
+        ids_of(&rig.read(Some(&t), ids::GENERAL, "limit=100")).len(),
+        5
+    );
     assert_eq!(rig.discord_reads(), 1);
 }
 
@@ -149,8 +185,14 @@ fn before_after_and_around_are_newest_first_as_discord_orders_them() {
         assert_eq!(page("limit=3".into()), expect(&[11, 10, 9]));
         assert_eq!(page(format!("limit=3&before={}", s[6])), expect(&[5, 4, 3]));
         assert_eq!(page(format!("limit=3&after={}", s[6])), expect(&[9, 8, 7]));
-        assert_eq!(page(format!("limit=4&around={}", s[6])), expect(&[8, 7, 6, 5]));
-        assert_eq!(page(format!("limit=5&around={}", s[6])), expect(&[8, 7, 6, 5, 4]));
+        assert_eq!(
+            page(format!("limit=4&around={}", s[6])),
+            expect(&[8, 7, 6, 5])
+        );
+        assert_eq!(
+            page(format!("limit=5&around={}", s[6])),
+            expect(&[8, 7, 6, 5, 4])
+        );
         assert_eq!(page(format!("limit=50&before={}", s[2])), expect(&[1, 0]));
         assert_eq!(page(format!("limit=50&after={}", s[9])), expect(&[11, 10]));
     }
@@ -178,14 +220,18 @@ fn edits_deletes_and_reactions_are_reflected_without_reading_discord_again() {
     assert!(rig.sim.delete_messages(ids::GENERAL, &[&s[1]]));
     assert!(rig.sim.delete_messages(ids::GENERAL, &[&s[0], "1"]));
     // The new event on the stream, in Discord's shape translated.
-    let removed = stream.wait_for("reactionRemove", WAIT).expect("reactionRemove");
+    let removed = stream
+        .wait_for("reactionRemove", WAIT)
+        .expect("reactionRemove");
     let removed: Value = serde_json::from_str(&removed.data).unwrap();
     assert_eq!(
         removed["data"],
         json!({"channelId": ids::GENERAL, "messageId": s[3], "userId": ids::LINUS,
                "emoji": {"id": null, "name": "🔥"}, "guildId": ids::GUILD})
     );
-    stream.wait_for("reactionRemove", WAIT).expect("the second one");
+    stream
+        .wait_for("reactionRemove", WAIT)
+        .expect("the second one");
     stream.wait_for("messageDelete", WAIT).expect("delete");
     stream.wait_for("messageDelete", WAIT).expect("bulk delete");
 
@@ -194,23 +240,28 @@ fn edits_deletes_and_reactions_are_reflected_without_reading_discord_again() {
     let m = messages(&r);
     assert_eq!(m[0]["content"], "old 3, edited");
     assert!(m[0]["editedTimestamp"].is_string());
-    assert_eq!(m[0]["reactions"], json!([{"emoji": {"id": null, "name": "🔥"}, "count": 1}]));
+    assert_eq!(
+        m[0]["reactions"],
+        json!([{"emoji": {"id": null, "name": "🔥"}, "count": 1}])
+    );
     assert_eq!(m[1]["reactions"], json!([]));
     assert_eq!(rig.discord_reads(), 1, "all of it from the window");
 
     // Discord's own answer agrees (a fresh gateway would read this).
-    let direct: Value = serde_json::from_str(&relay_tests::harness::agent()
-        .get(&format!(
-            "{}/channels/{}/messages?limit=2",
-            rig.sim.api_base(),
-            ids::GENERAL
-        ))
-        .header("Authorization", &format!("Bot {}", rig.sim.bot_token()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap())
+    let direct: Value = serde_json::from_str(
+        &relay_tests::harness::agent()
+            .get(&format!(
+                "{}/channels/{}/messages?limit=2",
+                rig.sim.api_base(),
+                ids::GENERAL
+            ))
+            .header("Authorization", &format!("Bot {}", rig.sim.bot_token()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
     .unwrap();
     assert_eq!(direct[0]["content"], "old 3, edited");
     assert_eq!(direct[0]["reactions"][0]["count"], 1);
@@ -242,7 +293,12 @@ fn the_read_bucket_is_per_user_and_apart_from_commands() {
     let cmd = relay_tests::harness::post(
         &rig.base(),
         "/api/typing-start",
-        Some(&rig.edge.issue_token(ids::ADA, None, &["chat:write".into()], Duration::from_secs(60))),
+        Some(&rig.edge.issue_token(
+            ids::ADA,
+            None,
+            &["chat:write".into()],
+            Duration::from_secs(60),
+        )),
         "application/json",
         &json!({"channelId": ids::GENERAL}).to_string(),
     );

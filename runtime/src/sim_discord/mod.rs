@@ -89,8 +89,8 @@ use serde_json::{json, Value};
 
 pub use guild::{demo_users, ids, perms, DemoUser, Overwrite, BOT_NAME, GUILD_NAME};
 pub use oauth::{SimOAuthApp, DEMO_CLIENT_ID};
-pub use rest::{AuditEntry, RecordedRequest};
 use rest::parse_emoji_text;
+pub use rest::{AuditEntry, RecordedRequest};
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
 pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
@@ -496,16 +496,46 @@ impl State {
 fn seed_demo_history(st: &mut State) {
     const MIN: u64 = 60_000;
     let lines: [(&str, &str, &str, u64); 10] = [
-        (ids::LINUS, ids::GENERAL, "morning all! coffee first, then the release notes", 95),
-        (ids::ADA, ids::GENERAL, "notes are half done, I'll finish them after lunch", 90),
-        (ids::GRACE, ids::GENERAL, "reminder: retro at 4, bring one thing that went well", 62),
-        (ids::MARGARET, ids::GENERAL, "the build is green again 🎉", 40),
+        (
+            ids::LINUS,
+            ids::GENERAL,
+            "morning all! coffee first, then the release notes",
+            95,
+        ),
+        (
+            ids::ADA,
+            ids::GENERAL,
+            "notes are half done, I'll finish them after lunch",
+            90,
+        ),
+        (
+            ids::GRACE,
+            ids::GENERAL,
+            "reminder: retro at 4, bring one thing that went well",
+            62,
+        ),
+        (
+            ids::MARGARET,
+            ids::GENERAL,
+            "the build is green again 🎉",
+            40,
+        ),
         (ids::KEN, ids::GENERAL, "sorry about the noise earlier", 35),
         (ids::ADA, ids::GENERAL, "anyone up for a quick review?", 12),
         (ids::LINUS, ids::GAME_ROOM, "raid tonight at 9?", 80),
         (ids::GRACE, ids::GAME_ROOM, "count me in", 78),
-        (ids::OWNER, ids::ANNOUNCEMENTS, "Welcome to Relay Demo! Be kind, have fun.", 600),
-        (ids::GRACE, ids::MODERATORS, "mods: Ken's timeout runs on the demo's schedule", 50),
+        (
+            ids::OWNER,
+            ids::ANNOUNCEMENTS,
+            "Welcome to Relay Demo! Be kind, have fun.",
+            600,
+        ),
+        (
+            ids::GRACE,
+            ids::MODERATORS,
+            "mods: Ken's timeout runs on the demo's schedule",
+            50,
+        ),
     ];
     for (user, channel, content, minutes_ago) in lines {
         let _ = st.seed_message(user, channel, content, minutes_ago * MIN);
@@ -883,7 +913,13 @@ impl SimDiscord {
     /// Remembers a message as posted `ago_ms` before now without
     /// dispatching anything: history that existed before relay started.
     /// Returns its id.
-    pub fn seed_message(&self, user_id: &str, channel_id: &str, content: &str, ago_ms: u64) -> Option<String> {
+    pub fn seed_message(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        content: &str,
+        ago_ms: u64,
+    ) -> Option<String> {
         self.shared
             .state
             .lock()

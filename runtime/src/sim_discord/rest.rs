@@ -547,10 +547,18 @@ fn get_messages(shared: &Shared, channel_id: &str, target: &str) -> Reply {
         if field == "limit" {
             match value.parse::<i64>() {
                 Ok(n) if n < 1 => {
-                    return invalid_form("limit", "NUMBER_TYPE_MIN", "int value should be greater than or equal to 1.")
+                    return invalid_form(
+                        "limit",
+                        "NUMBER_TYPE_MIN",
+                        "int value should be greater than or equal to 1.",
+                    )
                 }
                 Ok(n) if n > 100 => {
-                    return invalid_form("limit", "NUMBER_TYPE_MAX", "int value should be less than or equal to 100.")
+                    return invalid_form(
+                        "limit",
+                        "NUMBER_TYPE_MAX",
+                        "int value should be less than or equal to 100.",
+                    )
                 }
                 Ok(n) => limit = n as u32,
                 Err(_) => return invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int."),

@@ -77,8 +77,10 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
             );
         }
     }
-    if let Decision::Limited { retry_after, .. } =
-        state.read_limiter.lock().check_user(&session.sub, Instant::now())
+    if let Decision::Limited { retry_after, .. } = state
+        .read_limiter
+        .lock()
+        .check_user(&session.sub, Instant::now())
     {
         state.metrics.rate_limited("user");
         state.metrics.command_rejected(kind, "rate_limited");
@@ -156,19 +158,17 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
         }
         // As for commands, the gateway's own refusal (its second permission
         // check included) is a 502 naming its code.
-        Ok(Outcome::Replied(LinkReply::Error { code, message })) => {
-            json_reply(
-                502,
-                &json!({
-                    "error": {
-                        "code": "gateway_error",
-                        "message": sanitize(&message, LOG_TEXT_MAX),
-                        "gatewayCode": sanitize(&code, 64),
-                    },
-                    "requestId": ids["requestId"], "traceId": ids["traceId"],
-                }),
-            )
-        }
+        Ok(Outcome::Replied(LinkReply::Error { code, message })) => json_reply(
+            502,
+            &json!({
+                "error": {
+                    "code": "gateway_error",
+                    "message": sanitize(&message, LOG_TEXT_MAX),
+                    "gatewayCode": sanitize(&code, 64),
+                },
+                "requestId": ids["requestId"], "traceId": ids["traceId"],
+            }),
+        ),
         Ok(Outcome::Failed { code, message }) => json_reply(
             502,
             &json!({
