@@ -231,6 +231,8 @@ mod tests {
         fn any_input_is_answered(path in "\\PC{0,40}", query in "[a-z0-9=&%+]{0,60}") {
             let _ = parse_history_request(&path, &query);
             let _ = history_path(&path);
+            #[cfg(feature = "fuzzing")]
+            fuzz_request(format!("/api/channels/{path}/messages?{query}").as_bytes());
         }
 
         #[test]
@@ -238,6 +240,8 @@ mod tests {
             let name = ["", "before", "after", "around"][which as usize];
             let query = if which == 0 { format!("limit={limit}") } else { format!("limit={limit}&{name}={x}") };
             let q = parse_history_request(&channel.to_string(), &query).unwrap();
+            #[cfg(feature = "fuzzing")]
+            fuzz_request(format!("/api/channels/{channel}/messages?{query}").as_bytes());
             prop_assert_eq!(q.channel, channel);
             prop_assert_eq!(q.limit, limit);
             let expect = match which { 0 => Anchor::Latest, 1 => Anchor::Before(x), 2 => Anchor::After(x), _ => Anchor::Around(x) };
