@@ -325,6 +325,31 @@ impl KeyedLimiter {
         self.sweep(now)
     }
 
+    /// Like [`RateLimiter::check`] with the user's bucket only: reads have a
+    /// per-user limit and no channel limit (CONTRACT.md §9).
+    pub fn check_user(&mut self, user: &str, at: Instant) -> Decision {
+        let now = self.observe(at);
+        let due = self.auto_sweep
+            && self
+                .last_sweep
+                .is_none_or(|s| now.saturating_duration_since(s) >= self.rate.fill_time);
+        if due {
+            self.sweep(now);
+        }
+        let wait = Self::wait(&self.users, &self.rate, user, now);
+        if !wait.is_zero() {
+            return Decision::Limited {
+                scope: Scope::User,
+                retry_after: now.saturating_duration_since(at).saturating_add(wait),
+            };
+        }
+        Self::take(&mut self.users, &self.rate, user, now);
+        if self.auto_sweep && self.len() > self.sweep_above {
+            self.sweep(now);
+        }
+        Decision::Allowed
+    }
+
     /// Moves the high-water mark and returns the instant to compute with.
     fn observe(&mut self, now: Instant) -> Instant {
         let now = self.latest.map_or(now, |l| l.max(now));
@@ -679,6 +704,22 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn the_read_bucket_is_per_user_only() {
+        let t = t0();
+        let mut l = limiter(LimitConfig::new(2, 1, Duration::from_secs(1)).unwrap());
+        assert!(l.check_user("a", t).is_allowed());
+        assert!(l.check_user("a", t).is_allowed());
+        assert!(
+            matches!(l.check_user("a", t), Decision::Limited { scope: Scope::User, retry_after } if retry_after == Duration::from_secs(1))
+        );
+        assert!(
+            l.check_user("b", t).is_allowed(),
+            "another user has their own bucket"
+        );
+        assert!(l.check_user("a", t + Duration::from_secs(1)).is_allowed());
     }
 
     proptest! {

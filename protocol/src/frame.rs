@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::payload::{CommandBody, EventBody};
+use crate::payload::{CommandBody, EventBody, HistoryMessage};
 
 /// The link protocol version relay speaks.
 pub const LINK_VERSION: &str = "1.0";
@@ -79,6 +79,8 @@ pub enum Reply {
         /// Safe, human-readable text.
         message: String,
     },
+    /// `messages`: a read (`fetchMessages`) ran and found these, newest first.
+    Messages(Vec<HistoryMessage>),
 }
 
 impl GatewayEvent {
@@ -95,6 +97,7 @@ impl GatewayEvent {
                 code: e.code.clone(),
                 message: e.message.clone(),
             },
+            EventBody::Messages(m) => Reply::Messages(m.messages.clone()),
             _ => return None,
         };
         Some((request_id, reply))
@@ -389,6 +392,8 @@ impl FrameBody for EventBody {
             "rateLimited" => EventBody::RateLimited(from_object(data, "data")?),
             "guild.state" => EventBody::GuildState(from_object(data, "data")?),
             "guild.member" => EventBody::GuildMember(from_object(data, "data")?),
+            "reactionRemove" => EventBody::ReactionRemove(from_object(data, "data")?),
+            "messages" => EventBody::Messages(from_object(data, "data")?),
             other => {
                 return Err(FrameError::UnknownType {
                     type_name: bounded(other),
@@ -407,6 +412,7 @@ impl FrameBody for CommandBody {
             "voiceMove" => CommandBody::VoiceMove(from_object(data, "data")?),
             "voiceMute" => CommandBody::VoiceMute(from_object(data, "data")?),
             "fetchMember" => CommandBody::FetchMember(from_object(data, "data")?),
+            "fetchMessages" => CommandBody::FetchMessages(from_object(data, "data")?),
             other => {
                 return Err(FrameError::UnknownType {
                     type_name: bounded(other),
@@ -751,7 +757,65 @@ mod tests {
                 global: false
             })),
             Just(EventBody::Ack(Ack {})),
+            (id(), id(), id(), proptest::option::of(text())).prop_map(|(c, m, u, name)| {
+                EventBody::ReactionRemove(ReactionRemove {
+                    channel_id: c,
+                    message_id: m,
+                    user_id: u,
+                    emoji: Emoji { id: None, name },
+                    guild_id: None,
+                })
+            }),
+            proptest::collection::vec((id(), text(), proptest::option::of(text()), 1u32..9), 0..4)
+                .prop_map(|list| EventBody::Messages(Messages {
+                    messages: list
+                        .into_iter()
+                        .map(|(i, content, edited, count)| history_message(
+                            &i, &content, edited, count
+                        ))
+                        .collect()
+                })),
         ]
+    }
+
+    /// Built from JSON, so fields added to `messageCreate` later keep this compiling.
+    fn history_message(
+        id: &str,
+        content: &str,
+        edited: Option<String>,
+        count: u32,
+    ) -> HistoryMessage {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "channelId": "2", "guildId": null,
+            "author": {"id": "4", "username": "ann", "avatar": null, "bot": false},
+            "content": content, "timestamp": "2026-01-01T00:00:00.000Z",
+            "editedTimestamp": edited,
+            "reactions": [{"emoji": {"id": null, "name": "🔥"}, "count": count}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_messages_reply_carries_its_data() {
+        let json = r#"{"version":"1.0","type":"messages","data":{"messages":[{"id":"9","channelId":"2","guildId":"3",
+            "author":{"id":"4","username":"ann","avatar":null,"bot":false},"content":"hi","timestamp":"2026-01-01T00:00:00.000Z",
+            "editedTimestamp":"2026-01-01T00:00:01.000Z","reactions":[{"emoji":{"id":null,"name":"🔥"},"count":2}]}]},
+            "meta":{"traceId":"t","sentAt":"s","requestId":"r7"}}"#;
+        let ev = parse_event(json.as_bytes()).unwrap();
+        let Some(("r7", Reply::Messages(list))) = ev.as_reply() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(list[0].message.content, "hi");
+        assert_eq!(list[0].reactions[0].count, 2);
+        let again: Value = serde_json::from_str(&ev.to_json()).unwrap();
+        let sent: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(again["data"], sent["data"]);
+        // A read is a command like the others.
+        let cmd = r#"{"version":"1.0","type":"fetchMessages","data":{"channelId":"2","before":"9"},"meta":{"traceId":"t","sentAt":"s","requestId":"r","actor":"a"}}"#;
+        let CommandBody::FetchMessages(f) = parse_command(cmd.as_bytes()).unwrap().body else {
+            panic!()
+        };
+        assert_eq!((f.limit, f.before.as_deref()), (50, Some("9")));
     }
 
     fn command_body() -> impl Strategy<Value = CommandBody> {
@@ -780,6 +844,16 @@ mod tests {
                     mute
                 }
             )),
+            (id(), any::<u32>(), 0u8..4, id()).prop_map(|(c, limit, which, x)| {
+                let pick = |n| (which == n).then(|| x.clone());
+                CommandBody::FetchMessages(FetchMessages {
+                    channel_id: c,
+                    limit,
+                    before: pick(1),
+                    after: pick(2),
+                    around: pick(3),
+                })
+            }),
         ]
     }
 

@@ -53,6 +53,8 @@
 //! | [`bucket`] | token buckets and the user × channel keyed limiter |
 //! | [`backoff`] | reconnect delays, 1 s doubling to 30 s with jitter |
 //! | [`queue`] | the bounded outbound command queue and reply correlation |
+//! | [`history`] | the gateway's window of recent messages per channel and Discord's history query rules |
+//! | [`history_request`] | `GET /api/channels/{id}/messages`: path and query → a history query, or 400 issues |
 //! | [`dedupe`] | the gateway's requestId de-duplication: run once, repeat the first reply |
 //! | [`link_session`] | the edge side of the link as a state machine |
 //! | [`oauth`] | Sign in with Discord: `next` checks, the pending-login cookie, PKCE, the callback decision, Discord's token and user answers |
@@ -73,6 +75,8 @@ pub mod bucket;
 pub mod dedupe;
 pub mod discord;
 pub mod frame;
+pub mod history;
+pub mod history_request;
 pub mod ids;
 pub mod legacy;
 pub mod link_session;

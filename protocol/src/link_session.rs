@@ -277,6 +277,9 @@ pub enum SubmitError {
     QueueFull(QueueFull),
     /// The session was closed.
     Stopped,
+    /// The link is down and the command is one that is not queued (a read,
+    /// [`LinkSession::submit_now`]): the caller answers 503.
+    LinkDown,
 }
 
 impl From<QueueFull> for SubmitError {
@@ -290,6 +293,7 @@ impl fmt::Display for SubmitError {
         match self {
             SubmitError::QueueFull(e) => e.fmt(f),
             SubmitError::Stopped => f.write_str("the link is shut down"),
+            SubmitError::LinkDown => f.write_str("the link to the gateway is down"),
         }
     }
 }
@@ -534,6 +538,22 @@ impl LinkSession {
         }
     }
 
+    /// Accepts a command only if it can be written now: a read (`fetchMessages`)
+    /// is worth nothing after a reconnect, so it is never queued while the link
+    /// is down ([`SubmitError::LinkDown`]). A caller waits for its reply, which
+    /// times out after the reply timeout like any waited-for command.
+    pub fn submit_now(&mut self, now: Instant, command: GatewayCommand) -> Result<(), SubmitError> {
+        match self.state {
+            LinkState::Stopped => Err(SubmitError::Stopped),
+            LinkState::Connected => {
+                self.queue.push(now, command, true)?;
+                self.flush(now);
+                Ok(())
+            }
+            _ => Err(SubmitError::LinkDown),
+        }
+    }
+
     /// Shuts down: outputs `Disconnect` if a socket or attempt is live,
     /// `Status { connected: false }` if the link was up, and fails every queued
     /// command (`Failed { code: "shutting_down" }`). Then every input is ignored.
@@ -704,7 +724,7 @@ impl LinkSession {
                 guilds: ready.guilds,
                 trace_id: event.meta.trace_id,
             }),
-            EventBody::Ack(_) | EventBody::RateLimited(_) => {
+            EventBody::Ack(_) | EventBody::RateLimited(_) | EventBody::Messages(_) => {
                 // A reply that names no command cannot be delivered anywhere.
                 self.out.push_back(LinkOutput::Malformed(MalformedFrame {
                     error: FrameError::MissingField {
@@ -1191,6 +1211,29 @@ mod tests {
         s.handle_timeout(t0 + 60 * S);
         assert!(drain(&mut s).is_empty());
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn reads_go_out_only_while_the_link_is_up() {
+        let t0 = origin();
+        let mut s = session();
+        s.start(t0);
+        assert_eq!(s.submit_now(t0, cmd(1)), Err(SubmitError::LinkDown));
+        assert_eq!(s.queue_len(), 0, "a read is never queued");
+        s.handle_connected(t0);
+        let _ = drain(&mut s);
+        assert_eq!(s.submit_now(t0, cmd(2)), Ok(()));
+        let outs = drain(&mut s);
+        assert!(outs.iter().any(|o| matches!(o, LinkOutput::Send(_))));
+        // Its `messages` reply completes it; one without a requestId is malformed.
+        s.handle_text(t0, r#"{"version":"1.0","type":"messages","data":{"messages":[]},"meta":{"traceId":"t","sentAt":"s","requestId":"r2"}}"#);
+        s.handle_text(t0, r#"{"version":"1.0","type":"messages","data":{"messages":[]},"meta":{"traceId":"t","sentAt":"s"}}"#);
+        let outs = drain(&mut s);
+        assert!(
+            matches!(&completed(&outs)[..], [(id, Outcome::Replied(Reply::Messages(m)))] if id == "r2" && m.is_empty())
+        );
+        assert!(outs.iter().any(|o| matches!(o, LinkOutput::Malformed(_))));
+        assert!(!outs.iter().any(|o| matches!(o, LinkOutput::Publish(_))));
     }
 
     #[test]

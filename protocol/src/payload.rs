@@ -119,6 +119,56 @@ pub struct ReactionAdd {
     pub guild_id: Option<String>,
 }
 
+/// `reactionRemove`: a user took back a reaction (Discord's MESSAGE_REACTION_REMOVE).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionRemove {
+    /// Channel of the message.
+    pub channel_id: String,
+    /// The message the reaction was on.
+    pub message_id: String,
+    /// Whose reaction it was.
+    pub user_id: String,
+    /// Which emoji.
+    pub emoji: Emoji,
+    /// Guild of the channel, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<String>,
+}
+
+/// One emoji's count on a message in history (`reactions: [{emoji, count}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    /// The emoji.
+    pub emoji: Emoji,
+    /// How many users reacted with it (at least 1 while listed).
+    pub count: u32,
+}
+
+/// A message as history answers it (CONTRACT.md §9): `messageCreate`'s data,
+/// plus `editedTimestamp` when it was edited and its reaction counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryMessage {
+    /// The fields of `messageCreate`.
+    #[serde(flatten)]
+    pub message: MessageCreate,
+    /// When it was last edited, if ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_timestamp: Option<Timestamp>,
+    /// Reaction counts, in the order the emoji were first used.
+    #[serde(default)]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// `messages`: the reply to `fetchMessages`, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    /// The messages, newest first.
+    #[serde(default)]
+    pub messages: Vec<HistoryMessage>,
+}
+
 /// `typingStart`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -300,6 +350,9 @@ pub enum EventBody {
     /// A reaction was added.
     #[serde(rename = "reactionAdd")]
     ReactionAdd(ReactionAdd),
+    /// A reaction was removed.
+    #[serde(rename = "reactionRemove")]
+    ReactionRemove(ReactionRemove),
     /// Someone started typing.
     #[serde(rename = "typingStart")]
     TypingStart(TypingStart),
@@ -324,11 +377,14 @@ pub enum EventBody {
     /// Link only: a member was learned, changed or left.
     #[serde(rename = "guild.member")]
     GuildMember(GuildMember),
+    /// Reply to `fetchMessages`: the messages asked for.
+    #[serde(rename = "messages")]
+    Messages(Messages),
 }
 
 impl EventBody {
     /// Every `type` this enum accepts, for error messages and docs.
-    pub const TYPES: [&'static str; 13] = [
+    pub const TYPES: [&'static str; 15] = [
         "ready",
         "messageCreate",
         "messageUpdate",
@@ -342,6 +398,8 @@ impl EventBody {
         "rateLimited",
         "guild.state",
         "guild.member",
+        "reactionRemove",
+        "messages",
     ];
 
     /// The wire `type` of this body.
@@ -360,6 +418,8 @@ impl EventBody {
             EventBody::RateLimited(_) => "rateLimited",
             EventBody::GuildState(_) => "guild.state",
             EventBody::GuildMember(_) => "guild.member",
+            EventBody::ReactionRemove(_) => "reactionRemove",
+            EventBody::Messages(_) => "messages",
         }
     }
 
@@ -376,6 +436,7 @@ impl EventBody {
             EventBody::MessageUpdate(m) => Some(&m.channel_id),
             EventBody::MessageDelete(m) => Some(&m.channel_id),
             EventBody::ReactionAdd(r) => Some(&r.channel_id),
+            EventBody::ReactionRemove(r) => Some(&r.channel_id),
             EventBody::TypingStart(t) => Some(&t.channel_id),
             EventBody::VoiceJoined(v) => Some(&v.channel_id),
             EventBody::VoiceLeft(v) => v.channel_id.as_deref(),
@@ -403,6 +464,12 @@ impl EventBody {
                 }
             }
             EventBody::VoiceJoined(v) => apply(&mut v.username, &clean),
+            EventBody::Messages(list) => {
+                for m in &mut list.messages {
+                    apply(&mut m.message.content, &clean);
+                    apply(&mut m.message.author.username, &clean);
+                }
+            }
             EventBody::Error(e) => apply(&mut e.message, &clean),
             EventBody::Ready(r) => {
                 for m in r.voice.channels.values_mut().flatten() {
@@ -493,6 +560,34 @@ pub enum CommandBody {
     /// with a `guild.member` event to every edge, then `ack`.
     #[serde(rename = "fetchMember")]
     FetchMember(FetchMember),
+    /// Read a channel's recent messages (CONTRACT.md §9); answered by a
+    /// `messages` reply.
+    #[serde(rename = "fetchMessages")]
+    FetchMessages(FetchMessages),
+}
+
+/// `fetchMessages` data: Discord's "Get Channel Messages" parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchMessages {
+    /// The channel.
+    pub channel_id: String,
+    /// 1–100, default 50.
+    #[serde(default = "default_history_limit")]
+    pub limit: u32,
+    /// Messages older than this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Messages newer than this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Messages around this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub around: Option<String>,
+}
+
+fn default_history_limit() -> u32 {
+    50
 }
 
 /// `fetchMember` data.
@@ -507,13 +602,14 @@ pub struct FetchMember {
 
 impl CommandBody {
     /// Every `type` this enum accepts.
-    pub const TYPES: [&'static str; 6] = [
+    pub const TYPES: [&'static str; 7] = [
         "sendMessage",
         "addReaction",
         "typingStart",
         "voiceMove",
         "voiceMute",
         "fetchMember",
+        "fetchMessages",
     ];
 
     /// The wire `type` of this command.
@@ -525,6 +621,7 @@ impl CommandBody {
             CommandBody::VoiceMove(_) => "voiceMove",
             CommandBody::VoiceMute(_) => "voiceMute",
             CommandBody::FetchMember(_) => "fetchMember",
+            CommandBody::FetchMessages(_) => "fetchMessages",
         }
     }
 
@@ -538,6 +635,7 @@ impl CommandBody {
             CommandBody::VoiceMove(c) => &c.guild_id,
             CommandBody::VoiceMute(c) => &c.guild_id,
             CommandBody::FetchMember(c) => &c.guild_id,
+            CommandBody::FetchMessages(c) => &c.channel_id,
         }
     }
 

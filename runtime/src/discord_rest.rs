@@ -26,19 +26,21 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use parking_lot::Mutex;
+use relay_protocol::discord::messages::MAX_MESSAGES_BODY;
 use relay_protocol::discord::ratelimit::{reply_for_wait, RateLimitHeaders, RestLimiter};
 use relay_protocol::discord::rest::{
     build_request, interpret_response, ErrorBody, RestRequest, API_BASE, USER_AGENT,
 };
 use relay_protocol::discord::session::BotToken;
 use relay_protocol::frame::{GatewayCommand, Reply};
+use relay_protocol::payload::CommandBody;
 
 use crate::link_server::CommandExecutor;
 
 /// How long one REST call may take, connect to last body byte.
 pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest response body read; Discord's error bodies are far smaller, and the
-/// only success bodies read (a guild member) are too.
+/// Longest response body read; Discord's error bodies are far smaller, and so
+/// is a guild member. A message list ([`MAX_MESSAGES_BODY`]) may be larger.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 
 /// What the REST client needs.
@@ -157,7 +159,8 @@ impl RestExecutor {
     }
 
     /// Like [`RestExecutor::execute`], and also gives Discord's body of a
-    /// successful call (at most 64 KiB), for commands that read (`fetchMember`).
+    /// successful call (at most 64 KiB; 4 MiB for a message list), for
+    /// commands that read (`fetchMember`, `fetchMessages`).
     pub fn read(&self, command: &GatewayCommand) -> (Reply, Option<Vec<u8>>) {
         let started = Instant::now();
         let kind = command.body.type_name();
@@ -193,7 +196,11 @@ impl RestExecutor {
         }
 
         let mut success_body = None;
-        let (status, reply) = match self.call(&request) {
+        let limit = match command.body {
+            CommandBody::FetchMessages(_) => MAX_MESSAGES_BODY as u64,
+            _ => MAX_BODY_BYTES,
+        };
+        let (status, reply) = match self.call(&request, limit) {
             Ok((status, headers, body)) => {
                 let parsed = ErrorBody::parse(&body);
                 self.limiter.lock().record(
@@ -245,7 +252,11 @@ impl RestExecutor {
     }
 
     /// One HTTP exchange: status, rate-limit headers and (bounded) body.
-    fn call(&self, request: &RestRequest) -> Result<(u16, RateLimitHeaders, Vec<u8>), ureq::Error> {
+    fn call(
+        &self,
+        request: &RestRequest,
+        limit: u64,
+    ) -> Result<(u16, RateLimitHeaders, Vec<u8>), ureq::Error> {
         let mut builder = ureq::http::Request::builder()
             .method(request.method.as_str())
             .uri(request.url(&self.api_base))
@@ -267,7 +278,7 @@ impl RestExecutor {
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_BODY_BYTES)
+            .limit(limit)
             .read_to_vec()
             .unwrap_or_default();
         Ok((status, headers, body))
@@ -309,5 +320,6 @@ fn describe(reply: &Reply) -> String {
             global,
         } => format!("rate limited for {retry_after_ms} ms (global: {global})"),
         Reply::Error { code, message } => format!("{code}: {message}"),
+        Reply::Messages(m) => format!("{} messages", m.len()),
     }
 }

@@ -70,6 +70,20 @@ impl LinkHandle {
         result
     }
 
+    /// Sends a command only if the link is up now (reads: never queued);
+    /// [`SubmitError::LinkDown`] otherwise. The caller waits for the reply.
+    pub fn submit_now(&self, command: GatewayCommand) -> Result<(), SubmitError> {
+        let result = self
+            .shared
+            .session
+            .lock()
+            .submit_now(Instant::now(), command);
+        if result.is_ok() {
+            self.shared.wake();
+        }
+        result
+    }
+
     /// Whether the link is up now.
     pub fn is_connected(&self) -> bool {
         self.shared.session.lock().is_connected()

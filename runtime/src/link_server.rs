@@ -82,7 +82,9 @@ use polling::{Event, Events, Poller};
 use relay_protocol::dedupe::{self, Begin, ReplyCache};
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent, Reply, TraceMeta};
 use relay_protocol::ids;
-use relay_protocol::payload::{Ack, ErrorData, EventBody, RateLimited, Ready, VoiceSnapshot};
+use relay_protocol::payload::{
+    Ack, ErrorData, EventBody, Messages, RateLimited, Ready, VoiceSnapshot,
+};
 use relay_protocol::secret::Secret;
 use tungstenite::error::ProtocolError;
 use tungstenite::handshake::server::{Request, Response};
@@ -757,7 +759,9 @@ fn run_worker(shared: &Shared, jobs: &Receiver<GatewayCommand>) {
         // A rateLimited reply means the command did not run: it is not kept, so
         // the edge's retry with the same requestId runs it rather than getting the
         // same refusal back forever.
-        let waiters = if matches!(reply, Reply::RateLimited { .. }) {
+        // Reads (`messages`) are not kept either: running one again is
+        // harmless, and keeping 10,000 of them could hold gigabytes.
+        let waiters = if matches!(reply, Reply::RateLimited { .. } | Reply::Messages(_)) {
             shared.cache.lock().abandon(&request_id)
         } else {
             shared
@@ -1269,6 +1273,9 @@ fn reply_event(request_id: &str, trace_id: &str, reply: &Reply) -> GatewayEvent 
             code: code.clone(),
             message: message.clone(),
             request_id: Some(request_id.to_owned()),
+        }),
+        Reply::Messages(messages) => EventBody::Messages(Messages {
+            messages: messages.clone(),
         }),
     };
     GatewayEvent {

@@ -6,6 +6,7 @@
 //! | [`gateway_rig`] | the whole gateway against a simulated Discord, and a raw test edge on its link |
 //! | [`test_gateway`] | the gateway side of the link, scripted for edge tests |
 //! | [`sse_client`] | a raw-socket SSE client with full control of request headers |
+//! | [`history_rig`] | a simulated Discord, the gateway and an edge for history reads |
 //! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 //! | [`loadgen`] | the load generator behind `--bin loadgen` (a benchmark, not a test) |
 //! | [`oauth`] | Sign in with Discord: a simulated Discord as OAuth2 provider, an edge signing in through it, a browser's steps without redirects |
@@ -15,6 +16,7 @@
 pub mod discord;
 pub mod gateway_rig;
 pub mod harness;
+pub mod history_rig;
 pub mod hostile;
 pub mod loadgen;
 pub mod oauth;

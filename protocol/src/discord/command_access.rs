@@ -9,6 +9,7 @@
 //! | `addReaction` | `VIEW_CHANNEL`, `READ_MESSAGE_HISTORY`, `ADD_REACTIONS` |
 //! | `voiceMove` | `MOVE_MEMBERS` in the member's current voice channel; a target channel also needs `VIEW_CHANNEL`, `CONNECT`, `MOVE_MEMBERS` there |
 //! | `voiceMute` | `MUTE_MEMBERS` in the member's current voice channel |
+//! | `fetchMessages` (history) | `VIEW_CHANNEL`, `READ_MESSAGE_HISTORY` |
 //!
 //! A voice command whose target is in no voice channel is checked against the
 //! actor's guild-wide permissions (Discord then answers 400 for a mute, or
@@ -52,6 +53,7 @@ pub fn command_guild<'a>(
         CommandBody::VoiceMove(c) => of_guild(&mut models, &c.guild_id),
         CommandBody::VoiceMute(c) => of_guild(&mut models, &c.guild_id),
         CommandBody::FetchMember(c) => of_guild(&mut models, &c.guild_id),
+        CommandBody::FetchMessages(c) => in_channel(&mut models, &c.channel_id),
     }
 }
 
@@ -139,6 +141,12 @@ pub fn check_command(
         }
         CommandBody::VoiceMute(c) => in_voice_of(&c.user_id, Permissions::MUTE_MEMBERS),
         CommandBody::FetchMember(_) => Ok(()),
+        // Discord itself answers an empty list without READ_MESSAGE_HISTORY;
+        // the contract makes it a 403 (CONTRACT.md §9).
+        CommandBody::FetchMessages(c) => in_channel(
+            id(&c.channel_id),
+            &[Permissions::VIEW_CHANNEL, Permissions::READ_MESSAGE_HISTORY],
+        ),
     }
 }
 
@@ -165,6 +173,7 @@ fn command_channel(command: &CommandBody) -> Option<u64> {
         CommandBody::SendMessage(c) => c.channel_id.parse().ok(),
         CommandBody::AddReaction(c) => c.channel_id.parse().ok(),
         CommandBody::TypingStart(c) => c.channel_id.parse().ok(),
+        CommandBody::FetchMessages(c) => c.channel_id.parse().ok(),
         CommandBody::VoiceMove(c) => c.channel_id.as_deref().and_then(|c| c.parse().ok()),
         CommandBody::VoiceMute(_) | CommandBody::FetchMember(_) => None,
     }

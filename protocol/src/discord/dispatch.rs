@@ -20,6 +20,10 @@
 //! - MESSAGE_UPDATE may be partial: `content` and `editedTimestamp` are sent only when
 //!   Discord sent them; absent never means cleared.
 //! - MESSAGE_DELETE_BULK becomes one `messageDelete` per id.
+//! - MESSAGE_REACTION_REMOVE becomes `reactionRemove`; REMOVE_ALL and
+//!   REMOVE_EMOJI send nothing on but correct the history's counts.
+//! - Every event sent on also feeds the [`History`] window (CONTRACT.md §9);
+//!   READY (a new session, which may have missed changes) empties it.
 //! - Every field read is type-checked: a present field of the wrong JSON type (a
 //!   number for `content`, text for TYPING_START's `timestamp`, a timestamp that
 //!   is not RFC 3339, a non-boolean `author.bot`) skips the dispatch with
@@ -47,10 +51,11 @@ use serde_json::{Map, Value};
 use super::guild::{GuildError, GUILD_EVENTS};
 use super::guild_tracker::GuildTracker;
 use super::voice_cache::{Profile, VoiceCache, VoiceState};
+use crate::history::History;
 use crate::ids::{parse_rfc3339_ms, rfc3339_millis};
 use crate::payload::{
-    Author, Emoji, EventBody, MessageCreate, MessageDelete, MessageUpdate, ReactionAdd, Timestamp,
-    TypingStart, VoiceSnapshot,
+    Author, Emoji, EventBody, MessageCreate, MessageDelete, MessageUpdate, ReactionAdd,
+    ReactionRemove, Timestamp, TypingStart, VoiceSnapshot,
 };
 
 fn skip_reason(e: GuildError) -> SkipReason {
@@ -68,7 +73,7 @@ pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 
 /// The dispatch events the translator reads; every other name is
 /// [`Translated::Unhandled`].
-pub const HANDLED_EVENTS: [&str; 11] = [
+pub const HANDLED_EVENTS: [&str; 14] = [
     "READY",
     "RESUMED",
     "GUILD_CREATE",
@@ -78,6 +83,9 @@ pub const HANDLED_EVENTS: [&str; 11] = [
     "MESSAGE_DELETE",
     "MESSAGE_DELETE_BULK",
     "MESSAGE_REACTION_ADD",
+    "MESSAGE_REACTION_REMOVE",
+    "MESSAGE_REACTION_REMOVE_ALL",
+    "MESSAGE_REACTION_REMOVE_EMOJI",
     "TYPING_START",
     "VOICE_STATE_UPDATE",
 ];
@@ -164,6 +172,8 @@ pub struct Translator {
     /// A GUILD_CREATE whose permission model could not be read while its voice
     /// states could: for the driver to log ([`Translator::take_guild_error`]).
     guild_error: Option<Skipped>,
+    /// Recent messages per channel, fed by every event sent on.
+    history: History,
 }
 
 type Fields = Map<String, Value>;
@@ -182,7 +192,18 @@ impl Translator {
             guild_filter,
             voice: VoiceCache::new(),
             guild_error: None,
+            history: History::default(),
         }
+    }
+
+    /// The recent-message windows.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The recent-message windows, to answer and merge reads.
+    pub fn history_mut(&mut self) -> &mut History {
+        &mut self.history
     }
 
     /// The guilds' permission models.
@@ -248,6 +269,11 @@ impl Translator {
             None => Err(SkipReason::NotAnObject),
             Some(d) => self.translate(event, d),
         };
+        if let Ok(Translated::Events(events)) = &result {
+            for e in events {
+                self.history.apply(e);
+            }
+        }
         match result {
             Ok(Translated::Events(mut events)) if !guild_events.is_empty() => {
                 // The model first: an edge then filters the voice events by it.
@@ -270,6 +296,10 @@ impl Translator {
             "MESSAGE_DELETE" => self.message_delete(d),
             "MESSAGE_DELETE_BULK" => self.message_delete_bulk(d),
             "MESSAGE_REACTION_ADD" => self.reaction_add(d),
+            "MESSAGE_REACTION_REMOVE" => self.reaction_remove(d),
+            "MESSAGE_REACTION_REMOVE_ALL" | "MESSAGE_REACTION_REMOVE_EMOJI" => {
+                self.reactions_cleared(d)
+            }
             "TYPING_START" => self.typing_start(d),
             "VOICE_STATE_UPDATE" => self.voice_state_update(d),
             // RESUMED: the session goes on; the replayed events bring the cache up to date.
@@ -285,6 +315,8 @@ impl Translator {
     }
 
     fn ready(&mut self, d: &Fields) -> Translated {
+        // A new session: what happened since the last one was not seen.
+        self.history.clear();
         // Without a readable guild list, keep everything: each GUILD_CREATE or
         // GUILD_DELETE still corrects its guild.
         let Some(Value::Array(guilds)) = d.get("guilds") else {
@@ -443,6 +475,48 @@ impl Translator {
             emoji,
             guild_id,
         })))
+    }
+
+    fn reaction_remove(&mut self, d: &Fields) -> Result<Translated, SkipReason> {
+        let channel_id = req_id(d, "channel_id", "channel_id")?;
+        let message_id = req_id(d, "message_id", "message_id")?;
+        let user_id = req_id(d, "user_id", "user_id")?;
+        let guild_id = opt_id(d, "guild_id", "guild_id")?;
+        if !self.admits(guild_id.as_deref()) {
+            return Ok(Translated::Filtered);
+        }
+        let emoji = req_obj(d, "emoji", "emoji")?;
+        let emoji = Emoji {
+            id: opt_id(emoji, "id", "emoji.id")?,
+            name: opt_string(emoji, "name", "emoji.name")?,
+        };
+        Ok(one(EventBody::ReactionRemove(ReactionRemove {
+            channel_id,
+            message_id,
+            user_id,
+            emoji,
+            guild_id,
+        })))
+    }
+
+    /// MESSAGE_REACTION_REMOVE_ALL / _EMOJI: only the history's counts change.
+    fn reactions_cleared(&mut self, d: &Fields) -> Result<Translated, SkipReason> {
+        let channel_id = req_id(d, "channel_id", "channel_id")?;
+        let message_id = req_id(d, "message_id", "message_id")?;
+        let guild_id = opt_id(d, "guild_id", "guild_id")?;
+        if !self.admits(guild_id.as_deref()) {
+            return Ok(Translated::Filtered);
+        }
+        let emoji = match opt_obj(d, "emoji", "emoji")? {
+            Some(e) => Some(Emoji {
+                id: opt_id(e, "id", "emoji.id")?,
+                name: opt_string(e, "name", "emoji.name")?,
+            }),
+            None => None,
+        };
+        self.history
+            .remove_reactions(&channel_id, &message_id, emoji.as_ref());
+        Ok(Translated::Events(Vec::new()))
     }
 
     fn typing_start(&mut self, d: &Fields) -> Result<Translated, SkipReason> {
@@ -887,6 +961,59 @@ mod tests {
             m.edited_timestamp,
             Some(Timestamp::Text("2017-07-11T17:30:00.000000+00:00".into()))
         );
+    }
+
+    #[test]
+    fn reaction_remove_and_the_history_it_feeds() {
+        use crate::history::{Anchor, HistoryQuery, Lookup};
+        let mut t = Translator::new(None);
+        let _ = events(&mut t, "MESSAGE_CREATE", message_create());
+        let base = |extra: Value| {
+            let mut d = json!({"user_id": "5", "channel_id": "290926798999357250",
+                "message_id": "334385199974967042", "guild_id": GUILD, "burst": false, "type": 0});
+            if let (Some(d), Value::Object(e)) = (d.as_object_mut(), extra) {
+                d.extend(e);
+            }
+            d
+        };
+        let fire = json!({"emoji": {"id": null, "name": "🔥"}});
+        let _ = events(&mut t, "MESSAGE_REACTION_ADD", base(fire.clone()));
+        let _ = events(
+            &mut t,
+            "MESSAGE_REACTION_ADD",
+            base(json!({"emoji": {"id": "41771983429993937", "name": "LUL"}})),
+        );
+        let body = one_event(&mut t, "MESSAGE_REACTION_REMOVE", base(fire));
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"type": "reactionRemove", "data": {"channelId": "290926798999357250",
+                "messageId": "334385199974967042", "userId": "5", "emoji": {"id": null, "name": "🔥"}, "guildId": GUILD}})
+        );
+        let q = HistoryQuery {
+            channel: 290926798999357250,
+            limit: 1,
+            anchor: Anchor::Latest,
+        };
+        let held = |t: &mut Translator| match t.history_mut().lookup(&q) {
+            Lookup::Hit(v) => serde_json::to_value(&v[0].reactions).unwrap(),
+            Lookup::Miss => panic!("the live message is held"),
+        };
+        assert_eq!(
+            held(&mut t),
+            json!([{"emoji": {"id": "41771983429993937", "name": "LUL"}, "count": 1}])
+        );
+        assert!(events(&mut t, "MESSAGE_REACTION_REMOVE_ALL", base(json!({}))).is_empty());
+        assert_eq!(held(&mut t), json!([]));
+        // A new session forgets what it may have missed.
+        let _ = t.handle_dispatch("READY", &json!({"guilds": []}));
+        assert_eq!(t.history_mut().lookup(&q), Lookup::Miss);
+        assert!(matches!(
+            t.handle_dispatch(
+                "MESSAGE_REACTION_REMOVE",
+                &json!({"channel_id": "1", "message_id": "2"})
+            ),
+            Translated::Skipped(_)
+        ));
     }
 
     #[test]

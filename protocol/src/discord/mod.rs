@@ -7,6 +7,7 @@ pub mod command_access;
 pub mod dispatch;
 pub mod guild;
 pub mod guild_tracker;
+pub mod messages;
 pub mod permissions;
 pub mod ratelimit;
 pub mod rest;

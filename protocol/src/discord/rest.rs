@@ -123,6 +123,8 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `fetchMessages` with a `limit` outside 1–100 or more than one anchor.
+    InvalidHistoryQuery,
 }
 
 impl fmt::Display for BuildError {
@@ -139,6 +141,9 @@ impl fmt::Display for BuildError {
                 )
             }
             BuildError::InvalidEmoji { reason } => write!(f, "`emoji` is invalid: {reason}"),
+            BuildError::InvalidHistoryQuery => f.write_str(
+                "`limit` must be 1-100 and at most one of `before`, `after`, `around` given",
+            ),
         }
     }
 }
@@ -219,6 +224,21 @@ pub fn build_request(command: &GatewayCommand) -> Result<RestRequest, BuildError
                 Some(body),
                 true,
             )
+        }
+        // "Get Channel Messages" (CONTRACT.md §9): the query was checked at the
+        // edge; it is checked again because it goes into the URL.
+        CommandBody::FetchMessages(c) => {
+            let channel = id(&c.channel_id, "channelId")?;
+            let query = crate::history::HistoryQuery::from_command(c)
+                .map_err(|_| BuildError::InvalidHistoryQuery)?;
+            let mut path = format!("/channels/{channel}/messages?limit={}", query.limit);
+            match query.anchor {
+                crate::history::Anchor::Latest => {}
+                crate::history::Anchor::Before(x) => path.push_str(&format!("&before={x}")),
+                crate::history::Anchor::After(x) => path.push_str(&format!("&after={x}")),
+                crate::history::Anchor::Around(x) => path.push_str(&format!("&around={x}")),
+            }
+            (Method::Get, path, None, false)
         }
         // "Get Guild Member" needs no privileged intent (reference/discord-v11.md).
         CommandBody::FetchMember(c) => {
@@ -528,6 +548,14 @@ pub fn fuzz_response(bytes: &[u8]) {
             assert!(retry_after_ms <= super::ratelimit::MAX_WAIT.as_millis() as u64);
         }
         Reply::Ack => assert!((200..300).contains(&status)),
+        Reply::Messages(_) => panic!("interpreting a status never reads messages"),
+    }
+    // The same body as a history answer: read or refused, never a panic, and
+    // every message read names its ids.
+    if let Ok(list) = super::messages::parse_message_list(body, Some("1")) {
+        for m in list {
+            assert!(!m.message.id.is_empty() && !m.message.channel_id.is_empty());
+        }
     }
 }
 
@@ -1059,6 +1087,7 @@ mod tests {
                     prop_assert!(message.is_ascii() && message.len() < 120, "{}", message);
                     prop_assert!(code.starts_with("discord_"));
                 }
+                Reply::Messages(_) => prop_assert!(false, "interpreting never reads messages"),
             }
         }
 

@@ -335,19 +335,52 @@ pub(super) struct VoiceState {
     pub(super) deaf: bool,
 }
 
-/// What the simulator remembers of a message (for reactions and `message_author_id`).
+/// What the simulator remembers of a message: enough to answer "Get Channel
+/// Messages" (content, edits, reactions) and MESSAGE_REACTION_ADD's
+/// `message_author_id`.
 #[derive(Debug, Clone)]
 pub(super) struct StoredMessage {
     pub(super) id: String,
     pub(super) channel_id: String,
     pub(super) author_id: String,
+    /// The REST message object as made (content and `edited_timestamp`
+    /// updated by edits; `reactions` added when answering).
+    pub(super) json: Value,
+    /// Per emoji (`{id, name}`), who reacted, in first-use order.
+    pub(super) reactions: Vec<(Value, Vec<String>)>,
+}
+
+impl StoredMessage {
+    /// The message as "Get Channel Messages" returns it: with `reactions`
+    /// (`count`, `count_details`, `me` for the bot, `emoji` …) when it has any.
+    pub(super) fn rest_json(&self, bot_id: &str) -> Value {
+        let mut m = self.json.clone();
+        if !self.reactions.is_empty() {
+            let list: Vec<Value> = self
+                .reactions
+                .iter()
+                .map(|(emoji, users)| {
+                    json!({
+                        "count": users.len(),
+                        "count_details": {"burst": 0, "normal": users.len()},
+                        "me": users.iter().any(|u| u == bot_id),
+                        "me_burst": false,
+                        "emoji": emoji,
+                        "burst_colors": [],
+                    })
+                })
+                .collect();
+            m["reactions"] = Value::Array(list);
+        }
+        m
+    }
 }
 
 /// Dispatches a change makes, in order: `(event name, d)`.
 pub(super) type Dispatches = Vec<(&'static str, Value)>;
 
-/// How many messages are remembered.
-const MESSAGE_MEMORY: usize = 200;
+/// How many messages are remembered (all channels together; the oldest go).
+const MESSAGE_MEMORY: usize = 5000;
 
 #[derive(Debug)]
 pub(super) struct Guild {
@@ -552,6 +585,18 @@ impl Guild {
 
     pub(super) fn message(&self, id: &str) -> Option<&StoredMessage> {
         self.messages.iter().rev().find(|m| m.id == id)
+    }
+
+    pub(super) fn message_mut(&mut self, id: &str) -> Option<&mut StoredMessage> {
+        self.messages.iter_mut().rev().find(|m| m.id == id)
+    }
+
+    /// Forgets a message; whether it was there.
+    pub(super) fn forget(&mut self, channel_id: &str, id: &str) -> bool {
+        let before = self.messages.len();
+        self.messages
+            .retain(|m| !(m.id == id && m.channel_id == channel_id));
+        self.messages.len() != before
     }
 
     // ---- permissions (Discord's pseudocode, `topics/permissions.mdx`) ----

@@ -89,6 +89,7 @@ use serde_json::{json, Value};
 
 pub use guild::{demo_users, ids, perms, DemoUser, Overwrite, BOT_NAME, GUILD_NAME};
 pub use oauth::{SimOAuthApp, DEMO_CLIENT_ID};
+use rest::parse_emoji_text;
 pub use rest::{AuditEntry, RecordedRequest};
 
 /// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
@@ -126,6 +127,9 @@ pub struct RateLimits {
     pub member_reads: RateLimit,
     /// `GET /gateway/bot` and `GET /gateway`. Default 10 per 5 s.
     pub gateway: RateLimit,
+    /// `GET /channels/{c}/messages`, per channel. Default 5 per 5 s (Discord
+    /// does not document it; read the headers).
+    pub message_reads: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -137,6 +141,7 @@ impl Default for RateLimits {
             members: RateLimit::new(10, Duration::from_secs(10)),
             member_reads: RateLimit::new(10, Duration::from_secs(1)),
             gateway: RateLimit::new(10, Duration::from_secs(5)),
+            message_reads: RateLimit::new(5, Duration::from_secs(5)),
         }
     }
 }
@@ -317,10 +322,40 @@ impl State {
             id,
             channel_id: channel_id.to_owned(),
             author_id: author_id.to_owned(),
+            json: message.clone(),
+            reactions: Vec::new(),
         });
         let d = self.guild.message_create(&message, &author);
         self.dispatch("MESSAGE_CREATE", d);
         Some(message)
+    }
+
+    /// Remembers a message from the past without dispatching it (ids stay
+    /// time-ordered: a seed only ever goes before the messages made since).
+    fn seed_message(
+        &mut self,
+        author_id: &str,
+        channel_id: &str,
+        content: &str,
+        ago_ms: u64,
+    ) -> Option<String> {
+        let author = self.guild.user(author_id)?.clone();
+        if !self.guild.is_postable(channel_id) {
+            return None;
+        }
+        let at = unix_ms().saturating_sub(ago_ms);
+        let id = snowflake_at(at, self.rng.random::<u64>() & 0xfff).to_string();
+        let message = self
+            .guild
+            .message_json(&id, channel_id, &author, content, &rfc3339(at));
+        self.guild.remember(guild::StoredMessage {
+            id: id.clone(),
+            channel_id: channel_id.to_owned(),
+            author_id: author_id.to_owned(),
+            json: message,
+            reactions: Vec::new(),
+        });
+        Some(id)
     }
 
     /// Like [`State::create_message`], but a `nonce` the author used within
@@ -347,10 +382,20 @@ impl State {
     }
 
     /// `user_id` reacts with an already-parsed emoji object (`{id, name}`).
+    /// A reaction the user already has changes nothing and sends nothing
+    /// (Discord's PUT is idempotent).
     fn add_reaction(&mut self, user_id: &str, channel_id: &str, message_id: &str, emoji: Value) {
         let Some(user) = self.guild.user(user_id).cloned() else {
             return;
         };
+        if let Some(m) = self.guild.message_mut(message_id) {
+            let key = emoji_key(&emoji);
+            match m.reactions.iter_mut().find(|(e, _)| emoji_key(e) == key) {
+                Some((_, users)) if users.iter().any(|u| u == user_id) => return,
+                Some((_, users)) => users.push(user_id.to_owned()),
+                None => m.reactions.push((emoji.clone(), vec![user_id.to_owned()])),
+            }
+        }
         let mut d = self.guild.guild_member_fields(&user);
         d.insert("user_id".into(), json!(user_id));
         d.insert("channel_id".into(), json!(channel_id));
@@ -363,6 +408,51 @@ impl State {
             d.insert("message_author_id".into(), json!(m.author_id));
         }
         self.dispatch("MESSAGE_REACTION_ADD", Value::Object(d));
+    }
+
+    /// `user_id` takes back a reaction; MESSAGE_REACTION_REMOVE in Discord's
+    /// shape (`user_id`, `channel_id`, `message_id`, `guild_id`, `emoji`,
+    /// `burst`, `type`). False (and nothing sent) if the user had not reacted
+    /// so, or the message is not remembered.
+    fn remove_reaction(
+        &mut self,
+        user_id: &str,
+        channel_id: &str,
+        message_id: &str,
+        emoji: &Value,
+    ) -> bool {
+        let key = emoji_key(emoji);
+        let Some(m) = self.guild.message_mut(message_id) else {
+            return false;
+        };
+        if m.channel_id != channel_id {
+            return false;
+        }
+        let Some(i) = m.reactions.iter().position(|(e, _)| emoji_key(e) == key) else {
+            return false;
+        };
+        let before = m.reactions[i].1.len();
+        m.reactions[i].1.retain(|u| u != user_id);
+        if m.reactions[i].1.len() == before {
+            return false;
+        }
+        let stored_emoji = m.reactions[i].0.clone();
+        if m.reactions[i].1.is_empty() {
+            m.reactions.remove(i);
+        }
+        self.dispatch(
+            "MESSAGE_REACTION_REMOVE",
+            json!({
+                "user_id": user_id,
+                "channel_id": channel_id,
+                "message_id": message_id,
+                "guild_id": ids::GUILD,
+                "emoji": stored_emoji,
+                "burst": false,
+                "type": 0,
+            }),
+        );
+        true
     }
 
     fn typing(&mut self, user_id: &str, channel_id: &str) {
@@ -398,6 +488,69 @@ impl State {
             self.dispatch(name, d);
         }
         true
+    }
+}
+
+/// Demo mode: a little history from before relay started, so the page opens
+/// with messages (read through the history API, not dispatched).
+fn seed_demo_history(st: &mut State) {
+    const MIN: u64 = 60_000;
+    let lines: [(&str, &str, &str, u64); 10] = [
+        (
+            ids::LINUS,
+            ids::GENERAL,
+            "morning all! coffee first, then the release notes",
+            95,
+        ),
+        (
+            ids::ADA,
+            ids::GENERAL,
+            "notes are half done, I'll finish them after lunch",
+            90,
+        ),
+        (
+            ids::GRACE,
+            ids::GENERAL,
+            "reminder: retro at 4, bring one thing that went well",
+            62,
+        ),
+        (
+            ids::MARGARET,
+            ids::GENERAL,
+            "the build is green again 🎉",
+            40,
+        ),
+        (ids::KEN, ids::GENERAL, "sorry about the noise earlier", 35),
+        (ids::ADA, ids::GENERAL, "anyone up for a quick review?", 12),
+        (ids::LINUS, ids::GAME_ROOM, "raid tonight at 9?", 80),
+        (ids::GRACE, ids::GAME_ROOM, "count me in", 78),
+        (
+            ids::OWNER,
+            ids::ANNOUNCEMENTS,
+            "Welcome to Relay Demo! Be kind, have fun.",
+            600,
+        ),
+        (
+            ids::GRACE,
+            ids::MODERATORS,
+            "mods: Ken's timeout runs on the demo's schedule",
+            50,
+        ),
+    ];
+    for (user, channel, content, minutes_ago) in lines {
+        let _ = st.seed_message(user, channel, content, minutes_ago * MIN);
+    }
+    // A seeded message sorts before everything made since (ids are time-based).
+    let mut all: Vec<guild::StoredMessage> = st.guild.messages.drain(..).collect();
+    all.sort_by_key(|m| m.id.parse::<u64>().unwrap_or(0));
+    st.guild.messages.extend(all);
+}
+
+/// Custom emoji are the same by id, unicode ones by name.
+fn emoji_key(emoji: &Value) -> String {
+    match (emoji.get("id").and_then(Value::as_str), emoji.get("name")) {
+        (Some(id), _) => format!("id:{id}"),
+        (None, name) => format!("name:{}", name.and_then(Value::as_str).unwrap_or_default()),
     }
 }
 
@@ -453,6 +606,9 @@ impl SimDiscord {
             conn_threads: Mutex::new(Vec::new()),
             config,
         });
+        if shared.config.demo {
+            seed_demo_history(&mut shared.state.lock());
+        }
         let mut threads = Vec::new();
         let sh = shared.clone();
         threads.push(spawn("sim-discord-gw", move || {
@@ -677,6 +833,97 @@ impl SimDiscord {
             .lock()
             .create_message(user_id, channel_id, content)?;
         message["id"].as_str().map(str::to_owned)
+    }
+
+    /// `user_id` reacts to a message with `emoji` (a unicode emoji or
+    /// `name:id`); MESSAGE_REACTION_ADD. False for an unknown user or an
+    /// emoji that does not parse.
+    pub fn react_as(&self, user_id: &str, channel_id: &str, message_id: &str, emoji: &str) -> bool {
+        let Some(emoji) = parse_emoji_text(emoji) else {
+            return false;
+        };
+        let mut st = self.shared.state.lock();
+        if st.guild.user(user_id).is_none() {
+            return false;
+        }
+        st.add_reaction(user_id, channel_id, message_id, emoji);
+        true
+    }
+
+    /// `user_id` takes back a reaction ("Delete User Reaction" / "Delete Own
+    /// Reaction"); MESSAGE_REACTION_REMOVE. False if there was none.
+    pub fn unreact_as(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        message_id: &str,
+        emoji: &str,
+    ) -> bool {
+        let Some(emoji) = parse_emoji_text(emoji) else {
+            return false;
+        };
+        self.shared
+            .state
+            .lock()
+            .remove_reaction(user_id, channel_id, message_id, &emoji)
+    }
+
+    /// Edits a message's content (MESSAGE_UPDATE with `content` and
+    /// `edited_timestamp`, as Discord sends it). False if not remembered.
+    pub fn edit_message(&self, channel_id: &str, message_id: &str, content: &str) -> bool {
+        let mut st = self.shared.state.lock();
+        let edited_at = rfc3339(unix_ms());
+        let Some(m) = st.guild.message_mut(message_id) else {
+            return false;
+        };
+        if m.channel_id != channel_id {
+            return false;
+        }
+        m.json["content"] = json!(content);
+        m.json["edited_timestamp"] = json!(edited_at);
+        let mut d = m.json.clone();
+        d["guild_id"] = json!(ids::GUILD);
+        st.dispatch("MESSAGE_UPDATE", d);
+        true
+    }
+
+    /// Deletes messages: MESSAGE_DELETE for one id, MESSAGE_DELETE_BULK for
+    /// several. False if none was remembered.
+    pub fn delete_messages(&self, channel_id: &str, message_ids: &[&str]) -> bool {
+        let mut st = self.shared.state.lock();
+        let gone: Vec<&str> = message_ids
+            .iter()
+            .copied()
+            .filter(|id| st.guild.forget(channel_id, id))
+            .collect();
+        match gone.as_slice() {
+            [] => return false,
+            [one] => st.dispatch(
+                "MESSAGE_DELETE",
+                json!({"id": one, "channel_id": channel_id, "guild_id": ids::GUILD}),
+            ),
+            many => st.dispatch(
+                "MESSAGE_DELETE_BULK",
+                json!({"ids": many, "channel_id": channel_id, "guild_id": ids::GUILD}),
+            ),
+        }
+        true
+    }
+
+    /// Remembers a message as posted `ago_ms` before now without
+    /// dispatching anything: history that existed before relay started.
+    /// Returns its id.
+    pub fn seed_message(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        content: &str,
+        ago_ms: u64,
+    ) -> Option<String> {
+        self.shared
+            .state
+            .lock()
+            .seed_message(user_id, channel_id, content, ago_ms)
     }
 
     // ---- roles, members, channels ----

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use relay_protocol::history::{Anchor, HistoryQuery};
+
 use super::guild::ChannelKind;
 use super::{ids, parse_rfc3339, perms, unix_ms, RateLimit, Shared, State};
 
@@ -73,6 +75,8 @@ enum Route {
     Typing,
     ModifyMember,
     GetMember,
+    GetMessages,
+    DeleteOwnReaction,
 }
 
 impl Route {
@@ -82,7 +86,8 @@ impl Route {
             Route::CreateMessage | Route::Typing => "POST",
             Route::CreateReaction => "PUT",
             Route::ModifyMember => "PATCH",
-            Route::GetMember => "GET",
+            Route::GetMember | Route::GetMessages => "GET",
+            Route::DeleteOwnReaction => "DELETE",
         }
     }
 
@@ -90,6 +95,8 @@ impl Route {
     fn with_method(self, method: &str) -> Route {
         match (self, method) {
             (Route::ModifyMember, "GET") => Route::GetMember,
+            (Route::CreateMessage, "GET") => Route::GetMessages,
+            (Route::CreateReaction, "DELETE") => Route::DeleteOwnReaction,
             _ => self,
         }
     }
@@ -104,6 +111,9 @@ impl Route {
             Route::Typing => "b1d3ad8de7d8f09c1b2a3f0c4e5d6a7b",
             Route::ModifyMember => "c4e0a1b2d3f4e5a6b7c8d9e0f1a2b3c4",
             Route::GetMember => "9a8b7c6d5e4f30211f2e3d4c5b6a7980",
+            Route::GetMessages => "3f1e2d4c5b6a79808f7e6d5c4b3a2910",
+            // Discord's reaction routes share one bucket.
+            Route::DeleteOwnReaction => Route::CreateReaction.bucket_id(),
         }
     }
 
@@ -116,6 +126,8 @@ impl Route {
             Route::Typing => limits.typing,
             Route::ModifyMember => limits.members,
             Route::GetMember => limits.member_reads,
+            Route::GetMessages => limits.message_reads,
+            Route::DeleteOwnReaction => limits.reactions,
         }
     }
 }
@@ -315,6 +327,8 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         Route::Typing => typing(shared, segs[1]),
         Route::ModifyMember => modify_member(shared, segs[1], segs[3], req),
         Route::GetMember => get_member(shared, segs[1], segs[3]),
+        Route::GetMessages => get_messages(shared, segs[1], &req.path),
+        Route::DeleteOwnReaction => delete_own_reaction(shared, segs[1], segs[3], segs[5]),
     };
     reply.headers.append(&mut rate_headers);
     reply
@@ -493,6 +507,133 @@ fn create_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &
     Reply::empty()
 }
 
+/// `DELETE /channels/{c}/messages/{m}/reactions/{emoji}/@me`: 204, and
+/// MESSAGE_REACTION_REMOVE if the bot had reacted so. Needs VIEW_CHANNEL
+/// and READ_MESSAGE_HISTORY.
+fn delete_own_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &str) -> Reply {
+    let mut st = shared.state.lock();
+    if let Err(reply) = bot_may(&st, channel_id, Need::Read) {
+        return reply;
+    }
+    if !is_snowflake(message_id) || st.guild.message(message_id).is_none() {
+        return Reply::error(404, 10008, "Unknown Message");
+    }
+    let Some(emoji) = parse_emoji(emoji) else {
+        return Reply::error(400, 10014, "Unknown Emoji");
+    };
+    st.remove_reaction(ids::BOT_USER, channel_id, message_id, &emoji);
+    Reply::empty()
+}
+
+/// `GET /channels/{c}/messages?limit&before|after|around` ("Get Channel
+/// Messages", `developers/resources/message.mdx`): `limit` 1–100 (default
+/// 50), the anchors mutually exclusive (more than one, or a value that is no
+/// snowflake, or a limit out of range: `400 50035` naming the field),
+/// newest first. Unknown channel `404 10003`; without VIEW_CHANNEL `403
+/// 50001`; without READ_MESSAGE_HISTORY an empty list, as Discord answers.
+/// `around` takes `limit / 2` newer and the rest at or older than the id.
+fn get_messages(shared: &Shared, channel_id: &str, target: &str) -> Reply {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut limit: u32 = 50;
+    let mut anchor: Option<(&'static str, u64)> = None;
+    for (key, value) in form_pairs(query) {
+        let field: &'static str = match key.as_str() {
+            "limit" => "limit",
+            "before" => "before",
+            "after" => "after",
+            "around" => "around",
+            _ => continue,
+        };
+        if field == "limit" {
+            match value.parse::<i64>() {
+                Ok(n) if n < 1 => {
+                    return invalid_form(
+                        "limit",
+                        "NUMBER_TYPE_MIN",
+                        "int value should be greater than or equal to 1.",
+                    )
+                }
+                Ok(n) if n > 100 => {
+                    return invalid_form(
+                        "limit",
+                        "NUMBER_TYPE_MAX",
+                        "int value should be less than or equal to 100.",
+                    )
+                }
+                Ok(n) => limit = n as u32,
+                Err(_) => return invalid_form("limit", "NUMBER_TYPE_COERCE", "Value is not int."),
+            }
+            continue;
+        }
+        let Some(id) = value.parse::<u64>().ok().filter(|_| is_snowflake(&value)) else {
+            return invalid_form(field, "NUMBER_TYPE_COERCE", "Value is not snowflake.");
+        };
+        if anchor.is_some() {
+            return invalid_form(
+                field,
+                "BASE_TYPE_BAD_LENGTH",
+                "before, after and around are mutually exclusive.",
+            );
+        }
+        anchor = Some((field, id));
+    }
+    let st = shared.state.lock();
+    let Some(channel) = st.guild.channel(channel_id) else {
+        return unknown_channel();
+    };
+    if channel.kind == ChannelKind::Category {
+        return Reply::error(400, 50008, "Cannot send messages in a non-text channel");
+    }
+    let have = st.guild.permissions(ids::BOT_USER, channel_id, unix_ms());
+    if have & perms::VIEW_CHANNEL == 0 {
+        return Reply::error(403, 50001, "Missing Access");
+    }
+    if have & perms::READ_MESSAGE_HISTORY == 0 {
+        return Reply::json(200, json!([]));
+    }
+    let query = HistoryQuery {
+        channel: channel_id.parse().unwrap_or(0),
+        limit,
+        anchor: match anchor {
+            None => Anchor::Latest,
+            Some(("before", x)) => Anchor::Before(x),
+            Some(("after", x)) => Anchor::After(x),
+            Some((_, x)) => Anchor::Around(x),
+        },
+    };
+    let held: Vec<&super::guild::StoredMessage> = st
+        .guild
+        .messages
+        .iter()
+        .filter(|m| m.channel_id == channel_id)
+        .collect();
+    let ids: Vec<u64> = held.iter().filter_map(|m| m.id.parse().ok()).collect();
+    let list: Vec<Value> = query
+        .select(&ids)
+        .into_iter()
+        .filter_map(|id| held.iter().find(|m| m.id.parse() == Ok(id)))
+        .map(|m| m.rest_json(ids::BOT_USER))
+        .collect();
+    Reply::json(200, Value::Array(list))
+}
+
+/// `key=value` pairs of a query string, percent-decoded (`+` is a space).
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_decode(&s.replace('+', " "))
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
 fn typing(shared: &Shared, channel_id: &str) -> Reply {
     let mut st = shared.state.lock();
     if let Err(reply) = bot_may(&st, channel_id, Need::Send) {
@@ -508,8 +649,10 @@ enum Need {
     /// Post or type: SEND_MESSAGES, or SEND_MESSAGES_IN_THREADS in a thread.
     Send,
     /// React: READ_MESSAGE_HISTORY and ADD_REACTIONS (Discord wants ADD_REACTIONS
-    /// only for a new emoji; the simulator keeps no reactions, so always).
+    /// only for a new emoji; the simulator asks for it always).
     React,
+    /// Take back the bot's reaction: READ_MESSAGE_HISTORY.
+    Read,
 }
 
 /// The bot's permission check of a channel route: unknown channel `404 10003`, a
@@ -531,6 +674,7 @@ fn bot_may(st: &State, channel_id: &str, need: Need) -> Result<(), Reply> {
         (Need::Send, ChannelKind::Thread) => perms::SEND_MESSAGES_IN_THREADS,
         (Need::Send, _) => perms::SEND_MESSAGES,
         (Need::React, _) => perms::READ_MESSAGE_HISTORY | perms::ADD_REACTIONS,
+        (Need::Read, _) => perms::READ_MESSAGE_HISTORY,
     };
     if have & perms::VIEW_CHANNEL == 0 {
         Err(Reply::error(403, 50001, "Missing Access"))
@@ -798,7 +942,11 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 /// a unicode emoji → `{id: null, name}`. `None` (Discord's 10014) when the segment is
 /// not percent-encoded UTF-8, or is plain ASCII text rather than an emoji.
 fn parse_emoji(segment: &str) -> Option<Value> {
-    let decoded = String::from_utf8(percent_decode(segment)?).ok()?;
+    parse_emoji_text(&String::from_utf8(percent_decode(segment)?).ok()?)
+}
+
+/// An emoji as text (`🔥` or `name:id`) as the `{id, name}` object, or `None`.
+pub(super) fn parse_emoji_text(decoded: &str) -> Option<Value> {
     if let Some((name, id)) = decoded.split_once(':') {
         let name_ok = !name.is_empty()
             && name.len() <= 32

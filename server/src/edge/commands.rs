@@ -142,7 +142,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
                 ),
             );
         }
-        Err(SubmitError::Stopped) => {
+        Err(SubmitError::Stopped | SubmitError::LinkDown) => {
             state.waiters.lock().remove(&request_id);
             return error_reply(503, "shutting_down", "relay is shutting down");
         }
@@ -157,7 +157,8 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
     state.waiters.lock().remove(&request_id);
     let ids = json!({"requestId": request_id, "traceId": trace_id});
     match completion.map(|c| c.outcome) {
-        Ok(Outcome::Replied(LinkReply::Ack)) => json_reply(
+        // A command is answered `ack`; data replies belong to reads.
+        Ok(Outcome::Replied(LinkReply::Ack | LinkReply::Messages(_))) => json_reply(
             200,
             &json!({"ok": true, "requestId": request_id, "traceId": trace_id}),
         ),

@@ -181,6 +181,7 @@ impl LinkSink {
     fn completed(&mut self, c: Completion) {
         let (result, detail) = match &c.outcome {
             Outcome::Replied(Reply::Ack) => ("ok", String::new()),
+            Outcome::Replied(Reply::Messages(m)) => ("ok", format!("{} messages", m.len())),
             Outcome::Replied(Reply::RateLimited { retry_after_ms, .. }) => {
                 ("rate_limited", format!("retry after {retry_after_ms} ms"))
             }

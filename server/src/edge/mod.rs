@@ -13,6 +13,7 @@ mod authn;
 mod bridge;
 mod commands;
 mod demo;
+mod history;
 mod http;
 mod link_sink;
 mod oauth;
@@ -37,6 +38,7 @@ use relay_runtime::hub::Hub;
 use relay_runtime::link_client::LinkClient;
 use relay_runtime::sse_pool::{PoolConfig, SsePool};
 
+pub use history::READ_LIMITS;
 pub use relay_runtime::http_server::HttpConfig;
 use state::AppState;
 pub use state::{DemoInfo, DemoUser, EdgeSettings, SignInSettings};
@@ -128,6 +130,7 @@ impl Edge {
             hub,
             link: link.handle(),
             limiter: Mutex::new(limiter),
+            read_limiter: history::read_limiter(),
             waiters,
             metrics,
             streams,
@@ -167,6 +170,15 @@ impl Edge {
     /// `http://` + the bound address) + `/auth/discord/callback`.
     pub fn oauth_redirect_uri(&self) -> String {
         self.state.oauth.redirect_uri()
+    }
+
+    /// Replaces the history read buckets (CONTRACT.md §9's 20 / 10 per 5 s):
+    /// for benchmarks that read faster than one user may.
+    pub fn set_read_limits(&self, limits: relay_protocol::bucket::LimitConfig) -> io::Result<()> {
+        let limiter = KeyedLimiter::new(limits)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        *self.state.read_limiter.lock() = limiter;
+        Ok(())
     }
 
     /// Issues a session token with the edge's key (demo mode and tests).

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use log::debug;
+use relay_protocol::history_request::history_path;
 use relay_protocol::validate::Endpoint;
 use serde_json::json;
 
 use super::http::{json_reply, method_not_allowed, not_found, split_url, Method, Reply, Request};
 use super::state::AppState;
-use super::{assets, bridge, commands, demo, oauth, stream};
+use super::{assets, bridge, commands, demo, history, oauth, stream};
 use crate::logging::redact_query;
 
 /// Serves one request (streams move to the SSE writer pool; bridge clients keep
@@ -62,6 +63,10 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
         "/healthz" if method == Method::Get => json_reply(200, &json!({"status": "ok"})),
         "/readyz" if method == Method::Get => readyz(state),
         "/metrics" | "/healthz" | "/readyz" => method_not_allowed("GET"),
+        _ if history_path(path).is_some() => match history_path(path) {
+            Some(channel) if method == Method::Get => history::handle(state, channel, &req, query),
+            _ => method_not_allowed("GET"),
+        },
         _ => match Endpoint::from_path(path) {
             Some(endpoint) if method == Method::Post => {
                 commands::handle(state, endpoint, &mut req, query)

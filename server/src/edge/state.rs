@@ -160,6 +160,8 @@ pub struct AppState {
     pub link: LinkHandle,
     /// Token buckets (user × channel).
     pub limiter: Mutex<KeyedLimiter>,
+    /// History reads' own per-user buckets (CONTRACT.md §9).
+    pub read_limiter: Mutex<KeyedLimiter>,
     /// Callers waiting for replies.
     pub waiters: Arc<Waiters>,
     /// Session JWT keys.

@@ -11,6 +11,12 @@
 //!   [`check_command`] the edge ran; an edge's copy may be a moment old, so a
 //!   refused command answers `error` / `missing_permission` and Discord never
 //!   sees it.
+//! - `fetchMessages` (history, CONTRACT.md §9) is answered from the
+//!   translator's [`History`](relay_protocol::history::History) window when it
+//!   provably holds the answer; otherwise by "Get Channel Messages" through
+//!   the same REST executor (same route and global limits, a 429 becomes
+//!   `rateLimited`), merged into the window when the channel is one the
+//!   gateway forwards (only then do its live events keep the window true).
 //! - [`MemberRefresh`] re-reads members read by REST once they are older than
 //!   [`MEMBER_FRESH`], so a role change reaches edges within 5 minutes even
 //!   without the GUILD_MEMBERS intent (edges send a stream an `access` event
@@ -20,11 +26,13 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use parking_lot::{Condvar, Mutex};
 use relay_protocol::discord::command_access::{check_command, command_guild};
-use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta};
-use relay_protocol::payload::{CommandBody, EventBody, FetchMember};
+use relay_protocol::discord::messages::parse_message_list;
+use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta, MAX_FRAME_BYTES};
+use relay_protocol::history::{HistoryQuery, Lookup};
+use relay_protocol::payload::{CommandBody, EventBody, FetchMember, FetchMessages, HistoryMessage};
 use relay_runtime::clock;
 use relay_runtime::discord_gateway::{wrap, SharedTranslator};
 use relay_runtime::discord_rest::RestExecutor;
@@ -175,6 +183,52 @@ impl GuildGate {
         self.read_member(guild, user, meta)
     }
 
+    /// A history read: from the window when it holds the answer, else from Discord.
+    fn fetch_messages(&self, command: &GatewayCommand, f: &FetchMessages) -> Reply {
+        let query = match HistoryQuery::from_command(f) {
+            Ok(q) => q,
+            Err(why) => {
+                return Reply::Error {
+                    code: "invalid_command".into(),
+                    message: format!("fetchMessages: {why}"),
+                }
+            }
+        };
+        if let Lookup::Hit(found) = self.translator.lock().history_mut().lookup(&query) {
+            debug!(traceId = command.meta.trace_id.as_str(), requestId = command.request_id(); "history: {} messages of channel {} from the window", found.len(), query.channel);
+            return Reply::Messages(fit_frame(found));
+        }
+        match self.rest.read(command) {
+            (Reply::Ack, Some(body)) => {
+                let mut t = self.translator.lock();
+                let guild = command_guild(t.guilds().guilds(), &command.body)
+                    .map(|m| m.guild_id().to_string());
+                match parse_message_list(&body, guild.as_deref()) {
+                    Ok(list) => {
+                        // Only a forwarded guild's channel gets live events
+                        // that keep a window true.
+                        if guild.is_some() {
+                            t.history_mut().merge(&query, &list);
+                        }
+                        Reply::Messages(fit_frame(list))
+                    }
+                    Err(e) => {
+                        warn!(traceId = command.meta.trace_id.as_str(); "discord: {e}");
+                        Reply::Error {
+                            code: "discord_error".into(),
+                            message: "Discord's message list could not be read".into(),
+                        }
+                    }
+                }
+            }
+            (Reply::Ack, None) => Reply::Error {
+                code: "discord_error".into(),
+                message: "Discord's message list could not be read".into(),
+            },
+            (other, _) => other,
+        }
+    }
+
     /// The second check of a command from an `ACCESS=discord` edge.
     fn check(&self, command: &GatewayCommand) -> Reply {
         let actor = command
@@ -249,8 +303,28 @@ impl CommandExecutor for GuildGate {
                 return refused;
             }
         }
+        if let CommandBody::FetchMessages(f) = &command.body {
+            return self.fetch_messages(command, f);
+        }
         self.rest.execute(command)
     }
+}
+
+/// Drops the oldest messages until the reply fits a link frame (100 messages
+/// of 2,000 control characters each, escaped, would not): the client pages
+/// on with `before=` the oldest it got.
+fn fit_frame(mut list: Vec<HistoryMessage>) -> Vec<HistoryMessage> {
+    // Room for the envelope and meta.
+    let budget = MAX_FRAME_BYTES - 4096;
+    let mut size: usize = list
+        .iter()
+        .map(|m| serde_json::to_string(m).map_or(0, |s| s.len() + 1))
+        .sum();
+    while size > budget {
+        let Some(oldest) = list.pop() else { break };
+        size -= serde_json::to_string(&oldest).map_or(0, |s| s.len() + 1);
+    }
+    list
 }
 
 fn bad_member() -> Reply {
