@@ -31,15 +31,16 @@ use relay_protocol::discord::rest::{
     build_request, interpret_response, ErrorBody, RestRequest, API_BASE, USER_AGENT,
 };
 use relay_protocol::discord::session::BotToken;
-use relay_protocol::frame::{GatewayCommand, Reply};
+use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta};
 
 use crate::link_server::CommandExecutor;
 
 /// How long one REST call may take, connect to last body byte.
 pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest response body read; Discord's error bodies are far smaller, and the
-/// only success bodies read (a guild member) are too.
-const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// Longest response body read; Discord's error bodies are far smaller, and so
+/// are the success bodies read (a guild member, a webhook, a page of 50
+/// messages of up to 2,000 characters each).
+const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// What the REST client needs.
 #[derive(Clone)]
@@ -157,7 +158,7 @@ impl RestExecutor {
     }
 
     /// Like [`RestExecutor::execute`], and also gives Discord's body of a
-    /// successful call (at most 64 KiB), for commands that read (`fetchMember`).
+    /// successful call (at most 1 MiB), for commands that read (`fetchMember`).
     pub fn read(&self, command: &GatewayCommand) -> (Reply, Option<Vec<u8>>) {
         let started = Instant::now();
         let kind = command.body.type_name();
@@ -176,6 +177,30 @@ impl RestExecutor {
                 return (reply, None);
             }
         };
+        self.read_request(&request, kind, &command.meta, started)
+    }
+
+    /// Runs one request relay built itself (webhooks, message reads) under the
+    /// same limiter, logging and metrics as a command; `kind` names it in both.
+    /// Gives Discord's body of a successful call (at most 1 MiB).
+    pub fn request(
+        &self,
+        request: &RestRequest,
+        kind: &'static str,
+        meta: &TraceMeta,
+    ) -> (Reply, Option<Vec<u8>>) {
+        self.read_request(request, kind, meta, Instant::now())
+    }
+
+    fn read_request(
+        &self,
+        request: &RestRequest,
+        kind: &'static str,
+        meta: &TraceMeta,
+        started: Instant,
+    ) -> (Reply, Option<Vec<u8>>) {
+        let trace = meta.trace_id.as_str();
+        let request_id = meta.request_id.as_deref().unwrap_or_default();
         let route = request.route.as_str().to_owned();
 
         let acquired = {
@@ -193,7 +218,7 @@ impl RestExecutor {
         }
 
         let mut success_body = None;
-        let (status, reply) = match self.call(&request) {
+        let (status, reply) = match self.call(request) {
             Ok((status, headers, body)) => {
                 let parsed = ErrorBody::parse(&body);
                 self.limiter.lock().record(

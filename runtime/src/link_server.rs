@@ -1250,6 +1250,7 @@ fn ready_event(voice: VoiceSnapshot, guilds: Vec<serde_json::Value>) -> GatewayE
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1279,6 +1280,7 @@ fn reply_event(request_id: &str, trace_id: &str, reply: &Reply) -> GatewayEvent 
             request_id: Some(request_id.to_owned()),
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1296,6 +1298,7 @@ fn malformed_event(message: &str, request_id: Option<String>, trace_id: String) 
             request_id,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1426,6 +1429,7 @@ mod tests {
                 request_id: Some(request_id.into()),
                 actor: Some("42".into()),
                 access: None,
+                extra: Default::default(),
             },
         }
         .to_json()
@@ -1470,6 +1474,7 @@ mod tests {
                 request_id: None,
                 actor: None,
                 access: None,
+                extra: Default::default(),
             },
         }
     }
@@ -1590,6 +1595,7 @@ mod tests {
                                 request_id: None,
                                 actor: None,
                                 access: None,
+                                extra: Default::default(),
                             },
                         })
                     });
@@ -1855,6 +1861,7 @@ mod tests {
                     },
                     content: content.clone(),
                     timestamp: Timestamp::Unix(0),
+                    via: None,
                 }),
                 meta: TraceMeta {
                     trace_id: fresh_trace_id(),
@@ -1862,6 +1869,7 @@ mod tests {
                     request_id: None,
                     actor: None,
                     access: None,
+                    extra: Default::default(),
                 },
             });
         }

@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 use super::guild::ChannelKind;
 use super::{ids, parse_rfc3339, perms, unix_ms, RateLimit, Shared, State};
 
+pub(super) mod webhooks;
+
 /// Request bodies are cut at this size (Discord allows 25 MiB; relay sends < 10 KiB).
 const MAX_BODY: u64 = 1024 * 1024;
 /// Requests kept for [`super::SimDiscord::requests`].
@@ -73,6 +75,14 @@ enum Route {
     Typing,
     ModifyMember,
     GetMember,
+    /// `POST /channels/{c}/webhooks`.
+    CreateWebhook,
+    /// `GET /channels/{c}/webhooks`.
+    ListWebhooks,
+    /// `POST /webhooks/{id}/{token}`: its own bucket per webhook.
+    ExecuteWebhook,
+    /// `GET /channels/{c}/messages` (minimal; see [`get_messages_minimal`]).
+    GetMessages,
 }
 
 impl Route {
@@ -83,6 +93,8 @@ impl Route {
             Route::CreateReaction => "PUT",
             Route::ModifyMember => "PATCH",
             Route::GetMember => "GET",
+            Route::CreateWebhook | Route::ExecuteWebhook => "POST",
+            Route::ListWebhooks | Route::GetMessages => "GET",
         }
     }
 
@@ -90,6 +102,8 @@ impl Route {
     fn with_method(self, method: &str) -> Route {
         match (self, method) {
             (Route::ModifyMember, "GET") => Route::GetMember,
+            (Route::CreateWebhook, "GET") => Route::ListWebhooks,
+            (Route::CreateMessage, "GET") => Route::GetMessages,
             _ => self,
         }
     }
@@ -104,6 +118,10 @@ impl Route {
             Route::Typing => "b1d3ad8de7d8f09c1b2a3f0c4e5d6a7b",
             Route::ModifyMember => "c4e0a1b2d3f4e5a6b7c8d9e0f1a2b3c4",
             Route::GetMember => "9a8b7c6d5e4f30211f2e3d4c5b6a7980",
+            Route::CreateWebhook => "5e1f0a2b3c4d5e6f708192a3b4c5d6e7",
+            Route::ListWebhooks => "6f2a1b3c4d5e6f708192a3b4c5d6e7f8",
+            Route::ExecuteWebhook => "7a3b2c4d5e6f708192a3b4c5d6e7f809",
+            Route::GetMessages => "8b4c3d5e6f708192a3b4c5d6e7f8091a",
         }
     }
 
@@ -116,6 +134,8 @@ impl Route {
             Route::Typing => limits.typing,
             Route::ModifyMember => limits.members,
             Route::GetMember => limits.member_reads,
+            Route::ExecuteWebhook => limits.webhooks,
+            Route::CreateWebhook | Route::ListWebhooks | Route::GetMessages => limits.channel_reads,
         }
     }
 }
@@ -249,6 +269,8 @@ fn route_of(path: &str) -> Option<(Route, Vec<&str>)> {
         }
         ["channels", _, "typing"] => Route::Typing,
         ["guilds", _, "members", _] => Route::ModifyMember,
+        ["channels", _, "webhooks"] => Route::CreateWebhook,
+        ["webhooks", _, _] => Route::ExecuteWebhook,
         _ => return None,
     };
     Some((route, segs))
@@ -263,7 +285,9 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         return Reply::error(405, 0, "405: Method Not Allowed");
     }
     let expected = format!("Bot {}", shared.config.token);
-    if route != Route::Gateway && req.header("authorization") != Some(expected.as_str()) {
+    // Execute Webhook is authorized by the token in its path, not the bot's.
+    let needs_bot = !matches!(route, Route::Gateway | Route::ExecuteWebhook);
+    if needs_bot && req.header("authorization") != Some(expected.as_str()) {
         return Reply::error(401, 0, "401: Unauthorized");
     }
     let major = match route {
@@ -315,6 +339,10 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         Route::Typing => typing(shared, segs[1]),
         Route::ModifyMember => modify_member(shared, segs[1], segs[3], req),
         Route::GetMember => get_member(shared, segs[1], segs[3]),
+        Route::CreateWebhook => webhooks::create(shared, segs[1], req),
+        Route::ListWebhooks => webhooks::list(shared, segs[1]),
+        Route::ExecuteWebhook => webhooks::execute(shared, segs[1], segs[2], req),
+        Route::GetMessages => get_messages_minimal(shared, segs[1], &req.path),
     };
     reply.headers.append(&mut rate_headers);
     reply
@@ -476,6 +504,67 @@ fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> R
         Some(message) => Reply::json(200, message),
         None => unknown_channel(),
     }
+}
+
+/// `GET /channels/{id}/messages?limit=&before=|after=`: a minimal, Discord-shaped
+/// Get Channel Messages for the webhook branch's re-send check (the history
+/// branch brings the full one; reconcile at merge). Unknown channel `404 10003`,
+/// no VIEW_CHANNEL `403 50001`, no READ_MESSAGE_HISTORY an empty list (as
+/// Discord), `limit` 1–100 (default 50) else `400 50035`; newest first, from
+/// the messages made since the simulator started.
+fn get_messages_minimal(shared: &Shared, channel_id: &str, target: &str) -> Reply {
+    let st = shared.state.lock();
+    if st.guild.channel(channel_id).is_none() {
+        return unknown_channel();
+    }
+    let have = st.guild.permissions(ids::BOT_USER, channel_id, unix_ms());
+    if have & perms::VIEW_CHANNEL == 0 {
+        return Reply::error(403, 50001, "Missing Access");
+    }
+    if have & perms::READ_MESSAGE_HISTORY == 0 {
+        return Reply::json(200, json!([]));
+    }
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let param = |key: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    let limit = match param("limit").map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => {
+            return invalid_form(
+                "limit",
+                "NUMBER_TYPE_MAX",
+                "Value should be less than or equal to 100.",
+            )
+        }
+    };
+    let id_of = |m: &Value| {
+        m["id"]
+            .as_str()
+            .and_then(|i| i.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let bound = |key: &str| param(key).and_then(|v| v.parse::<u64>().ok());
+    let (before, after) = (bound("before"), bound("after"));
+    let mut list: Vec<Value> = st
+        .webhooks
+        .in_channel(channel_id)
+        .into_iter()
+        .filter(|m| before.is_none_or(|b| id_of(m) < b) && after.is_none_or(|a| id_of(m) > a))
+        .collect();
+    if after.is_some() {
+        // The oldest `limit` after the id, still answered newest first.
+        let skip = list.len().saturating_sub(limit);
+        list.drain(..skip);
+    } else {
+        list.truncate(limit);
+    }
+    Reply::json(200, Value::Array(list))
 }
 
 fn create_reaction(shared: &Shared, channel_id: &str, message_id: &str, emoji: &str) -> Reply {
