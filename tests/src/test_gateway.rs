@@ -176,6 +176,7 @@ impl TestGateway {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         };
         self.send_raw(
             GatewayEvent {
@@ -229,6 +230,7 @@ pub fn message(id: &str, channel_id: &str, content: &str) -> EventBody {
         },
         content: content.into(),
         timestamp: Timestamp::Text(clock::now_rfc3339()),
+        via: None,
     })
 }
 
@@ -277,6 +279,7 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     };
     if conn.send_text(ready.to_json()).is_err() {
@@ -336,6 +339,7 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
         request_id: command.meta.request_id.clone(),
         actor: None,
         access: None,
+        extra: Default::default(),
     };
     let echo = match (&mode, &command.body) {
         (ReplyMode::AckAndEcho, relay_protocol::payload::CommandBody::SendMessage(m)) => Some(
@@ -354,6 +358,7 @@ fn answer(shared: &Shared, text: &str) -> Option<String> {
                     request_id: None,
                     actor: None,
                     access: None,
+                    extra: Default::default(),
                 },
             }
             .to_json(),

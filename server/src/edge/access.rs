@@ -375,6 +375,7 @@ impl DiscordAccess {
                     request_id: Some(clock::new_request_id()),
                     actor: Some(user.to_owned()),
                     access: None,
+                    extra: Default::default(),
                 },
             };
             if let Err(e) = link.submit(command, false) {
