@@ -886,6 +886,8 @@ fn soak_with_faults() {
                 members: fast,
                 member_reads: fast,
                 gateway: fast,
+                webhooks: fast,
+                channel_reads: fast,
             },
             global_limit_per_sec: 100_000,
             ..SimConfig::default()
