@@ -301,7 +301,10 @@ fn without_manage_webhooks_the_bot_posts_as_before() {
     let made = &rig.sim.messages_in(ids::GAME_ROOM)[0];
     assert_eq!(made["author"]["id"], ids::BOT_USER);
     let m = message(&mut ada, "as the bot");
-    assert_eq!((m["author"]["id"].as_str(), m.get("via")), (Some(ids::BOT_USER), None));
+    assert_eq!(
+        (m["author"]["id"].as_str(), m.get("via")),
+        (Some(ids::BOT_USER), None)
+    );
     rig.stop();
 }
 
