@@ -40,6 +40,109 @@ pub struct TraceMeta {
     /// Discord (CONTRACT.md §8). Absent: v1.0 roles only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
+    /// relay's later, optional additions (`actorName`, `actorAvatar`,
+    /// `attempt`): absent on the wire when empty, ignored by older peers.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// [`MetaExtra`] behind one pointer, so every frame stays small when (as on
+/// nearly all of them) none of its fields is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra(Option<Box<MetaExtra>>);
+
+impl Extra {
+    /// The fields (all `None` when unset).
+    pub fn get(&self) -> &MetaExtra {
+        static NONE: MetaExtra = MetaExtra {
+            actor_name: None,
+            actor_avatar: None,
+            attempt: None,
+        };
+        self.0.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The fields, to change.
+    pub fn get_mut(&mut self) -> &mut MetaExtra {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<MetaExtra> for Extra {
+    fn from(e: MetaExtra) -> Self {
+        Extra((e != MetaExtra::default()).then(|| Box::new(e)))
+    }
+}
+
+impl Serialize for Extra {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(e) => e.serialize(s),
+            // Flattened: nothing is written.
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        MetaExtra::deserialize(d).map(Extra::from)
+    }
+}
+
+/// Optional command metadata added after v1.0 (docs/access.md, docs/webhooks.md).
+/// Every field is absent on the wire when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaExtra {
+    /// On `sendMessage` from an `ACCESS=discord` edge: the session's display
+    /// name (control characters removed, at most [`MAX_ACTOR_NAME_CHARS`]), so
+    /// the gateway can post under it through a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_name: Option<String>,
+    /// With `actorName`: the session's Discord avatar hash (`[A-Za-z0-9_]`,
+    /// at most 64), for the webhook's `avatar_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_avatar: Option<String>,
+    /// On a command the edge writes again (after a reconnect or a deferral):
+    /// which write this is (2, 3 …). Absent on the first. A gateway with no
+    /// record of the `requestId` uses it to look for an earlier post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+/// Longest `meta.actorName` an edge sends, in Unicode scalar values.
+pub const MAX_ACTOR_NAME_CHARS: usize = 80;
+/// Longest `meta.actorAvatar` an edge sends.
+pub const MAX_ACTOR_AVATAR_LEN: usize = 64;
+
+impl MetaExtra {
+    /// The actor fields of a session, sanitized: the name without control
+    /// characters, trimmed and cut to [`MAX_ACTOR_NAME_CHARS`] (`None` when
+    /// nothing is left); the avatar only when it looks like a Discord hash.
+    pub fn actor(name: Option<&str>, avatar: Option<&str>) -> MetaExtra {
+        let name = name
+            .map(|n| {
+                let clean: String = n.chars().filter(|c| !c.is_control()).collect();
+                clean
+                    .trim()
+                    .chars()
+                    .take(MAX_ACTOR_NAME_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|n| !n.trim().is_empty());
+        let avatar = avatar
+            .filter(|a| {
+                (1..=MAX_ACTOR_AVATAR_LEN).contains(&a.len())
+                    && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+            .map(str::to_owned);
+        MetaExtra {
+            actor_name: name,
+            actor_avatar: avatar,
+            attempt: None,
+        }
+    }
 }
 
 /// gateway → edge: an event or a command reply.
@@ -529,6 +632,7 @@ mod tests {
             request_id: request_id.map(Into::into),
             actor: None,
             access: None,
+            extra: Default::default(),
         }
     }
 
@@ -712,6 +816,7 @@ mod tests {
                         },
                         content,
                         timestamp: Timestamp::Text("2026-01-01T00:00:00.000Z".into()),
+                        via: None,
                     }
                 )),
             (id(), id(), proptest::option::of(text())).prop_map(|(i, c, content)| {
@@ -862,13 +967,13 @@ mod tests {
 
         #[test]
         fn event_encode_parse_round_trips(body in event_body(), trace in text(), rid in proptest::option::of(text())) {
-            let ev = GatewayEvent { body, meta: TraceMeta { trace_id: trace, sent_at: "s".into(), request_id: rid, actor: None, access: None } };
+            let ev = GatewayEvent { body, meta: TraceMeta { trace_id: trace, sent_at: "s".into(), request_id: rid, actor: None, access: None, extra: Extra::default() } };
             prop_assert_eq!(parse_event(ev.to_json().as_bytes()).unwrap(), ev);
         }
 
         #[test]
         fn command_encode_parse_round_trips(body in command_body(), rid in text(), actor in text()) {
-            let cmd = GatewayCommand { body, meta: TraceMeta { trace_id: "t".into(), sent_at: "s".into(), request_id: Some(rid), actor: Some(actor), access: None } };
+            let cmd = GatewayCommand { body, meta: TraceMeta { trace_id: "t".into(), sent_at: "s".into(), request_id: Some(rid), actor: Some(actor), access: None, extra: Extra::default() } };
             prop_assert_eq!(parse_command(cmd.to_json().as_bytes()).unwrap(), cmd);
         }
 
@@ -897,5 +1002,42 @@ mod tests {
                 prop_assert!(m.trace_id.map_or(0, |t| t.chars().count()) <= MAX_DETAIL_CHARS + 1);
             }
         }
+    }
+
+    #[test]
+    fn the_optional_meta_fields_round_trip_and_stay_off_the_wire_when_unset() {
+        let text = r#"{"version":"1.0","type":"sendMessage","data":{"channelId":"1","content":"x"},
+            "meta":{"traceId":"t","sentAt":"s","requestId":"r","actor":"1","access":"discord",
+                    "actorName":"Ada","actorAvatar":"abc","attempt":2}}"#;
+        let cmd = parse_command(text.as_bytes()).unwrap();
+        let extra = cmd.meta.extra.get();
+        assert_eq!(extra.actor_name.as_deref(), Some("Ada"));
+        assert_eq!(extra.actor_avatar.as_deref(), Some("abc"));
+        assert_eq!(extra.attempt, Some(2));
+        assert_eq!(parse_command(cmd.to_json().as_bytes()).unwrap(), cmd);
+        let mut plain = cmd.clone();
+        plain.meta.extra = Extra::default();
+        let json = plain.to_json();
+        assert!(
+            !json.contains("actorName") && !json.contains("attempt"),
+            "{json}"
+        );
+        assert_eq!(parse_command(json.as_bytes()).unwrap(), plain);
+        let bad = text.replace(r#""attempt":2"#, r#""attempt":"two""#);
+        assert!(parse_command(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn actor_fields_are_sanitized() {
+        let e = MetaExtra::actor(Some(" Ada\r\nLovelace "), Some("a_0f"));
+        assert_eq!(e.actor_name.as_deref(), Some("AdaLovelace"));
+        assert_eq!(e.actor_avatar.as_deref(), Some("a_0f"));
+        let e = MetaExtra::actor(Some("\u{7}"), Some("../x"));
+        assert_eq!((e.actor_name, e.actor_avatar), (None, None));
+        let long = MetaExtra::actor(Some(&"é".repeat(200)), None);
+        assert_eq!(
+            long.actor_name.unwrap().chars().count(),
+            MAX_ACTOR_NAME_CHARS
+        );
     }
 }

@@ -238,7 +238,7 @@ pub enum LinkOutput {
         trace_id: String,
     },
     /// An event for browsers (including gateway `error` frames, also when they answer a command).
-    Publish(GatewayEvent),
+    Publish(Box<GatewayEvent>),
     /// A frame that could not be read: log it and broadcast a `malformed_frame` error.
     Malformed(MalformedFrame),
     /// A command ended; exactly once per accepted command.
@@ -714,7 +714,7 @@ impl LinkSession {
             }
             // The contract broadcasts gateway errors to browsers for operator awareness.
             if matches!(event.body, EventBody::Error(_)) {
-                self.out.push_back(LinkOutput::Publish(event));
+                self.out.push_back(LinkOutput::Publish(Box::new(event)));
             }
             return;
         }
@@ -735,7 +735,7 @@ impl LinkSession {
                     request_id: None,
                 }));
             }
-            _ => self.out.push_back(LinkOutput::Publish(event)),
+            _ => self.out.push_back(LinkOutput::Publish(Box::new(event))),
         }
     }
 

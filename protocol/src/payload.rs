@@ -57,6 +57,10 @@ pub struct MessageCreate {
     pub content: String,
     /// When Discord says it was created.
     pub timestamp: Timestamp,
+    /// `"relay"` when relay posted it through its webhook under a session's
+    /// name (docs/webhooks.md); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `messageUpdate`: absent fields mean "unknown", never "cleared".
@@ -719,6 +723,7 @@ mod tests {
             },
             content: "hi\u{1b}[31m".into(),
             timestamp: Timestamp::Unix(0),
+            via: None,
         });
         body.clean_text(|s| Cow::Owned(s.replace('\u{1b}', "ESC")));
         let EventBody::MessageCreate(m) = body else {

@@ -197,6 +197,11 @@ impl CommandQueue {
         let mut entry = self.pending.pop_front()?;
         entry.not_before = None;
         entry.attempts = entry.attempts.saturating_add(1);
+        // A gateway that has no record of this requestId (it restarted) learns
+        // that an earlier write may have run (docs/webhooks.md).
+        if entry.attempts > 1 {
+            entry.command.meta.extra.get_mut().attempt = Some(entry.attempts);
+        }
         if entry.deadline.is_none() {
             entry.deadline = now.checked_add(self.config.reply_timeout);
         }
@@ -390,6 +395,7 @@ pub(crate) mod tests {
                 request_id: Some(format!("r{n}")),
                 actor: Some("u".into()),
                 access: None,
+                extra: Default::default(),
             },
         }
     }
@@ -496,6 +502,25 @@ pub(crate) mod tests {
         let c = q.complete("r0", Reply::Ack, t0).unwrap();
         assert_eq!(c.attempts, 2);
         assert_eq!(c.command_type, "typingStart");
+    }
+
+    #[test]
+    fn a_command_written_again_says_which_write_it_is() {
+        let t0 = origin();
+        let mut q = queue(10);
+        q.push(t0, cmd(0), false).unwrap();
+        let first = q.pop_to_send(t0).unwrap().clone();
+        assert_eq!(
+            first.meta.extra.get().attempt,
+            None,
+            "a first write is unmarked"
+        );
+        assert!(!first.to_json().contains("attempt"));
+        q.requeue_in_flight();
+        let again = q.pop_to_send(t0).unwrap().clone();
+        assert_eq!(again.meta.extra.get().attempt, Some(2));
+        assert_eq!(again.request_id(), first.request_id(), "same requestId");
+        assert_eq!(again.meta.sent_at, first.meta.sent_at, "same sentAt");
     }
 
     #[test]

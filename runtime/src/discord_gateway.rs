@@ -665,6 +665,7 @@ pub fn wrap(body: EventBody) -> GatewayEvent {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }

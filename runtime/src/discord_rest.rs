@@ -32,16 +32,16 @@ use relay_protocol::discord::rest::{
     build_request, interpret_response, ErrorBody, RestRequest, API_BASE, USER_AGENT,
 };
 use relay_protocol::discord::session::BotToken;
-use relay_protocol::frame::{GatewayCommand, Reply};
-use relay_protocol::payload::CommandBody;
+use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta};
 
 use crate::link_server::CommandExecutor;
 
 /// How long one REST call may take, connect to last body byte.
 pub const DEFAULT_REST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest response body read; Discord's error bodies are far smaller, and so
-/// is a guild member. A message list ([`MAX_MESSAGES_BODY`]) may be larger.
-const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// are the success bodies read (a guild member, a webhook). A message list
+/// ([`MAX_MESSAGES_BODY`]) may be larger.
+const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// What the REST client needs.
 #[derive(Clone)]
@@ -159,7 +159,7 @@ impl RestExecutor {
     }
 
     /// Like [`RestExecutor::execute`], and also gives Discord's body of a
-    /// successful call (at most 64 KiB; 4 MiB for a message list), for
+    /// successful call (at most 1 MiB; 4 MiB for a message list), for
     /// commands that read (`fetchMember`, `fetchMessages`).
     pub fn read(&self, command: &GatewayCommand) -> (Reply, Option<Vec<u8>>) {
         let started = Instant::now();
@@ -179,6 +179,30 @@ impl RestExecutor {
                 return (reply, None);
             }
         };
+        self.read_request(&request, kind, &command.meta, started)
+    }
+
+    /// Runs one request relay built itself (webhooks, message reads) under the
+    /// same limiter, logging and metrics as a command; `kind` names it in both.
+    /// Gives Discord's body of a successful call (at most 1 MiB).
+    pub fn request(
+        &self,
+        request: &RestRequest,
+        kind: &'static str,
+        meta: &TraceMeta,
+    ) -> (Reply, Option<Vec<u8>>) {
+        self.read_request(request, kind, meta, Instant::now())
+    }
+
+    fn read_request(
+        &self,
+        request: &RestRequest,
+        kind: &'static str,
+        meta: &TraceMeta,
+        started: Instant,
+    ) -> (Reply, Option<Vec<u8>>) {
+        let trace = meta.trace_id.as_str();
+        let request_id = meta.request_id.as_deref().unwrap_or_default();
         let route = request.route.as_str().to_owned();
 
         let acquired = {
@@ -196,11 +220,12 @@ impl RestExecutor {
         }
 
         let mut success_body = None;
-        let limit = match command.body {
-            CommandBody::FetchMessages(_) => MAX_MESSAGES_BODY as u64,
-            _ => MAX_BODY_BYTES,
+        let limit = if kind == "fetchMessages" {
+            MAX_MESSAGES_BODY as u64
+        } else {
+            MAX_BODY_BYTES
         };
-        let (status, reply) = match self.call(&request, limit) {
+        let (status, reply) = match self.call(request, limit) {
             Ok((status, headers, body)) => {
                 let parsed = ErrorBody::parse(&body);
                 self.limiter.lock().record(

@@ -1254,6 +1254,7 @@ fn ready_event(voice: VoiceSnapshot, guilds: Vec<serde_json::Value>) -> GatewayE
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1286,6 +1287,7 @@ fn reply_event(request_id: &str, trace_id: &str, reply: &Reply) -> GatewayEvent 
             request_id: Some(request_id.to_owned()),
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1303,6 +1305,7 @@ fn malformed_event(message: &str, request_id: Option<String>, trace_id: String) 
             request_id,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
 }
@@ -1433,6 +1436,7 @@ mod tests {
                 request_id: Some(request_id.into()),
                 actor: Some("42".into()),
                 access: None,
+                extra: Default::default(),
             },
         }
         .to_json()
@@ -1477,6 +1481,7 @@ mod tests {
                 request_id: None,
                 actor: None,
                 access: None,
+                extra: Default::default(),
             },
         }
     }
@@ -1597,6 +1602,7 @@ mod tests {
                                 request_id: None,
                                 actor: None,
                                 access: None,
+                                extra: Default::default(),
                             },
                         })
                     });
@@ -1862,6 +1868,7 @@ mod tests {
                     },
                     content: content.clone(),
                     timestamp: Timestamp::Unix(0),
+                    via: None,
                 }),
                 meta: TraceMeta {
                     trace_id: fresh_trace_id(),
@@ -1869,6 +1876,7 @@ mod tests {
                     request_id: None,
                     actor: None,
                     access: None,
+                    extra: Default::default(),
                 },
             });
         }

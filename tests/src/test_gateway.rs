@@ -203,6 +203,7 @@ impl TestGateway {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         };
         self.send_raw(
             GatewayEvent {
@@ -256,6 +257,7 @@ pub fn message(id: &str, channel_id: &str, content: &str) -> EventBody {
         },
         content: content.into(),
         timestamp: Timestamp::Text(clock::now_rfc3339()),
+        via: None,
     })
 }
 
@@ -304,6 +306,7 @@ fn serve(shared: Arc<Shared>, stream: TcpStream) {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     };
     if conn.send_text(ready.to_json()).is_err() {
@@ -379,6 +382,7 @@ fn answer(shared: &Shared, text: &str) -> Option<Reply> {
         request_id: command.meta.request_id.clone(),
         actor: None,
         access: None,
+        extra: Default::default(),
     };
     let member = match &command.body {
         CommandBody::FetchMember(f) => shared.members.lock().as_ref().map(|lookup| {
@@ -394,6 +398,7 @@ fn answer(shared: &Shared, text: &str) -> Option<Reply> {
                     request_id: None,
                     actor: None,
                     access: None,
+                    extra: Default::default(),
                 },
             }
             .to_json()
@@ -417,6 +422,7 @@ fn answer(shared: &Shared, text: &str) -> Option<Reply> {
                     request_id: None,
                     actor: None,
                     access: None,
+                    extra: Default::default(),
                 },
             }
             .to_json(),

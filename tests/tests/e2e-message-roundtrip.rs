@@ -1,7 +1,8 @@
 //! End to end through every real part: a message sent through the edge's HTTP API
 //! goes over the link to the gateway, out to the simulated Discord's REST API,
 //! comes back as a Gateway MESSAGE_CREATE, and reaches an SSE client as
-//! `messageCreate` — the way a bot's own message comes back from Discord.
+//! `messageCreate` — posted through relay's webhook under the sender's name,
+//! since the demo runs `ACCESS=discord`.
 
 use std::time::Duration;
 
@@ -66,10 +67,12 @@ fn a_sent_message_comes_back_over_sse() {
         }
     };
     assert_eq!(event["data"]["channelId"], ids::GENERAL);
-    assert_eq!(
-        event["data"]["author"]["bot"], true,
-        "posted by the bot, as Discord does"
-    );
+    // The demo runs ACCESS=discord: the bot may manage webhooks in #general, so
+    // the message goes out under the demo user's name and comes back as hers
+    // (CONTRACT.md §9, docs/webhooks.md).
+    assert_eq!(event["data"]["author"]["id"], ids::ADA);
+    assert_eq!(event["data"]["author"]["bot"], false);
+    assert_eq!(event["data"]["via"], "relay");
     assert!(event["meta"]["traceId"].is_string());
     assert!(!trace_id.is_empty());
     demo.shutdown();

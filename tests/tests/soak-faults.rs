@@ -887,6 +887,8 @@ fn soak_with_faults() {
                 member_reads: fast,
                 gateway: fast,
                 message_reads: fast,
+                webhooks: fast,
+                channel_reads: fast,
             },
             global_limit_per_sec: 100_000,
             ..SimConfig::default()

@@ -11,7 +11,10 @@
 //! - `author.username` is the name sent, not `global_name` or the guild nickname, so
 //!   the same account always shows under the same name.
 //! - A webhook message's `author` is a pseudo-user (its id is the webhook's): it is
-//!   forwarded with `bot: true`, as nobody typed it in a Discord client. The bot's
+//!   forwarded with `bot: true`, as nobody typed it in a Discord client, except a
+//!   post relay made through its own webhook: that one carries `via: "relay"` and,
+//!   when relay knows who sent it, that session's user (`bot: false`; see
+//!   [`RelayPosts`] and docs/webhooks.md). The bot's
 //!   own messages are forwarded like any other (CONTRACT.md §5).
 //! - MESSAGE_CREATE's `timestamp` is passed on as given (RFC 3339); if it is missing
 //!   it is derived from the message id ([`snowflake_time_ms`]).
@@ -51,6 +54,7 @@ use serde_json::{Map, Value};
 use super::guild::{GuildError, GUILD_EVENTS};
 use super::guild_tracker::GuildTracker;
 use super::voice_cache::{Profile, VoiceCache, VoiceState};
+use super::webhook::RelayPosts;
 use crate::history::History;
 use crate::ids::{parse_rfc3339_ms, rfc3339_millis};
 use crate::payload::{
@@ -174,6 +178,8 @@ pub struct Translator {
     guild_error: Option<Skipped>,
     /// Recent messages per channel, fed by every event sent on.
     history: History,
+    /// Who wrote the messages relay posts through its webhooks (docs/webhooks.md).
+    relay_posts: RelayPosts,
 }
 
 type Fields = Map<String, Value>;
@@ -193,6 +199,7 @@ impl Translator {
             voice: VoiceCache::new(),
             guild_error: None,
             history: History::default(),
+            relay_posts: RelayPosts::default(),
         }
     }
 
@@ -214,6 +221,11 @@ impl Translator {
     /// The guilds' permission models, to add members read by REST.
     pub fn guilds_mut(&mut self) -> &mut GuildTracker {
         &mut self.guilds
+    }
+
+    /// relay's webhook posts, for the gateway to register and resolve.
+    pub fn relay_posts_mut(&mut self) -> &mut RelayPosts {
+        &mut self.relay_posts
     }
 
     /// The last GUILD_CREATE whose permission model was unreadable (its voice
@@ -317,6 +329,7 @@ impl Translator {
     fn ready(&mut self, d: &Fields) -> Translated {
         // A new session: what happened since the last one was not seen.
         self.history.clear();
+        self.relay_posts.note_application(d.get("application"));
         // Without a readable guild list, keep everything: each GUILD_CREATE or
         // GUILD_DELETE still corrects its guild.
         let Some(Value::Array(guilds)) = d.get("guilds") else {
@@ -371,14 +384,29 @@ impl Translator {
             return Ok(Translated::Filtered);
         }
         let author = req_obj(d, "author", "author")?;
-        let webhook = opt_id(d, "webhook_id", "webhook_id")?.is_some();
-        let author = Author {
+        let webhook_id = opt_id(d, "webhook_id", "webhook_id")?;
+        let mut author = Author {
             id: req_id(author, "id", "author.id")?,
             username: opt_string(author, "username", "author.username")?.unwrap_or_default(),
             avatar: opt_string(author, "avatar", "author.avatar")?,
-            bot: webhook || opt_bool(author, "bot", "author.bot")?.unwrap_or(false),
+            bot: webhook_id.is_some() || opt_bool(author, "bot", "author.bot")?.unwrap_or(false),
         };
         let content = opt_string(d, "content", "content")?.unwrap_or_default();
+        // A post through relay's webhook shows the session that wrote it; one
+        // whose sender relay does not know keeps the webhook's override name.
+        let mut via = None;
+        if let Some(hook) = &webhook_id {
+            let app = opt_id(d, "application_id", "application_id")?;
+            if let Some(sender) =
+                self.relay_posts
+                    .attribute(hook, &id, &content, &author.username, app.as_deref())
+            {
+                via = Some("relay".to_owned());
+                if let Some(sender) = sender {
+                    author = sender;
+                }
+            }
+        }
         let timestamp = match opt_timestamp(d, "timestamp", "timestamp")? {
             Some(t) => Timestamp::Text(t),
             None => {
@@ -393,6 +421,7 @@ impl Translator {
             author,
             content,
             timestamp,
+            via,
         })))
     }
 
@@ -877,6 +906,76 @@ mod tests {
         assert_eq!(
             m.timestamp,
             Timestamp::Text("2015-04-26T06:26:56.934Z".into())
+        );
+    }
+
+    #[test]
+    fn relay_webhook_posts_carry_their_sender_and_via() {
+        let mut t = Translator::new(None);
+        let hook = "223704706495545344";
+        let post = |t: &mut Translator, id: &str, name: &str, app: Option<&str>| {
+            let mut d = message_create();
+            d["id"] = json!(id);
+            d["webhook_id"] = json!(hook);
+            d["application_id"] = json!(app);
+            d["author"] = json!({"id": hook, "username": name, "avatar": "f00", "bot": true});
+            d.as_object_mut().unwrap().remove("member");
+            let EventBody::MessageCreate(m) = one_event(t, "MESSAGE_CREATE", d) else {
+                unreachable!()
+            };
+            m
+        };
+        let ada = Author {
+            id: "257068892160000001".into(),
+            username: "Ada".into(),
+            avatar: Some("0a".into()),
+            bot: false,
+        };
+        let content = message_create()["content"].as_str().unwrap().to_owned();
+        t.relay_posts_mut().expect(
+            hook,
+            &content,
+            "Ada",
+            ada.clone(),
+            snowflake_time_ms(162_701_077_035_089_920),
+        );
+        let m = post(&mut t, "162701077035089920", "Ada", None);
+        assert_eq!((m.author, m.via.as_deref()), (ada, Some("relay")));
+        let m = post(&mut t, "162701077035089921", "Who", None);
+        assert_eq!(
+            m.via.as_deref(),
+            Some("relay"),
+            "relay's webhook, sender unknown"
+        );
+        assert_eq!(
+            (
+                m.author.id.as_str(),
+                m.author.username.as_str(),
+                m.author.bot
+            ),
+            (hook, "Who", true)
+        );
+        let _ = t.handle_dispatch(
+            "READY",
+            &json!({"v": 10, "user": {"id": "1"}, "guilds": [], "session_id": "s",
+                    "application": {"id": "555"}}),
+        );
+        let mut fresh = Translator::new(None);
+        let _ = fresh.handle_dispatch(
+            "READY",
+            &json!({"application": {"id": "555"}, "guilds": []}),
+        );
+        assert_eq!(
+            post(&mut fresh, "162701077035089922", "X", Some("555"))
+                .via
+                .as_deref(),
+            Some("relay"),
+            "after a restart: the bot's application owns it"
+        );
+        assert_eq!(
+            post(&mut fresh, "162701077035089923", "X", Some("556")).via,
+            None,
+            "someone else's webhook"
         );
     }
 

@@ -13,3 +13,4 @@ pub mod ratelimit;
 pub mod rest;
 pub mod session;
 pub mod voice_cache;
+pub mod webhook;

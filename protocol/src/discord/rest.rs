@@ -437,7 +437,7 @@ impl ErrorBody {
 ///
 ///   | code | JSON codes | status |
 ///   |---|---|---|
-///   | `discord_not_found` | 10003 channel, 10004 guild, 10007 member, 10008 message, 10013 user, 10014 emoji | 404 |
+///   | `discord_not_found` | 10003 channel, 10004 guild, 10007 member, 10008 message, 10013 user, 10014 emoji, 10015 webhook | 404 |
 ///   | `discord_forbidden` | 50001 missing access, 50013 missing permissions, 90001 reaction blocked | 403 |
 ///   | `discord_unauthorized` | — | 401 (the bot token is wrong: stop calling) |
 ///   | `discord_bad_request` | 30010 max reactions, 40032 not in voice, 50035 invalid form body | other 4xx |
@@ -494,6 +494,7 @@ fn describe_code(code: u64) -> Option<(&'static str, &'static str)> {
         10008 => ("discord_not_found", "unknown message"),
         10013 => ("discord_not_found", "unknown user"),
         10014 => ("discord_not_found", "unknown emoji"),
+        10015 => ("discord_not_found", "unknown webhook"),
         30010 => ("discord_bad_request", "maximum number of reactions reached"),
         40032 => (
             "discord_bad_request",
@@ -574,6 +575,7 @@ mod tests {
                 request_id: Some("req-1".into()),
                 actor: Some(actor.into()),
                 access: None,
+                extra: Default::default(),
             },
         }
     }

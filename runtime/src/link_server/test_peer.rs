@@ -158,6 +158,7 @@ impl ScriptedExecutor {
                 },
                 content: send.content.clone(),
                 timestamp: Timestamp::Text(sent_at.clone()),
+                via: None,
             }),
             meta: TraceMeta {
                 trace_id: command.meta.trace_id.clone(),
@@ -165,6 +166,7 @@ impl ScriptedExecutor {
                 request_id: None,
                 actor: None,
                 access: None,
+                extra: Default::default(),
             },
         };
         to.broadcast(&event);

@@ -7,6 +7,7 @@
 //! | `mod.rs` | [`SimDiscord`], its config and control API, the shared state, ids and clocks |
 //! | `gateway.rs` | the WebSocket server: hello, identify, resume, heartbeats, sessions, close codes, intent filtering |
 //! | `rest.rs` | the HTTP server under `/api/v10`: routes, auth, rate-limit buckets, the bot's permission checks, recording |
+//! | `rest/webhooks.rs` | webhooks: create, list, execute (and its MESSAGE_CREATE), the message log Get Channel Messages reads |
 //! | `oauth.rs` | OAuth2 on the same port: the authorize page at `/oauth2/authorize`, `/api/v10/oauth2/token`, `/api/v10/users/@me` |
 //! | `guild.rs` | the guild model (roles, members, channels, overwrites, threads, voice), its changes with the dispatches they make, the JSON shapes Discord gives it, and the simulator's own permission helper |
 //! | `demo.rs` | the background player of demo mode |
@@ -130,6 +131,10 @@ pub struct RateLimits {
     /// `GET /channels/{c}/messages`, per channel. Default 5 per 5 s (Discord
     /// does not document it; read the headers).
     pub message_reads: RateLimit,
+    /// `POST /webhooks/{id}/{token}`, per webhook. Default 5 per 2 s.
+    pub webhooks: RateLimit,
+    /// `GET`/`POST /channels/{c}/webhooks`, per channel. Default 10 per 1 s.
+    pub channel_reads: RateLimit,
 }
 
 impl Default for RateLimits {
@@ -142,6 +147,8 @@ impl Default for RateLimits {
             member_reads: RateLimit::new(10, Duration::from_secs(1)),
             gateway: RateLimit::new(10, Duration::from_secs(5)),
             message_reads: RateLimit::new(5, Duration::from_secs(5)),
+            webhooks: RateLimit::new(5, Duration::from_secs(2)),
+            channel_reads: RateLimit::new(10, Duration::from_secs(1)),
         }
     }
 }
@@ -274,6 +281,8 @@ struct State {
     history_cap: usize,
     /// Messages made with `enforce_nonce`, by (author, nonce), with when (unix ms).
     nonces: HashMap<(String, String), (Value, u64)>,
+    /// Webhooks, and the message log `GET /channels/{id}/messages` reads.
+    webhooks: rest::webhooks::WebhookState,
 }
 
 /// How long a message `nonce` with `enforce_nonce` is remembered ("the past few
@@ -325,6 +334,7 @@ impl State {
             json: message.clone(),
             reactions: Vec::new(),
         });
+        self.webhooks.log(&message);
         let d = self.guild.message_create(&message, &author);
         self.dispatch("MESSAGE_CREATE", d);
         Some(message)
@@ -598,6 +608,7 @@ impl SimDiscord {
                 subscribers: Vec::new(),
                 history_cap: config.resume_history.max(1),
                 nonces: HashMap::new(),
+                webhooks: Default::default(),
             }),
             rest: Mutex::new(rest::RestState::default()),
             oauth: Mutex::new(oauth::OAuthState::default()),
@@ -924,6 +935,28 @@ impl SimDiscord {
             .state
             .lock()
             .seed_message(user_id, channel_id, content, ago_ms)
+    }
+
+    /// The webhooks of `channel_id`, as `GET /channels/{id}/webhooks` lists them.
+    pub fn webhooks_in(&self, channel_id: &str) -> Vec<Value> {
+        let st = self.shared.state.lock();
+        let bot = st
+            .guild
+            .user(ids::BOT_USER)
+            .map(|u| st.guild.user_json(u))
+            .unwrap_or(Value::Null);
+        st.webhooks
+            .hooks
+            .iter()
+            .filter(|h| h.channel_id == channel_id)
+            .map(|h| st.webhooks.json(h, &bot))
+            .collect()
+    }
+
+    /// Every message in `channel_id` made since the simulator started (REST
+    /// shape, webhook posts included), newest first.
+    pub fn messages_in(&self, channel_id: &str) -> Vec<Value> {
+        self.shared.state.lock().webhooks.in_channel(channel_id)
     }
 
     // ---- roles, members, channels ----

@@ -21,6 +21,8 @@ use relay_protocol::history::{Anchor, HistoryQuery};
 use super::guild::ChannelKind;
 use super::{ids, parse_rfc3339, perms, unix_ms, RateLimit, Shared, State};
 
+pub(super) mod webhooks;
+
 /// Request bodies are cut at this size (Discord allows 25 MiB; relay sends < 10 KiB).
 const MAX_BODY: u64 = 1024 * 1024;
 /// Requests kept for [`super::SimDiscord::requests`].
@@ -77,6 +79,12 @@ enum Route {
     GetMember,
     GetMessages,
     DeleteOwnReaction,
+    /// `POST /channels/{c}/webhooks`.
+    CreateWebhook,
+    /// `GET /channels/{c}/webhooks`.
+    ListWebhooks,
+    /// `POST /webhooks/{id}/{token}`: its own bucket per webhook.
+    ExecuteWebhook,
 }
 
 impl Route {
@@ -86,8 +94,9 @@ impl Route {
             Route::CreateMessage | Route::Typing => "POST",
             Route::CreateReaction => "PUT",
             Route::ModifyMember => "PATCH",
-            Route::GetMember | Route::GetMessages => "GET",
+            Route::GetMember | Route::GetMessages | Route::ListWebhooks => "GET",
             Route::DeleteOwnReaction => "DELETE",
+            Route::CreateWebhook | Route::ExecuteWebhook => "POST",
         }
     }
 
@@ -97,6 +106,7 @@ impl Route {
             (Route::ModifyMember, "GET") => Route::GetMember,
             (Route::CreateMessage, "GET") => Route::GetMessages,
             (Route::CreateReaction, "DELETE") => Route::DeleteOwnReaction,
+            (Route::CreateWebhook, "GET") => Route::ListWebhooks,
             _ => self,
         }
     }
@@ -114,6 +124,9 @@ impl Route {
             Route::GetMessages => "3f1e2d4c5b6a79808f7e6d5c4b3a2910",
             // Discord's reaction routes share one bucket.
             Route::DeleteOwnReaction => Route::CreateReaction.bucket_id(),
+            Route::CreateWebhook => "5e1f0a2b3c4d5e6f708192a3b4c5d6e7",
+            Route::ListWebhooks => "6f2a1b3c4d5e6f708192a3b4c5d6e7f8",
+            Route::ExecuteWebhook => "7a3b2c4d5e6f708192a3b4c5d6e7f809",
         }
     }
 
@@ -128,6 +141,8 @@ impl Route {
             Route::GetMember => limits.member_reads,
             Route::GetMessages => limits.message_reads,
             Route::DeleteOwnReaction => limits.reactions,
+            Route::ExecuteWebhook => limits.webhooks,
+            Route::CreateWebhook | Route::ListWebhooks => limits.channel_reads,
         }
     }
 }
@@ -261,6 +276,8 @@ fn route_of(path: &str) -> Option<(Route, Vec<&str>)> {
         }
         ["channels", _, "typing"] => Route::Typing,
         ["guilds", _, "members", _] => Route::ModifyMember,
+        ["channels", _, "webhooks"] => Route::CreateWebhook,
+        ["webhooks", _, _] => Route::ExecuteWebhook,
         _ => return None,
     };
     Some((route, segs))
@@ -275,7 +292,9 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         return Reply::error(405, 0, "405: Method Not Allowed");
     }
     let expected = format!("Bot {}", shared.config.token);
-    if route != Route::Gateway && req.header("authorization") != Some(expected.as_str()) {
+    // Execute Webhook is authorized by the token in its path, not the bot's.
+    let needs_bot = !matches!(route, Route::Gateway | Route::ExecuteWebhook);
+    if needs_bot && req.header("authorization") != Some(expected.as_str()) {
         return Reply::error(401, 0, "401: Unauthorized");
     }
     let major = match route {
@@ -329,6 +348,9 @@ fn answer(shared: &Shared, req: &RecordedRequest) -> Reply {
         Route::GetMember => get_member(shared, segs[1], segs[3]),
         Route::GetMessages => get_messages(shared, segs[1], &req.path),
         Route::DeleteOwnReaction => delete_own_reaction(shared, segs[1], segs[3], segs[5]),
+        Route::CreateWebhook => webhooks::create(shared, segs[1], req),
+        Route::ListWebhooks => webhooks::list(shared, segs[1]),
+        Route::ExecuteWebhook => webhooks::execute(shared, segs[1], segs[2], req),
     };
     reply.headers.append(&mut rate_headers);
     reply

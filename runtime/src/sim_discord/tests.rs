@@ -1786,3 +1786,291 @@ fn relays_guild_model_reads_the_sims_guild_create() {
     );
     assert!(m.is_ok(), "{:?}", m.err());
 }
+
+// ---------- webhooks ----------
+
+fn webhooks_call(sim: &SimDiscord, method: &str, channel: &str, body: Option<Value>) -> HttpReply {
+    let body = body.map(|b| b.to_string());
+    http(
+        sim,
+        method,
+        &format!("/channels/{channel}/webhooks"),
+        Some(sim.bot_token()),
+        &[],
+        body.as_deref(),
+    )
+}
+
+fn execute(sim: &SimDiscord, target: &str, body: &Value) -> HttpReply {
+    http(sim, "POST", target, None, &[], Some(&body.to_string()))
+}
+
+#[test]
+fn webhooks_are_made_listed_and_checked_like_discord() {
+    let sim = start();
+    let made = webhooks_call(&sim, "POST", ids::GENERAL, Some(json!({"name": "relay"})));
+    assert_eq!(made.status, 200, "{}", made.body);
+    let hook = made.json();
+    assert_eq!(
+        (
+            &hook["name"],
+            &hook["type"],
+            &hook["channel_id"],
+            &hook["application_id"],
+            &hook["user"]["id"]
+        ),
+        (
+            &json!("relay"),
+            &json!(1),
+            &json!(ids::GENERAL),
+            &json!(ids::BOT_USER),
+            &json!(ids::BOT_USER)
+        )
+    );
+    assert!(hook["token"].as_str().is_some_and(|t| t.len() >= 32));
+    assert!(
+        made.header("X-RateLimit-Bucket").is_some(),
+        "rate-limit headers as on other routes"
+    );
+    let listed = webhooks_call(&sim, "GET", ids::GENERAL, None);
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json(), json!([hook]));
+    assert_eq!(
+        webhooks_call(&sim, "GET", ids::GAME_ROOM, None).json(),
+        json!([])
+    );
+    assert_eq!(sim.webhooks_in(ids::GENERAL), vec![hook]);
+
+    for bad in ["Discord bot", "my CLYDE", "", &"x".repeat(81)] {
+        let r = webhooks_call(&sim, "POST", ids::GENERAL, Some(json!({ "name": bad })));
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (400, json!(50035)),
+            "{bad:?}: {}",
+            r.body
+        );
+        assert!(r.json()["errors"]["name"].is_object());
+    }
+    let thread = webhooks_call(
+        &sim,
+        "POST",
+        ids::RELEASE_THREAD,
+        Some(json!({"name": "relay"})),
+    );
+    assert_eq!(
+        (thread.status, thread.json()["code"].clone()),
+        (400, json!(50024))
+    );
+    let unknown = webhooks_call(&sim, "POST", "1", Some(json!({"name": "relay"})));
+    assert_eq!(
+        (unknown.status, unknown.json()["code"].clone()),
+        (404, json!(10003))
+    );
+    let no_token = http(
+        &sim,
+        "GET",
+        &format!("/channels/{}/webhooks", ids::GENERAL),
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(no_token.status, 401);
+
+    // Without MANAGE_WEBHOOKS for the bot's role there: 403 50013, both ways.
+    assert!(sim.set_channel_overwrites(
+        ids::GAME_ROOM,
+        vec![Overwrite::role(ids::ROLE_BOT, 0, perms::MANAGE_WEBHOOKS)]
+    ));
+    for (method, body) in [("POST", Some(json!({"name": "relay"}))), ("GET", None)] {
+        let r = webhooks_call(&sim, method, ids::GAME_ROOM, body);
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (403, json!(50013)),
+            "{method}"
+        );
+    }
+}
+
+#[test]
+fn executing_a_webhook_posts_under_the_override_and_dispatches() {
+    let sim = start_with(SimConfig {
+        rate_limits: RateLimits {
+            webhooks: RateLimit::new(50, Duration::from_secs(5)),
+            ..RateLimits::default()
+        },
+        ..SimConfig::default()
+    });
+    let mut ws = gateway(&sim);
+    let _ = recv(&mut ws);
+    identify(&mut ws, sim.bot_token(), intents::RELAY);
+    let _ = next_dispatch(&mut ws, "READY");
+    let hook = webhooks_call(&sim, "POST", ids::GENERAL, Some(json!({"name": "relay"}))).json();
+    let (id, token) = (
+        hook["id"].as_str().unwrap(),
+        hook["token"].as_str().unwrap(),
+    );
+    let target = format!("/webhooks/{id}/{token}?wait=true");
+    let body = json!({"content": "hi all", "username": "Ada", "avatar_url": "https://cdn.discordapp.com/avatars/1/a.png",
+                      "allowed_mentions": {"parse": []}});
+    let r = execute(&sim, &target, &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let msg = r.json();
+    assert_eq!(
+        (
+            &msg["author"]["id"],
+            &msg["author"]["username"],
+            &msg["author"]["bot"],
+            &msg["webhook_id"],
+            &msg["channel_id"],
+            &msg["content"]
+        ),
+        (
+            &json!(id),
+            &json!("Ada"),
+            &json!(true),
+            &json!(id),
+            &json!(ids::GENERAL),
+            &json!("hi all")
+        )
+    );
+    assert!(msg["author"]["avatar"].is_string(), "the override avatar");
+    assert_eq!(msg["application_id"], ids::BOT_USER);
+    assert!(r.header("X-RateLimit-Bucket").is_some());
+    let d = next_dispatch(&mut ws, "MESSAGE_CREATE")["d"].clone();
+    assert_eq!(
+        (&d["id"], &d["webhook_id"], &d["guild_id"]),
+        (&msg["id"], &json!(id), &json!(ids::GUILD))
+    );
+    assert!(d.get("member").is_none(), "a webhook has no member");
+    assert_eq!(sim.messages_in(ids::GENERAL)[0]["id"], msg["id"]);
+
+    // Without wait: 204. In a thread: the thread's channel.
+    let r = execute(
+        &sim,
+        &format!("/webhooks/{id}/{token}"),
+        &json!({"content": "no wait"}),
+    );
+    assert_eq!((r.status, r.body.as_str()), (204, ""));
+    let r = execute(
+        &sim,
+        &format!("{target}&thread_id={}", ids::RELEASE_THREAD),
+        &json!({"content": "in thread"}),
+    );
+    assert_eq!(r.json()["channel_id"], ids::RELEASE_THREAD);
+    assert_eq!(
+        r.json()["author"]["username"],
+        "relay",
+        "no override: the webhook's name"
+    );
+    let r = execute(
+        &sim,
+        &format!("{target}&thread_id={}", ids::GAME_ROOM),
+        &json!({"content": "x"}),
+    );
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!(10003)));
+
+    // Errors.
+    let code = |r: HttpReply| (r.status, r.json()["code"].clone());
+    assert_eq!(
+        code(execute(
+            &sim,
+            &format!("/webhooks/{id}/wrong?wait=true"),
+            &body
+        )),
+        (404, json!(10015))
+    );
+    assert_eq!(
+        code(execute(
+            &sim,
+            &format!("/webhooks/1/{token}?wait=true"),
+            &body
+        )),
+        (404, json!(10015))
+    );
+    assert_eq!(
+        code(execute(
+            &sim,
+            &target,
+            &json!({"content": "x", "username": "Discord"})
+        )),
+        (400, json!(50035))
+    );
+    assert_eq!(
+        code(execute(&sim, &target, &json!({"content": "  "}))),
+        (400, json!(50006))
+    );
+    let posts = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(&format!("/api/v10/webhooks/{id}/")))
+        .count();
+    assert_eq!(posts, 7, "execute calls are recorded");
+}
+
+#[test]
+fn execute_has_its_own_bucket_per_webhook() {
+    let sim = start_with(SimConfig {
+        rate_limits: RateLimits {
+            webhooks: RateLimit::new(2, Duration::from_secs(5)),
+            ..RateLimits::default()
+        },
+        ..SimConfig::default()
+    });
+    let hook = |channel| {
+        let h = webhooks_call(&sim, "POST", channel, Some(json!({"name": "relay"}))).json();
+        format!(
+            "/webhooks/{}/{}?wait=true",
+            h["id"].as_str().unwrap(),
+            h["token"].as_str().unwrap()
+        )
+    };
+    let (a, b) = (hook(ids::GENERAL), hook(ids::GAME_ROOM));
+    let body = json!({"content": "x"});
+    assert_eq!(execute(&sim, &a, &body).status, 200);
+    let second = execute(&sim, &a, &body);
+    assert_eq!(
+        (second.status, second.header("X-RateLimit-Remaining")),
+        (200, Some("0"))
+    );
+    let limited = execute(&sim, &a, &body);
+    assert_eq!(limited.status, 429);
+    assert!(limited.json()["retry_after"].as_f64().is_some());
+    assert_eq!(limited.header("X-RateLimit-Scope"), Some("user"));
+    assert_eq!(
+        execute(&sim, &b, &body).status,
+        200,
+        "another webhook, another bucket"
+    );
+}
+
+#[test]
+fn recent_messages_are_listed_newest_first() {
+    let sim = start();
+    let a = sim.post_as(ids::ADA, ids::GENERAL, "one").unwrap();
+    let b = sim.post_as(ids::ADA, ids::GENERAL, "two").unwrap();
+    sim.post_as(ids::ADA, ids::GAME_ROOM, "elsewhere").unwrap();
+    let get = |q: &str| {
+        http(
+            &sim,
+            "GET",
+            &format!("/channels/{}/messages{q}", ids::GENERAL),
+            Some(sim.bot_token()),
+            &[],
+            None,
+        )
+    };
+    let ids_of = |r: HttpReply| -> Vec<String> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids_of(get("?limit=50")), vec![b.clone(), a.clone()]);
+    assert_eq!(ids_of(get("?limit=1")), vec![b.clone()]);
+    assert_eq!(ids_of(get(&format!("?before={b}"))), vec![a.clone()]);
+    assert_eq!(ids_of(get(&format!("?after={a}"))), vec![b]);
+    assert_eq!(get("?limit=101").status, 400);
+    assert_eq!(get("").json()[0]["content"], "two");
+}

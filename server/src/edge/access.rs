@@ -478,6 +478,7 @@ impl DiscordAccess {
                     request_id: Some(request_id.clone()),
                     actor: Some(user.to_owned()),
                     access: None,
+                    extra: Default::default(),
                 },
             };
             if let Err(e) = link.submit(command, false) {

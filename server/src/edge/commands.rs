@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use relay_protocol::bucket::{Decision, RateLimiter, Scope};
-use relay_protocol::frame::{GatewayCommand, Reply as LinkReply, TraceMeta};
+use relay_protocol::frame::{Extra, GatewayCommand, MetaExtra, Reply as LinkReply, TraceMeta};
 use relay_protocol::link_session::{SubmitError, Submitted};
+use relay_protocol::payload::CommandBody;
 use relay_protocol::queue::Outcome;
 use relay_protocol::sanitize::{sanitize, LOG_TEXT_MAX};
 use relay_protocol::validate::{validate, Endpoint};
@@ -95,6 +96,14 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
 
     let trace_id = clock::new_trace_id();
     let request_id = clock::new_request_id();
+    // ACCESS=discord: the gateway posts a message under the session's name and
+    // avatar through a webhook (docs/webhooks.md), so they travel with it.
+    let extra = match (&state.access, &command) {
+        (Some(_), CommandBody::SendMessage(_)) => {
+            MetaExtra::actor(session.name.as_deref(), session.avatar.as_deref()).into()
+        }
+        _ => Extra::default(),
+    };
     let frame = GatewayCommand {
         body: command,
         meta: TraceMeta {
@@ -103,6 +112,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             request_id: Some(request_id.clone()),
             actor: Some(session.sub.clone()),
             access: state.access.as_ref().map(|_| "discord".to_owned()),
+            extra,
         },
     };
     if let Some(access) = &state.access {

@@ -100,6 +100,7 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
             request_id: Some(request_id.clone()),
             actor: Some(session.sub.clone()),
             access: state.access.as_ref().map(|_| "discord".to_owned()),
+            extra: Default::default(),
         },
     };
     let (tx, rx) = crossbeam_channel::bounded(1);

@@ -214,7 +214,7 @@ impl LinkSink {
 impl LinkEvents for LinkSink {
     fn on_output(&mut self, output: LinkOutput) {
         match output {
-            LinkOutput::Publish(ev) => self.publish(ev),
+            LinkOutput::Publish(ev) => self.publish(*ev),
             LinkOutput::Ready {
                 voice,
                 guilds,

@@ -21,6 +21,8 @@
 //!   [`MEMBER_FRESH`], so a role change reaches edges within 5 minutes even
 //!   without the GUILD_MEMBERS intent (edges send a stream an `access` event
 //!   only when its view changed).
+//! - A checked `sendMessage` goes through relay's webhook under the sender's
+//!   name when the bot may manage webhooks there (`webhook.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -39,6 +41,8 @@ use relay_runtime::discord_rest::RestExecutor;
 use relay_runtime::link_server::{Broadcaster, CommandExecutor};
 use serde_json::Value;
 
+use super::webhook::WebhookPoster;
+
 /// How long a member read by REST counts as current (the contract's "refreshed
 /// at most 5 min later"); [`Settings::member_max_age`](super::Settings) in tests.
 pub const MEMBER_FRESH: Duration = Duration::from_secs(300);
@@ -52,12 +56,15 @@ pub struct GuildGate {
     broadcaster: OnceLock<Broadcaster>,
     /// How long a member read by REST counts as current.
     max_age: Duration,
+    /// `sendMessage` under the sender's name (docs/webhooks.md).
+    webhooks: WebhookPoster,
 }
 
 impl GuildGate {
     /// A gate over `rest`, reading models from `translator`.
     pub fn new(rest: Arc<RestExecutor>, translator: SharedTranslator, max_age: Duration) -> Self {
         GuildGate {
+            webhooks: WebhookPoster::new(rest.clone(), translator.clone()),
             rest,
             translator,
             broadcaster: OnceLock::new(),
@@ -284,6 +291,7 @@ impl GuildGate {
                 request_id: Some(clock::new_request_id()),
                 actor: None,
                 access: None,
+                extra: Default::default(),
             };
             if let Reply::RateLimited { .. } = self.read_member(guild, user, &meta) {
                 // Discord asked us to wait: the rest waits for the next pass.
@@ -301,6 +309,13 @@ impl CommandExecutor for GuildGate {
         if command.meta.access.as_deref() == Some("discord") {
             if let refused @ Reply::Error { .. } = self.check(command) {
                 return refused;
+            }
+            // Through relay's webhook under the sender's name, where the bot
+            // has MANAGE_WEBHOOKS; otherwise as the bot, below.
+            if let CommandBody::SendMessage(send) = &command.body {
+                if let Some(reply) = self.webhooks.send(command, send) {
+                    return reply;
+                }
             }
         }
         if let CommandBody::FetchMessages(f) = &command.body {

@@ -23,6 +23,7 @@
 mod access;
 mod observe;
 mod ops;
+mod webhook;
 
 use std::fmt;
 use std::io;

@@ -521,6 +521,7 @@ fn gateway_frame(s: u64, content: &str) -> String {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
     .to_json()

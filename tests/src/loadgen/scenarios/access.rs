@@ -171,6 +171,7 @@ fn probe_frame(s: u64, content: &str) -> String {
             request_id: None,
             actor: None,
             access: None,
+            extra: Default::default(),
         },
     }
     .to_json()
@@ -329,6 +330,7 @@ pub fn recompute(ctx: &mut Ctx) -> io::Result<()> {
                 request_id: None,
                 actor: None,
                 access: None,
+                extra: Default::default(),
             },
         }
         .to_json();
