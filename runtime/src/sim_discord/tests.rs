@@ -2067,10 +2067,10 @@ fn recent_messages_are_listed_newest_first() {
             .map(|m| m["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(ids_of(get("?limit=50")), vec![b.clone(), a.clone()]);
+    // Five reads: the message-read bucket holds five per 5 s.
+    assert_eq!(get("").json()[0]["content"], "two");
     assert_eq!(ids_of(get("?limit=1")), vec![b.clone()]);
     assert_eq!(ids_of(get(&format!("?before={b}"))), vec![a.clone()]);
     assert_eq!(ids_of(get(&format!("?after={a}"))), vec![b]);
     assert_eq!(get("?limit=101").status, 400);
-    assert_eq!(get("").json()[0]["content"], "two");
 }
