@@ -30,7 +30,6 @@ export interface RelayProviderProps {
 export function RelayProvider({ client, options, children }: RelayProviderProps) {
   const key = client ? '' : `${options?.baseUrl ?? ''}\n${options?.token ?? ''}`;
   // Creating a client opens nothing (autoConnect: false), so a discarded render costs nothing.
-  // eslint-disable-next-line react-hooks/exhaustive-deps
   const owned = useMemo(() => (client ? null : new RelayClient({ ...options, autoConnect: false })), [client, key]);
   const value = client ?? owned!;
   useEffect(() => {
@@ -95,6 +94,7 @@ export interface ChannelMessages extends FeedState {
 }
 
 const LOADING: FeedState = Object.freeze({ messages: Object.freeze([]), loading: true, loadingOlder: false, hasMore: true, error: null });
+const NO_CHANNEL: FeedState = Object.freeze({ ...LOADING, loading: false, hasMore: false });
 
 /**
  * One channel's messages, oldest first: the latest `limit` (50) on open, live
@@ -120,7 +120,8 @@ export function useChannelMessages(channelId: string | null | undefined, options
     };
   }, [c, channelId, limit]);
   const loadOlder = useCallback(() => feedRef.current?.loadOlder() ?? Promise.resolve(), []);
-  const state = held && held.feed.channelId === channelId && feedRef.current === held.feed ? held.state : LOADING;
+  const state = !channelId ? NO_CHANNEL
+    : held && held.feed.channelId === channelId && feedRef.current === held.feed ? held.state : LOADING;
   return useMemo(() => ({ ...state, loadOlder }), [state, loadOlder]);
 }
 

@@ -134,6 +134,12 @@ describe('useChannelMessages', () => {
     expect(result.current.loading).toBe(false);
   });
 
+  it('no channel: nothing to load', () => {
+    const { wrapper } = providerWith(options());
+    const { result } = renderHook(() => useChannelMessages(null), { wrapper });
+    expect(result.current).toMatchObject({ messages: [], loading: false, hasMore: false });
+  });
+
   it('switching channel shows the new channel only', async () => {
     const f = deferredFetch();
     const { wrapper } = providerWith(options({ fetch: f }));
