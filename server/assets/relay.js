@@ -1,343 +1,859 @@
-// relay browser client — one EventSource for every realtime Discord event, plus
-// the JSON command API. Dependency-free ES module, no build step.
-//
-//   import { RelayClient } from '/client/relay.js';
-//   const relay = new RelayClient();             // same origin, relay_session cookie
-//   relay.onMessage((msg, meta) => …);
-//   await relay.sendMessage(channelId, 'hi');    // throws RelayError on 4xx/5xx
-//
-// Resuming: while the page lives, EventSource itself resends `Last-Event-ID` on
-// every reconnect. A page reload starts a new EventSource that knows nothing, so
-// the client keeps the last event id in sessionStorage (per tab, per baseUrl) and
-// passes it as the `lastEventId` query parameter when it opens the stream; the
-// edge then replays everything after it (or sends `stream.reset` if it can't).
-// Pass `resume: false` to start fresh.
+// relay browser client — generated from clients/js (the @relay/client package);
+// do not edit: change clients/js/src and run `npm run build:asset` there.
+// Dependency-free ES module: import { RelayClient, RelayError } from '/client/relay.js';
 
-/** @typedef {{traceId: string, sentAt: string, id?: string}} Meta  `id`: the stream's last event id when this event arrived */
-/** @typedef {{guildId: string, userId: string, username?: string, avatar?: string|null}} VoiceMember */
-/** @typedef {'connecting'|'open'|'reconnecting'|'closed'} StreamState */
-/** @typedef {{connected: boolean|null, stream: StreamState}} Status */
-/** @typedef {{ok: true, requestId: string, traceId: string, queued?: boolean}} CommandResult */
-/** @typedef {{path: (string|number)[], message: string}} Issue */
-/**
- * What the member may do in one channel (`access` events, ACCESS=discord).
- * @typedef {'view'|'history'|'send'|'react'|'connect'|'moveMembers'|'muteMembers'} Can
- * @typedef {{name: string, type: number, parentId: string|null, can: Can[]}} ChannelAccess
- * @typedef {{guildId: string, channels: Record<string, ChannelAccess>}} Access
- */
-/**
- * @typedef {object} RelayOptions
- * @property {string} [baseUrl] origin of the edge; '' (default) = same origin
- * @property {string} [token] session JWT; without it the relay_session cookie is used
- * @property {string[]} [types] only these event types (plus gateway.status, voice.snapshot, stream.reset)
- * @property {string[]} [channels] only events of these channel ids
- * @property {boolean} [resume] resume from the id kept in sessionStorage after a reload (default true)
- */
-
-/** Event types the client listens for without being asked. */
-const KNOWN_TYPES = ['messageCreate', 'messageUpdate', 'messageDelete', 'reactionAdd', 'typingStart',
-  'voice.joined', 'voice.left', 'voice.snapshot', 'access', 'gateway.status', 'stream.reset', 'error'];
-
-/** A command the edge refused; `status` is the HTTP status (0 = network failure). */
-export class RelayError extends Error {
-  /**
-   * @param {number} status
-   * @param {string} code e.g. invalid_request, unauthenticated, forbidden, missing_permission, rate_limited, queue_full,
-   *   gateway_error, gateway_timeout, payload_too_large, network_error
-   * @param {string} message
-   * @param {{issues?: Issue[], retryAfterMs?: number|null, permission?: string|null}} [extra]
-   */
+// src/errors.ts
+var RelayError = class extends Error {
   constructor(status, code, message, extra = {}) {
     super(message);
-    this.name = 'RelayError';
+    this.name = "RelayError";
     this.status = status;
     this.code = code;
-    /** @type {Issue[]} */
-    this.issues = extra.issues || [];
-    /** @type {number|null} */
+    this.issues = extra.issues ?? [];
     this.retryAfterMs = extra.retryAfterMs ?? null;
-    /** The Discord permission missing (`code` missing_permission), e.g. SEND_MESSAGES. @type {string|null} */
     this.permission = extra.permission ?? null;
   }
+};
+var CODES = {
+  400: "invalid_request",
+  401: "unauthenticated",
+  403: "forbidden",
+  404: "not_found",
+  405: "method_not_allowed",
+  408: "request_timeout",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+  429: "rate_limited",
+  502: "gateway_error",
+  503: "queue_full",
+  504: "gateway_timeout"
+};
+function codeFor(status) {
+  return CODES[status] ?? "http_" + status;
+}
+function parseRetryAfter(value, now = Date.now()) {
+  if (value === null || value.trim() === "") return null;
+  const v = value.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1e3);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+function errorFromResponse(status, statusText, json, headers) {
+  const body = json && typeof json === "object" ? json : {};
+  const err = body.error && typeof body.error === "object" ? body.error : {};
+  let retryAfterMs = typeof body.retryAfterMs === "number" && Number.isFinite(body.retryAfterMs) ? body.retryAfterMs : null;
+  if (retryAfterMs === null && (status === 429 || status === 503)) retryAfterMs = parseRetryAfter(headers.get("Retry-After"));
+  return new RelayError(
+    status,
+    typeof err.code === "string" && err.code ? err.code : codeFor(status),
+    typeof err.message === "string" && err.message ? err.message : statusText || "request failed",
+    {
+      issues: Array.isArray(body.issues) ? body.issues : [],
+      retryAfterMs,
+      permission: typeof err.permission === "string" ? err.permission : null
+    }
+  );
 }
 
-export class RelayClient {
-  /** @param {RelayOptions} [options] */
+// src/parse.ts
+var EVENT_TYPES = [
+  "messageCreate",
+  "messageUpdate",
+  "messageDelete",
+  "reactionAdd",
+  "reactionRemove",
+  "typingStart",
+  "voice.joined",
+  "voice.left",
+  "voice.snapshot",
+  "access",
+  "gateway.status",
+  "stream.reset",
+  "error"
+];
+var KNOWN = new Set(EVENT_TYPES);
+function isEventType(type) {
+  return KNOWN.has(type);
+}
+var isObj = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+var str = (o, ...keys) => keys.every((k) => typeof o[k] === "string");
+var REQUIRED = {
+  messageCreate: (d) => str(d, "id", "channelId") && isObj(d.author) && typeof d.author.id === "string",
+  messageUpdate: (d) => str(d, "id", "channelId"),
+  messageDelete: (d) => str(d, "id", "channelId"),
+  reactionAdd: (d) => str(d, "channelId", "messageId", "userId") && isObj(d.emoji),
+  reactionRemove: (d) => str(d, "channelId", "messageId", "userId") && isObj(d.emoji),
+  typingStart: (d) => str(d, "channelId", "userId"),
+  "voice.joined": (d) => str(d, "channelId", "userId"),
+  "voice.left": (d) => str(d, "userId") && (d.channelId === null || d.channelId === void 0 || typeof d.channelId === "string"),
+  "voice.snapshot": (d) => isObj(d.channels),
+  access: (d) => str(d, "guildId") && isObj(d.channels),
+  "gateway.status": (d) => typeof d.connected === "boolean",
+  "stream.reset": (d) => d.reason === "gap" || d.reason === "epoch",
+  error: (d) => str(d, "code")
+};
+function parseEvent(name, text, id) {
+  let env;
+  try {
+    env = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObj(env)) return null;
+  const type = name === "message" && typeof env.event === "string" ? env.event : name;
+  const data = "data" in env ? env.data : env;
+  const m = isObj(env.meta) ? env.meta : {};
+  const meta = {
+    traceId: typeof m.traceId === "string" ? m.traceId : "",
+    sentAt: typeof m.sentAt === "string" ? m.sentAt : ""
+  };
+  if (id) meta.id = id;
+  if (!isEventType(type)) return { known: false, event: { type, data, meta } };
+  if (!isObj(data) || !REQUIRED[type](data)) return null;
+  if (type === "voice.left" && data.channelId === void 0) data.channelId = null;
+  return { known: true, event: { type, data, meta } };
+}
+
+// src/client.ts
+var EMPTY = Object.freeze([]);
+var OWN_MOVE_MS = 1e4;
+var CHANNEL_EVENTS = /* @__PURE__ */ new Set(["messageCreate", "messageUpdate", "messageDelete", "reactionAdd", "reactionRemove"]);
+var RelayClient = class {
   constructor(options = {}) {
-    this.baseUrl = (options.baseUrl || '').replace(/\/$/, '');
+    /** The id of the last event received (`<epoch>-<seq>`), '' before any. */
+    this.lastEventId = "";
+    this._handlers = /* @__PURE__ */ new Map();
+    this._voice = /* @__PURE__ */ new Map();
+    this._access = /* @__PURE__ */ new Map();
+    this._es = null;
+    this._retryMs = 1e3;
+    this._closed = false;
+    this._pinned = false;
+    this._refs = 0;
+    this._watched = /* @__PURE__ */ new Map();
+    this._resetGen = 0;
+    this._resyncBuffers = null;
+    this._ownMoves = /* @__PURE__ */ new Map();
+    this.baseUrl = (options.baseUrl || "").replace(/\/+$/, "");
     this.token = options.token;
     this.types = options.types;
     this.channels = options.channels;
-    /** The id of the last event received (`<epoch>-<seq>`), '' before any. */
-    this.lastEventId = '';
-    /** @type {Status} */
-    this.status = { connected: null, stream: 'connecting' };
-    /** @type {Map<string, Set<Function>>} */
-    this._handlers = new Map();
-    /** @type {Map<string, VoiceMember[]>} */
-    this._voice = new Map();
-    /** @type {Map<string, Access>} guild id → the latest `access` event */
-    this._access = new Map();
-    /** @type {EventSource|null} */
-    this._es = null;
-    this._retryMs = 1000;
-    this._retryTimer = 0;
-    this._closed = false;
-    this._storageKey = 'relay.lastEventId:' + (this.baseUrl || location.origin);
-    if (options.resume !== false) this.lastEventId = readStorage(this._storageKey);
-    this._open();
+    this.withCredentials = options.withCredentials ?? !!this.baseUrl;
+    this._fetchImpl = options.fetch;
+    this._esImpl = options.EventSource;
+    this._historyLimit = options.historyLimit ?? 50;
+    this._storage = options.storage === void 0 ? defaultStorage() : options.storage;
+    const origin = typeof location !== "undefined" ? location.origin : "";
+    this._storageKey = "relay.lastEventId:" + (this.baseUrl || origin);
+    if (options.resume !== false) this.lastEventId = this._read();
+    const autoConnect = options.autoConnect !== false;
+    this.status = { connected: null, stream: autoConnect ? "connecting" : "idle" };
+    if (autoConnect) this.connect();
   }
-
-  // ---- subscriptions -------------------------------------------------------
-
+  // ---- connection ----------------------------------------------------------
+  /** Opens the stream (if it is not open) and keeps it open until `close()`. */
+  connect() {
+    this._pinned = true;
+    this._closed = false;
+    this._ensureOpen();
+  }
   /**
-   * Calls `fn(data, meta)` for every event of `type` (any SSE event name; `'*'` gets
-   * `({type, data}, meta)` for every event).
-   * @param {string} type
-   * @param {(data: any, meta: Meta) => void} fn
-   * @returns {() => void} unsubscribe
+   * Holds the stream open for one user (a provider, a component); `release()`
+   * undoes it. When the last holder releases and nobody called `connect()`, the
+   * stream closes on the next task — so React StrictMode's unmount/remount keeps
+   * the one EventSource it has.
    */
+  retain() {
+    this._refs++;
+    clearTimeout(this._releaseTimer);
+    this._releaseTimer = void 0;
+    this._closed = false;
+    this._ensureOpen();
+  }
+  release() {
+    if (this._refs === 0) return;
+    this._refs--;
+    if (this._refs > 0 || this._pinned) return;
+    clearTimeout(this._releaseTimer);
+    this._releaseTimer = setTimeout(() => {
+      this._releaseTimer = void 0;
+      if (this._refs === 0 && !this._pinned) this._shutdown();
+    }, 0);
+  }
+  /** Closes the stream; handlers stay registered but are not called until the stream is opened again. */
+  close() {
+    this._pinned = false;
+    this._refs = 0;
+    clearTimeout(this._releaseTimer);
+    this._releaseTimer = void 0;
+    this._shutdown();
+  }
   on(type, fn) {
     let set = this._handlers.get(type);
     if (!set) {
-      this._handlers.set(type, (set = new Set()));
-      if (this._es && isStreamType(type) && !KNOWN_TYPES.includes(type)) this._listen(this._es, type);
+      this._handlers.set(type, set = /* @__PURE__ */ new Set());
+      if (this._es && isStreamType(type) && !EVENT_TYPES.includes(type)) this._listen(this._es, type);
     }
-    set.add(fn);
-    return () => set.delete(fn);
+    const handlers = set;
+    handlers.add(fn);
+    return () => {
+      handlers.delete(fn);
+      if (handlers.size === 0 && this._handlers.get(type) === handlers) this._handlers.delete(type);
+    };
   }
-
-  /** @param {(data: any, meta: Meta) => void} fn */ onMessage(fn) { return this.on('messageCreate', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onMessageUpdate(fn) { return this.on('messageUpdate', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onMessageDelete(fn) { return this.on('messageDelete', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onReaction(fn) { return this.on('reactionAdd', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onTyping(fn) { return this.on('typingStart', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onVoiceJoined(fn) { return this.on('voice.joined', fn); }
-  /** @param {(data: any, meta: Meta) => void} fn */ onVoiceLeft(fn) { return this.on('voice.left', fn); }
-  /** SSE `error` events: gateway error frames and `malformed_frame`. @param {(data: any, meta: Meta) => void} fn */
-  onError(fn) { return this.on('error', fn); }
-  /** `stream.reset` `{reason: 'gap'|'epoch'}`: events were missed. @param {(data: any, meta: Meta) => void} fn */
-  onReset(fn) { return this.on('stream.reset', fn); }
-  /**
-   * Link and stream state; called at once with the current state, then on every change.
-   * @param {(status: Status) => void} fn
-   */
-  onStatus(fn) { fn({ ...this.status }); return this.on('relay.status', fn); }
-  /**
-   * Voice membership after every snapshot/join/leave; called at once with the current state.
-   * @param {(byChannel: Map<string, VoiceMember[]>) => void} fn
-   */
-  onVoiceMembers(fn) { fn(this.voiceChannels()); return this.on('relay.voiceMembers', fn); }
-
+  onMessage(fn) {
+    return this.on("messageCreate", fn);
+  }
+  onMessageUpdate(fn) {
+    return this.on("messageUpdate", fn);
+  }
+  onMessageDelete(fn) {
+    return this.on("messageDelete", fn);
+  }
+  onReaction(fn) {
+    return this.on("reactionAdd", fn);
+  }
+  onReactionRemove(fn) {
+    return this.on("reactionRemove", fn);
+  }
+  onTyping(fn) {
+    return this.on("typingStart", fn);
+  }
+  onVoiceJoined(fn) {
+    return this.on("voice.joined", fn);
+  }
+  onVoiceLeft(fn) {
+    return this.on("voice.left", fn);
+  }
+  /** SSE `error` events: gateway error frames and `malformed_frame`. */
+  onError(fn) {
+    return this.on("error", fn);
+  }
+  /** `stream.reset` `{reason}`: events were missed; watched channels are refetched by the client. */
+  onReset(fn) {
+    return this.on("stream.reset", fn);
+  }
+  /** Link and stream state; called at once with the current state, then on every change. */
+  onStatus(fn) {
+    fn({ ...this.status });
+    return this.on("relay.status", fn);
+  }
+  /** Voice membership after every snapshot/join/leave; called at once with the current state. */
+  onVoiceMembers(fn) {
+    fn(this.voiceChannels());
+    return this.on("relay.voiceMembers", () => fn(this.voiceChannels()));
+  }
   /**
    * `access` events (ACCESS=discord): every channel the member may view in a guild and
-   * what they may do there, after each voice snapshot and again whenever it changes.
-   * Called at once for every guild already known. Never called under ACCESS=roles.
-   * @param {(access: Access, meta?: Meta) => void} fn
+   * what they may do there. Called at once for every guild already known.
    */
-  onAccess(fn) { for (const a of this._access.values()) fn(a); return this.on('access', fn); }
-  /** The latest `access` of `guildId`, if one arrived. @param {string} guildId @returns {Access|undefined} */
-  access(guildId) { return this._access.get(guildId); }
-
-  /** @param {string} channelId @returns {VoiceMember[]} */
-  voiceMembers(channelId) { return [...(this._voice.get(channelId) || [])]; }
-  /** @returns {Map<string, VoiceMember[]>} a copy, channel id → members */
-  voiceChannels() { return new Map([...this._voice].map(([id, m]) => [id, [...m]])); }
-
-  // ---- commands ------------------------------------------------------------
-
-  /** @param {string} channelId @param {string} content @returns {Promise<CommandResult>} */
-  sendMessage(channelId, content) { return this._post('/api/send-message', { channelId, content }); }
-  /** @param {string} channelId @param {string} messageId @param {string} emoji unicode or `name:id` */
-  addReaction(channelId, messageId, emoji) { return this._post('/api/add-reaction', { channelId, messageId, emoji }); }
-  /** @param {string} channelId */
-  typingStart(channelId) { return this._post('/api/typing-start', { channelId }); }
-  /** @param {string} guildId @param {string} userId @param {string|null} channelId null disconnects */
-  moveMember(guildId, userId, channelId) { return this._post('/api/voice/move-member', { guildId, userId, channelId }); }
-  /** @param {string} guildId @param {string} userId @param {boolean} mute */
-  muteMember(guildId, userId, mute) { return this._post('/api/voice/mute-member', { guildId, userId, mute }); }
-
-  /** Closes the stream for good; handlers stay registered but are no longer called. */
-  close() {
-    this._closed = true;
-    clearTimeout(this._retryTimer);
-    if (this._es) this._es.close();
-    this._es = null;
-    this._setStatus({ stream: 'closed' });
+  onAccess(fn) {
+    for (const a of this._access.values()) fn(a);
+    return this.on("access", fn);
   }
-
+  /** The latest `access` of `guildId`, if one arrived. */
+  access(guildId) {
+    return this._access.get(guildId);
+  }
+  /** The latest `access` event of any guild. */
+  latestAccess() {
+    return this._latestAccess;
+  }
+  /** Members of one voice channel (a copy). */
+  voiceMembers(channelId) {
+    return [...this._voice.get(channelId) || []];
+  }
+  /** A copy: channel id → members. */
+  voiceChannels() {
+    return new Map([...this._voice].map(([id, m]) => [id, [...m]]));
+  }
+  /** The voice state itself: a new (frozen) map on every change, so it can be compared by identity. */
+  voiceState() {
+    return this._voice;
+  }
+  /** Members of one voice channel; the same array until that channel changes. */
+  voiceMembersOf(channelId) {
+    return this._voice.get(channelId) ?? EMPTY;
+  }
+  /** The voice channel `userId` is in, as far as this client knows. */
+  voiceChannelOf(userId) {
+    for (const [channelId, list] of this._voice) {
+      const m = list.find((x) => x.userId === userId);
+      if (m) return { channelId, guildId: m.guildId };
+    }
+    return null;
+  }
+  /** Whether this client moved or disconnected `userId` in the last 10 s (not yet followed by a join). */
+  movedByThisClient(userId, withinMs = OWN_MOVE_MS) {
+    const at = this._ownMoves.get(userId);
+    return at !== void 0 && Date.now() - at <= withinMs;
+  }
+  /**
+   * Marks a channel as shown: after `stream.reset` the client refetches its latest
+   * `limit` messages and emits `relay.resync`. Counted; call the returned function once.
+   */
+  watchChannel(channelId, opts = {}) {
+    const w = this._watched.get(channelId);
+    const limit = opts.limit ?? this._historyLimit;
+    if (w) {
+      w.count++;
+      w.limit = Math.max(w.limit, limit);
+    } else this._watched.set(channelId, { count: 1, limit });
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const cur = this._watched.get(channelId);
+      if (cur && --cur.count <= 0) this._watched.delete(channelId);
+    };
+  }
+  /** Channels with at least one watcher. */
+  watchedChannels() {
+    return [...this._watched.keys()];
+  }
+  /** Registered handlers, all types together (for leak checks). */
+  listenerCount() {
+    let n = 0;
+    for (const set of this._handlers.values()) n += set.size;
+    return n;
+  }
+  // ---- commands and history ------------------------------------------------
+  sendMessage(channelId, content) {
+    return this._post("/api/send-message", { channelId, content });
+  }
+  /** `emoji`: unicode, or `name:id` for a custom one. */
+  addReaction(channelId, messageId, emoji) {
+    return this._post("/api/add-reaction", { channelId, messageId, emoji });
+  }
+  typingStart(channelId) {
+    return this._post("/api/typing-start", { channelId });
+  }
+  /** `channelId` null disconnects the member from voice. */
+  async moveMember(guildId, userId, channelId) {
+    const at = Date.now();
+    this._ownMoves.set(userId, at);
+    try {
+      return await this._post("/api/voice/move-member", { guildId, userId, channelId });
+    } catch (err) {
+      if (this._ownMoves.get(userId) === at) this._ownMoves.delete(userId);
+      throw err;
+    }
+  }
+  muteMember(guildId, userId, mute) {
+    return this._post("/api/voice/mute-member", { guildId, userId, mute });
+  }
+  /**
+   * `GET /api/channels/{id}/messages`: newest first. `limit` 1–100 (default 50);
+   * at most one of `before`, `after`, `around`.
+   */
+  async fetchMessages(channelId, query = {}) {
+    const q = new URLSearchParams();
+    const anchors = ["before", "after", "around"].filter((k) => query[k] !== void 0);
+    if (anchors.length > 1) throw new RelayError(400, "invalid_request", "use at most one of before, after, around");
+    q.set("limit", String(query.limit ?? 50));
+    for (const k of anchors) q.set(k, String(query[k]));
+    const json = await this._request("GET", `/api/channels/${encodeURIComponent(channelId)}/messages?${q}`);
+    const list = json && typeof json === "object" && Array.isArray(json.messages) ? json.messages : [];
+    return list.filter(isMessageLike).map((m) => ({ ...m, reactions: Array.isArray(m.reactions) ? m.reactions : [] }));
+  }
   // ---- internals -----------------------------------------------------------
-
-  /** @param {string} path @param {object} body @returns {Promise<CommandResult>} */
   async _post(path, body) {
-    /** @type {Record<string, string>} */
-    const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
-    if (this.token) headers.Authorization = 'Bearer ' + this.token;
+    const { status, json } = await this._send("POST", path, body);
+    const j = json ?? {};
+    const out = { ok: true, requestId: j.requestId ?? "", traceId: j.traceId ?? "" };
+    if (j.queued || status === 202) out.queued = true;
+    return out;
+  }
+  async _request(method, path) {
+    return (await this._send(method, path)).json;
+  }
+  async _send(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body) headers["Content-Type"] = "application/json";
+    if (this.token) headers.Authorization = "Bearer " + this.token;
+    const f = this._fetchImpl ?? globalThis.fetch;
     let res;
     try {
-      res = await fetch(this.baseUrl + path, {
-        method: 'POST', headers, body: JSON.stringify(body), credentials: 'same-origin',
+      res = await f.call(globalThis, this.baseUrl + path, {
+        method,
+        headers,
+        body: body ? JSON.stringify(body) : void 0,
+        credentials: this.withCredentials ? "include" : "same-origin"
       });
     } catch (err) {
-      throw new RelayError(0, 'network_error', 'relay is unreachable: ' + (err && err.message || err));
+      throw new RelayError(0, "network_error", "relay is unreachable: " + (err?.message || String(err)));
     }
-    /** @type {any} */
     let json = null;
-    try { json = await res.json(); } catch { /* not JSON: fall through with null */ }
-    if (res.status === 200 || res.status === 202) {
-      const out = { ok: true, requestId: json?.requestId, traceId: json?.traceId };
-      if (json?.queued || res.status === 202) out.queued = true;
-      return /** @type {CommandResult} */ (out);
+    try {
+      json = await res.json();
+    } catch {
     }
-    const err = json?.error || {};
-    let retryAfterMs = typeof json?.retryAfterMs === 'number' ? json.retryAfterMs : null;
-    if (retryAfterMs === null && res.status === 429) {
-      const secs = Number(res.headers.get('Retry-After'));
-      if (Number.isFinite(secs) && secs >= 0) retryAfterMs = secs * 1000;
-    }
-    throw new RelayError(res.status, err.code || codeFor(res.status), err.message || res.statusText || 'request failed',
-      { issues: Array.isArray(json?.issues) ? json.issues : [], retryAfterMs,
-        permission: typeof err.permission === 'string' ? err.permission : null });
+    if (res.status >= 200 && res.status < 300) return { status: res.status, json };
+    throw errorFromResponse(res.status, res.statusText, json, res.headers);
   }
-
+  _ensureOpen() {
+    if (!this._es && this._retryTimer === void 0) this._open();
+  }
+  _shutdown() {
+    this._closed = true;
+    this._resetGen++;
+    this._resyncBuffers = null;
+    clearTimeout(this._retryTimer);
+    this._retryTimer = void 0;
+    if (this._es) this._es.close();
+    this._es = null;
+    this._setStatus({ stream: "closed" });
+  }
   /** Opens the (single) EventSource. */
   _open() {
     const q = new URLSearchParams();
-    if (this.token) q.set('access_token', this.token);
-    if (this.types && this.types.length) q.set('types', this.types.join(','));
-    if (this.channels && this.channels.length) q.set('channels', this.channels.join(','));
-    // The browser sends the Last-Event-ID header on its own reconnects (it wins over this).
-    if (this.lastEventId) q.set('lastEventId', this.lastEventId);
+    if (this.token) q.set("access_token", this.token);
+    if (this.types && this.types.length) q.set("types", this.types.join(","));
+    if (this.channels && this.channels.length) q.set("channels", this.channels.join(","));
+    if (this.lastEventId) q.set("lastEventId", this.lastEventId);
     const qs = q.toString();
-    const es = new EventSource(this.baseUrl + '/api/stream' + (qs ? '?' + qs : ''));
+    const ES = this._esImpl ?? globalThis.EventSource;
+    const es = new ES(this.baseUrl + "/api/stream" + (qs ? "?" + qs : ""), this.withCredentials ? { withCredentials: true } : void 0);
     this._es = es;
-    es.addEventListener('open', () => {
-      this._retryMs = 1000;
-      this._setStatus({ stream: 'open' });
+    this._setStatus({ stream: this.status.stream === "reconnecting" ? "reconnecting" : "connecting" });
+    es.addEventListener("open", () => {
+      if (es !== this._es) return;
+      this._retryMs = 1e3;
+      this._setStatus({ stream: "open" });
     });
-    for (const type of new Set([...KNOWN_TYPES, ...this._handlers.keys()])) {
+    for (const type of /* @__PURE__ */ new Set([...EVENT_TYPES, ...this._handlers.keys()])) {
       if (isStreamType(type)) this._listen(es, type);
     }
-    es.addEventListener('message', (e) => this._dispatch(e, 'message'));
+    es.addEventListener("message", (e) => this._dispatch(es, e, "message"));
   }
-
-  /** @param {EventSource} es @param {string} type */
   _listen(es, type) {
     es.addEventListener(type, (e) => {
-      // EventSource fires its own `error` (a plain Event) for connection failures;
-      // SSE `event: error` frames arrive as MessageEvents with data.
-      if (type === 'error' && !(e instanceof MessageEvent)) return this._connectionError(es);
-      this._dispatch(/** @type {MessageEvent} */ (e), type);
+      if (type === "error" && typeof e.data !== "string") return this._connectionError(es);
+      this._dispatch(es, e, type);
     });
   }
-
-  /** @param {EventSource} es */
   _connectionError(es) {
     if (es !== this._es || this._closed) return;
-    this._setStatus({ stream: 'reconnecting', connected: null });
-    if (es.readyState === EventSource.CLOSED) {
-      // The browser gave up (HTTP error, wrong content type): retry ourselves with backoff.
+    this._setStatus({ stream: "reconnecting", connected: null });
+    if (es.readyState === 2) {
       es.close();
       this._es = null;
       clearTimeout(this._retryTimer);
-      this._retryTimer = setTimeout(() => { if (!this._closed) this._open(); }, this._retryMs * (0.8 + Math.random() * 0.4));
-      this._retryMs = Math.min(this._retryMs * 2, 30000);
+      this._retryTimer = setTimeout(() => {
+        this._retryTimer = void 0;
+        if (!this._closed) this._open();
+      }, this._retryMs * (0.8 + Math.random() * 0.4));
+      this._retryMs = Math.min(this._retryMs * 2, 3e4);
     }
   }
-
-  /** @param {MessageEvent} e @param {string} type */
-  _dispatch(e, type) {
-    if (this._closed) return;
+  _dispatch(es, e, name) {
+    if (this._closed || es !== this._es) return;
     if (e.lastEventId && e.lastEventId !== this.lastEventId) {
       this.lastEventId = e.lastEventId;
-      writeStorage(this._storageKey, e.lastEventId);
+      this._write(e.lastEventId);
     }
-    let env;
-    try { env = JSON.parse(e.data); } catch { return; }
-    const data = env && typeof env === 'object' && 'data' in env ? env.data : env;
-    /** @type {Meta} */
-    const meta = (env && env.meta) || { traceId: '', sentAt: '' };
-    meta.id = e.lastEventId || undefined;
-    const name = (env && typeof env.event === 'string' && type === 'message') ? env.event : type;
-    if (name === 'gateway.status') this._setStatus({ connected: !!(data && data.connected) });
-    else if (name === 'voice.snapshot') this._voiceSnapshot(data);
-    else if (name === 'voice.joined') this._voiceJoined(data);
-    else if (name === 'voice.left') this._voiceLeft(data);
-    else if (name === 'access' && data && typeof data.guildId === 'string') this._access.set(data.guildId, data);
-    else if (name === 'stream.reset') { // the kept id is useless now; the next event's id replaces it
-      this.lastEventId = '';
-      writeStorage(this._storageKey, '');
+    const parsed = parseEvent(name, String(e.data), e.lastEventId || void 0);
+    if (!parsed) return;
+    if (!parsed.known) {
+      this._emit(parsed.event.type, parsed.event.data, parsed.event.meta);
+      this._emit("*", { type: parsed.event.type, data: parsed.event.data }, parsed.event.meta);
+      return;
     }
-    this._emit(name, data, meta);
-    this._emit('*', { type: name, data }, meta);
-    if (name.startsWith('voice.')) this._emit('relay.voiceMembers', this.voiceChannels());
+    this._apply(parsed.event);
   }
-
-  /** @param {string} type @param {any} data @param {Meta} [meta] */
+  /** Feeds one parsed event through the client (state, resync, handlers). Public for tests and custom transports. */
+  _apply(ev) {
+    const { type, meta } = ev;
+    let voiceChanged = false;
+    switch (ev.type) {
+      case "gateway.status":
+        this._setStatus({ connected: ev.data.connected });
+        break;
+      case "voice.snapshot":
+        this._voiceSnapshot(ev.data);
+        voiceChanged = true;
+        break;
+      case "voice.joined":
+        this._voiceJoined(ev.data);
+        voiceChanged = true;
+        break;
+      case "voice.left":
+        this._voiceLeft(ev.data);
+        voiceChanged = true;
+        break;
+      case "access": {
+        const next = new Map(this._access);
+        next.set(ev.data.guildId, ev.data);
+        this._access = next;
+        this._latestAccess = ev.data;
+        break;
+      }
+      case "stream.reset":
+        this.lastEventId = "";
+        this._write("");
+        break;
+      default:
+        if (CHANNEL_EVENTS.has(type) && this._resyncBuffers) {
+          this._resyncBuffers.get(ev.data.channelId)?.push(ev);
+        }
+    }
+    this._emit(type, ev.data, meta);
+    this._emit("*", { type, data: ev.data }, meta);
+    if (voiceChanged) this._emit("relay.voiceMembers", this._voice);
+    if (ev.type === "voice.joined") this._ownMoves.delete(ev.data.userId);
+    if (ev.type === "stream.reset") this._refetchWatched(ev.data.reason);
+  }
+  /** After `stream.reset`: refetches every watched channel, then `relay.resync` each and `relay.resetComplete`. */
+  _refetchWatched(reason) {
+    const gen = ++this._resetGen;
+    const watched = [...this._watched];
+    const buffers = new Map(watched.map(([id]) => [id, []]));
+    this._resyncBuffers = buffers;
+    const failed = [];
+    const one = async ([channelId, w]) => {
+      let messages = [];
+      let error;
+      try {
+        messages = await this.fetchMessages(channelId, { limit: w.limit });
+      } catch (err) {
+        error = err;
+      }
+      if (gen !== this._resetGen) return;
+      const events = buffers.get(channelId) ?? [];
+      buffers.delete(channelId);
+      if (error !== void 0) failed.push(channelId);
+      this._emit("relay.resync", error !== void 0 ? { channelId, reason, messages: [], events, error } : { channelId, reason, messages, events });
+    };
+    void Promise.all(watched.map(one)).then(() => {
+      if (gen !== this._resetGen) return;
+      this._resyncBuffers = null;
+      this._emit("relay.resetComplete", { reason, channels: watched.map(([id]) => id), failed });
+    });
+  }
   _emit(type, data, meta) {
     const set = this._handlers.get(type);
     if (!set) return;
     for (const fn of [...set]) {
-      try { fn(data, meta); } catch (err) { setTimeout(() => { throw err; }); }
+      try {
+        if (meta === void 0) fn(data);
+        else fn(data, meta);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        });
+      }
     }
   }
-
-  /** @param {Partial<Status>} patch */
   _setStatus(patch) {
     const next = { ...this.status, ...patch };
     if (next.connected === this.status.connected && next.stream === this.status.stream) return;
     this.status = next;
-    this._emit('relay.status', { ...next });
+    this._emit("relay.status", { ...next });
   }
-
-  /** @param {{channels?: Record<string, VoiceMember[]>}} data */
   _voiceSnapshot(data) {
-    this._voice = new Map();
-    for (const [id, members] of Object.entries((data && data.channels) || {})) {
-      if (Array.isArray(members) && members.length) this._voice.set(id, members.map((m) => ({ ...m })));
+    const next = /* @__PURE__ */ new Map();
+    for (const [id, members] of Object.entries(data.channels || {})) {
+      if (Array.isArray(members) && members.length) next.set(id, Object.freeze(members.map((m) => ({ ...m }))));
     }
+    this._voice = next;
   }
-
-  /** @param {VoiceMember & {channelId: string}} d */
   _voiceJoined(d) {
-    if (!d || !d.userId) return;
-    this._removeVoiceUser(d.userId);
-    if (!d.channelId) return;
-    const list = this._voice.get(d.channelId) || [];
-    list.push({ guildId: d.guildId, userId: d.userId, username: d.username, avatar: d.avatar ?? null });
-    this._voice.set(d.channelId, list);
+    const next = this._withoutUser(d.userId);
+    const list = next.get(d.channelId) || [];
+    next.set(d.channelId, Object.freeze([...list, { guildId: d.guildId, userId: d.userId, username: d.username, avatar: d.avatar ?? null }]));
+    this._voice = next;
   }
-
-  /** @param {{userId: string}} d */
-  _voiceLeft(d) { if (d && d.userId) this._removeVoiceUser(d.userId); }
-
-  /** @param {string} userId */
-  _removeVoiceUser(userId) {
+  _voiceLeft(d) {
+    this._voice = this._withoutUser(d.userId);
+  }
+  _withoutUser(userId) {
+    const next = /* @__PURE__ */ new Map();
     for (const [id, list] of this._voice) {
-      const kept = list.filter((m) => m.userId !== userId);
-      if (kept.length) this._voice.set(id, kept); else this._voice.delete(id);
+      const kept = list.some((m) => m.userId === userId) ? list.filter((m) => m.userId !== userId) : list;
+      if (kept.length) next.set(id, kept === list ? list : Object.freeze(kept));
+    }
+    return next;
+  }
+  _read() {
+    try {
+      return this._storage?.getItem(this._storageKey) || "";
+    } catch {
+      return "";
+    }
+  }
+  _write(value) {
+    try {
+      this._storage?.setItem(this._storageKey, value);
+    } catch {
+    }
+  }
+};
+function isStreamType(type) {
+  return type !== "*" && type !== "message" && !type.startsWith("relay.");
+}
+function isMessageLike(m) {
+  return !!m && typeof m === "object" && typeof m.id === "string" && typeof m.channelId === "string";
+}
+function defaultStorage() {
+  try {
+    return typeof sessionStorage !== "undefined" ? sessionStorage : null;
+  } catch {
+    return null;
+  }
+}
+
+// src/feed.ts
+function compareIds(a, b) {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+}
+var emojiKey = (e) => e.id ? `${e.name ?? ""}:${e.id}` : e.name ?? "";
+function applyChannelEvent(byId, ev) {
+  switch (ev.type) {
+    case "messageCreate": {
+      const old = byId.get(ev.data.id);
+      byId.set(ev.data.id, { ...ev.data, reactions: old?.reactions ?? [], ...old?.editedTimestamp ? { editedTimestamp: old.editedTimestamp } : {} });
+      return true;
+    }
+    case "messageUpdate": {
+      const old = byId.get(ev.data.id);
+      if (!old) return false;
+      const next = { ...old };
+      if (typeof ev.data.content === "string") next.content = ev.data.content;
+      if (ev.data.editedTimestamp !== void 0) next.editedTimestamp = ev.data.editedTimestamp;
+      byId.set(old.id, next);
+      return true;
+    }
+    case "messageDelete":
+      return byId.delete(ev.data.id);
+    case "reactionAdd":
+    case "reactionRemove": {
+      const old = byId.get(ev.data.messageId);
+      if (!old) return false;
+      const key = emojiKey(ev.data.emoji);
+      const delta = ev.type === "reactionAdd" ? 1 : -1;
+      let found = false;
+      const reactions = old.reactions.map((r) => {
+        if (emojiKey(r.emoji) !== key) return r;
+        found = true;
+        return { ...r, count: r.count + delta };
+      }).filter((r) => r.count > 0);
+      if (!found && delta > 0) reactions.push({ emoji: { ...ev.data.emoji }, count: 1 });
+      byId.set(old.id, { ...old, reactions });
+      return true;
     }
   }
 }
+var ChannelFeed = class {
+  constructor(client, channelId, options = {}) {
+    this._byId = /* @__PURE__ */ new Map();
+    this._state = { messages: [], loading: true, loadingOlder: false, hasMore: true, error: null };
+    this._listeners = /* @__PURE__ */ new Set();
+    this._offs = [];
+    this._running = false;
+    /** Bumped whenever a base list in flight becomes stale (reset, stop). */
+    this._gen = 0;
+    /** Live events since the first page was asked for; replayed on top of it. */
+    this._buffer = null;
+    this._client = client;
+    this.channelId = channelId;
+    this._limit = options.limit ?? 50;
+  }
+  getState() {
+    return this._state;
+  }
+  subscribe(fn) {
+    this._listeners.add(fn);
+    return () => {
+      this._listeners.delete(fn);
+    };
+  }
+  /** Subscribes to the client, registers the channel for reset refetches, and loads the latest page. */
+  start() {
+    if (this._running) return;
+    this._running = true;
+    const c = this._client;
+    const live = (ev) => {
+      if (ev.data.channelId !== this.channelId) return;
+      this._buffer?.push(ev);
+      if (applyChannelEvent(this._byId, ev)) this._publish({});
+    };
+    this._offs = [
+      c.watchChannel(this.channelId, { limit: this._limit }),
+      c.on("messageCreate", (data, meta) => live({ type: "messageCreate", data, meta })),
+      c.on("messageUpdate", (data, meta) => live({ type: "messageUpdate", data, meta })),
+      c.on("messageDelete", (data, meta) => live({ type: "messageDelete", data, meta })),
+      c.on("reactionAdd", (data, meta) => live({ type: "reactionAdd", data, meta })),
+      c.on("reactionRemove", (data, meta) => live({ type: "reactionRemove", data, meta })),
+      // The client refetches this channel by itself; until it answers, the list is stale.
+      c.on("stream.reset", () => {
+        this._gen++;
+        this._buffer = null;
+        this._publish({ loading: true });
+      }),
+      c.on("relay.resync", (r) => {
+        if (r.channelId === this.channelId) this._resync(r);
+      })
+    ];
+    void this._loadLatest();
+  }
+  /** Unsubscribes everything; results still in flight are dropped. */
+  stop() {
+    if (!this._running) return;
+    this._running = false;
+    this._gen++;
+    this._buffer = null;
+    for (const off of this._offs.splice(0)) off();
+  }
+  /** Loads the page before the oldest message held (scroll-up). */
+  async loadOlder() {
+    const s = this._state;
+    if (!this._running || s.loading || s.loadingOlder || !s.hasMore) return;
+    const oldest = s.messages[0];
+    if (!oldest) return this._loadLatest();
+    const gen = this._gen;
+    this._publish({ loadingOlder: true });
+    try {
+      const page = await this._client.fetchMessages(this.channelId, { limit: this._limit, before: oldest.id });
+      if (gen !== this._gen || !this._running) return;
+      for (const m of page) if (!this._byId.has(m.id)) this._byId.set(m.id, m);
+      this._publish({ loadingOlder: false, hasMore: page.length >= this._limit, error: null });
+    } catch (error) {
+      if (gen !== this._gen || !this._running) return;
+      this._publish({ loadingOlder: false, error });
+    }
+  }
+  async _loadLatest() {
+    const gen = ++this._gen;
+    this._buffer = [];
+    this._publish({ loading: true });
+    await Promise.resolve();
+    if (gen !== this._gen || !this._running) return;
+    try {
+      const page = await this._client.fetchMessages(this.channelId, { limit: this._limit });
+      if (gen !== this._gen || !this._running) return;
+      this._rebase(page, this._buffer ?? []);
+      this._buffer = null;
+      this._publish({ loading: false, hasMore: page.length >= this._limit, error: null });
+    } catch (error) {
+      if (gen !== this._gen || !this._running) return;
+      this._buffer = null;
+      this._publish({ loading: false, error });
+    }
+  }
+  _resync(r) {
+    if (!this._running) return;
+    this._gen++;
+    this._buffer = null;
+    if (r.error !== void 0) {
+      for (const ev of r.events) applyChannelEvent(this._byId, ev);
+      this._publish({ loading: false, error: r.error });
+      return;
+    }
+    this._rebase(r.messages, r.events);
+    this._publish({ loading: false, hasMore: r.messages.length >= this._limit, error: null });
+  }
+  /** The list becomes `page` plus the live events that arrived while it was fetched. */
+  _rebase(page, events) {
+    this._byId = new Map(page.map((m) => [m.id, m]));
+    for (const ev of events) applyChannelEvent(this._byId, ev);
+  }
+  _publish(patch) {
+    const messages = [...this._byId.values()].sort((a, b) => compareIds(a.id, b.id));
+    this._state = { ...this._state, ...patch, messages };
+    for (const fn of [...this._listeners]) fn(this._state);
+  }
+};
 
-/** Whether `type` names an SSE event (not the client's own `relay.*`/`*` channels, nor `message`). @param {string} type */
-function isStreamType(type) {
-  return type !== '*' && type !== 'message' && !type.startsWith('relay.');
-}
-
-/** @param {number} status */
-function codeFor(status) {
-  return ({ 400: 'invalid_request', 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found',
-    405: 'method_not_allowed', 413: 'payload_too_large', 415: 'unsupported_media_type', 429: 'rate_limited',
-    502: 'gateway_error', 503: 'queue_full', 504: 'gateway_timeout' })[status] || 'http_' + status;
-}
-
-/** @param {string} key */
-function readStorage(key) {
-  try { return sessionStorage.getItem(key) || ''; } catch { return ''; }
-}
-
-/** @param {string} key @param {string} value */
-function writeStorage(key, value) {
-  try { sessionStorage.setItem(key, value); } catch { /* storage disabled: resume only within the page */ }
-}
+// src/dropout.ts
+var NONE = Object.freeze({ droppedOut: false, channelId: null, guildId: null, since: null });
+var VoiceDropoutWatcher = class {
+  constructor(client, userId, options = {}) {
+    this._state = NONE;
+    this._where = null;
+    this._listeners = /* @__PURE__ */ new Set();
+    this._offs = [];
+    this._client = client;
+    this.userId = userId;
+    this._graceMs = options.moveGraceMs ?? 1500;
+  }
+  getState() {
+    return this._state;
+  }
+  subscribe(fn) {
+    this._listeners.add(fn);
+    return () => {
+      this._listeners.delete(fn);
+    };
+  }
+  start() {
+    if (this._offs.length) return;
+    const c = this._client;
+    this._where = c.voiceChannelOf(this.userId);
+    this._offs = [
+      c.on("voice.left", (d) => {
+        if (d.userId !== this.userId) return;
+        const from = d.channelId ? { channelId: d.channelId, guildId: d.guildId } : this._where;
+        this._where = null;
+        if (!from || c.movedByThisClient(this.userId)) return;
+        const since = Date.now();
+        clearTimeout(this._pending);
+        this._pending = setTimeout(() => {
+          this._pending = void 0;
+          this._set({ droppedOut: true, channelId: from.channelId, guildId: from.guildId, since });
+        }, this._graceMs);
+      }),
+      c.on("voice.joined", (d) => {
+        if (d.userId !== this.userId) return;
+        clearTimeout(this._pending);
+        this._pending = void 0;
+        this._where = { channelId: d.channelId, guildId: d.guildId };
+        if (this._state.droppedOut) this._set(NONE);
+      }),
+      c.on("voice.snapshot", () => {
+        const now = c.voiceChannelOf(this.userId);
+        const was = this._where;
+        this._where = now;
+        if (now) {
+          if (this._state.droppedOut) this._set(NONE);
+          return;
+        }
+        if (was && !this._pending && !c.movedByThisClient(this.userId)) {
+          this._set({ droppedOut: true, channelId: was.channelId, guildId: was.guildId, since: Date.now() });
+        }
+      })
+    ];
+  }
+  stop() {
+    clearTimeout(this._pending);
+    this._pending = void 0;
+    for (const off of this._offs.splice(0)) off();
+  }
+  /** Closes the modal until the next dropout. */
+  dismiss() {
+    if (this._state.droppedOut) this._set(NONE);
+  }
+  /** Moves the user back into the channel they dropped out of (needs `voice:moderate` and Move Members). */
+  rejoin() {
+    const { channelId, guildId } = this._state;
+    if (!channelId || !guildId) return Promise.resolve(null);
+    return this._client.moveMember(guildId, this.userId, channelId);
+  }
+  _set(s) {
+    this._state = s;
+    for (const fn of [...this._listeners]) fn(s);
+  }
+};
+export {
+  ChannelFeed,
+  EVENT_TYPES,
+  RelayClient,
+  RelayError,
+  VoiceDropoutWatcher,
+  applyChannelEvent,
+  codeFor,
+  compareIds,
+  errorFromResponse,
+  isEventType,
+  parseEvent,
+  parseRetryAfter
+};

@@ -35,6 +35,8 @@ use clap::{Args, Parser, Subcommand};
 use relay_protocol::bucket::LimitConfig;
 use relay_protocol::sanitize::sanitize;
 
+use crate::edge::cors::AllowedOrigins;
+
 use crate::logging::{redact_query, LogFormat, LogSpec};
 use crate::secret::{Secret, REDACTED};
 
@@ -155,9 +157,17 @@ pub struct EdgeSettings {
     /// Who sees and does what: roles (v1.0) or discord (each session is a Discord member, CONTRACT.md §8).
     #[arg(long, env = "ACCESS", default_value = "roles", value_parser = parse_access)]
     pub access: AccessMode,
+    /// Comma-separated exact origins (https://app.example.com) allowed to call the command API, history and the stream cross-origin with credentials; empty: same origin only.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "", value_parser = parse_allowed_origins)]
+    pub allowed_origins: AllowedOrigins,
     /// Sign in with Discord.
     #[command(flatten)]
     pub signin: SignInArgs,
+}
+
+/// `ALLOWED_ORIGINS`: exact origins, each with scheme and host and no path.
+fn parse_allowed_origins(s: &str) -> Result<AllowedOrigins, String> {
+    AllowedOrigins::parse(s).map_err(|why| format!("ALLOWED_ORIGINS {why}"))
 }
 
 // ---- Sign in with Discord (CONTRACT.md §8): the edge's OAuth2 settings ----
@@ -429,6 +439,8 @@ pub struct EdgeConfig {
     pub reply_timeout: Duration,
     /// `ACCESS`.
     pub access: AccessMode,
+    /// `ALLOWED_ORIGINS`.
+    pub allowed_origins: AllowedOrigins,
     /// Sign in with Discord and `SESSION_TTL`.
     pub signin: SignInConfig,
     /// `LOG_FORMAT` / `RUST_LOG`.
@@ -624,6 +636,7 @@ impl EdgeSettings {
             replay_capacity: self.replay_capacity,
             reply_timeout: self.reply_timeout_ms,
             access: self.access,
+            allowed_origins: self.allowed_origins,
             signin,
             log,
         })
@@ -1497,6 +1510,25 @@ mod tests {
     }
 
     #[test]
+    fn allowed_origins() {
+        assert!(edge_ok(&[]).allowed_origins.is_empty());
+        assert!(edge_ok(&["--allowed-origins", ""])
+            .allowed_origins
+            .is_empty());
+        let cfg = edge_ok(&[
+            "--allowed-origins",
+            "https://app.example.com, http://localhost:5173",
+        ]);
+        let got: Vec<&str> = cfg
+            .allowed_origins
+            .origins()
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        assert_eq!(got, ["https://app.example.com", "http://localhost:5173"]);
+    }
+
+    #[test]
     fn malformed_values_name_the_variable_in_one_line() {
         let base = [
             "--gateway-ws-url",
@@ -1507,7 +1539,7 @@ mod tests {
             "s",
         ];
         #[rustfmt::skip]
-        let cases: [(&[&str], &str); 14] = [
+        let cases: [(&[&str], &str); 17] = [
             (&["--gateway-ws-url", "http://h/link"], "GATEWAY_WS_URL must be a ws:// or wss:// URL"),
             (&["--gateway-ws-url", "ws://"], "GATEWAY_WS_URL must be a ws:// or wss:// URL with a host"),
             (&["--gateway-ws-url", "ws://h:99999/"], "GATEWAY_WS_URL must be a ws:// or wss:// URL with a port"),
@@ -1522,6 +1554,9 @@ mod tests {
             (&["--bind", "localhost"], "BIND must be an IP address and port"),
             (&["--log-format", "xml"], "LOG_FORMAT must be text or json"),
             (&["--rust-log", "chatty"], "RUST_LOG entry \"chatty\" is not a level"),
+            (&["--allowed-origins", "https://app.example.com/chat"], "ALLOWED_ORIGINS entry \"https://app.example.com/chat\" must be an origin without a path"),
+            (&["--allowed-origins", "app.example.com"], "ALLOWED_ORIGINS entry \"app.example.com\" needs a scheme and a host"),
+            (&["--allowed-origins", "*"], "ALLOWED_ORIGINS must list exact origins"),
         ];
         for (bad, want) in cases {
             let mut args = vec!["edge"];

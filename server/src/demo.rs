@@ -95,6 +95,7 @@ impl Demo {
             access: AccessMode::Discord,
             demo: Some(Arc::new(demo_info())),
             http: HttpConfig::default(),
+            allowed_origins: Default::default(),
             signin: SignInSettings {
                 client: Some(DiscordClient {
                     id: sim.oauth_client_id().to_owned(),

@@ -35,6 +35,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         demo: None,
         http: HttpConfig::default(),
         signin: SignInSettings::default(),
+        allowed_origins: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod assets;
 mod authn;
 mod bridge;
 mod commands;
+pub mod cors;
 mod demo;
 mod history;
 mod http;

@@ -7,7 +7,11 @@ use relay_protocol::history_request::history_path;
 use relay_protocol::validate::Endpoint;
 use serde_json::json;
 
-use super::http::{json_reply, method_not_allowed, not_found, split_url, Method, Reply, Request};
+use super::cors::{self, Decision};
+use super::http::{
+    error_reply, header, json_reply, method_not_allowed, not_found, split_url, Method, Reply,
+    Request,
+};
 use super::state::AppState;
 use super::{assets, bridge, commands, demo, history, oauth, stream};
 use crate::logging::redact_query;
@@ -25,12 +29,35 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
             return;
         }
     }
+    // ALLOWED_ORIGINS: the command API, history and the stream answer listed
+    // origins with CORS headers; nothing changes while the list is empty.
+    let cors = match cors::methods_for(path) {
+        Some(methods) => {
+            let decision = state
+                .settings
+                .allowed_origins
+                .decide(header(&req, "Origin"));
+            if method == Method::Options {
+                if let Some((status, headers)) = decision.preflight(methods) {
+                    let reply = if status == 204 {
+                        Reply::new(204)
+                    } else {
+                        error_reply(403, "origin_not_allowed", "this origin may not call relay")
+                    };
+                    let _ = req.respond(with_headers(reply, headers));
+                    return;
+                }
+            }
+            decision
+        }
+        None => Decision::Off,
+    };
     let reply = match path {
         "/api/stream" => {
             if method != Method::Get {
                 method_not_allowed("GET")
             } else {
-                return stream::serve(state, req, query);
+                return stream::serve(state, req, query, &cors.headers());
             }
         }
         "/api/ws" => {
@@ -75,7 +102,14 @@ pub fn handle(state: &Arc<AppState>, mut req: Request) {
             None => not_found(),
         },
     };
-    let _ = req.respond(reply);
+    let _ = req.respond(with_headers(reply, cors.headers()));
+}
+
+/// Adds `headers` to a reply.
+fn with_headers(reply: Reply, headers: Vec<(&'static str, String)>) -> Reply {
+    headers
+        .into_iter()
+        .fold(reply, |reply, (name, value)| reply.header(name, value))
 }
 
 /// 200 when the link is up, else 503, with what an operator needs to know.

@@ -56,6 +56,8 @@ pub struct EdgeSettings {
     pub http: HttpConfig,
     /// Sign in with Discord and the lifetime of the sessions the edge issues.
     pub signin: SignInSettings,
+    /// `ALLOWED_ORIGINS`: origins that may call the API cross-origin (empty: none, no CORS headers).
+    pub allowed_origins: super::cors::AllowedOrigins,
 }
 
 /// Sign in with Discord (CONTRACT.md §8). `Default`: off (no client), the
@@ -143,6 +145,7 @@ impl std::fmt::Debug for EdgeSettings {
             .field("demo", &self.demo.is_some())
             .field("http", &self.http)
             .field("signin", &self.signin)
+            .field("allowed_origins", &self.allowed_origins)
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +200,7 @@ impl EdgeSettings {
             demo: None,
             http: HttpConfig::default(),
             signin: SignInSettings::from_config(&cfg.signin),
+            allowed_origins: cfg.allowed_origins.clone(),
         }
     }
 }

@@ -44,11 +44,16 @@ impl PoolObserver for StreamMetrics {
 
 /// Serves a stream request: subscribes, then hands the socket to the writer
 /// pool and returns; answers 401 itself.
-pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
+/// `cors`: the headers `ALLOWED_ORIGINS` adds for this request's origin.
+pub fn serve(state: &Arc<AppState>, req: Request, query: &str, cors: &[(&'static str, String)]) {
+    let with_cors = |reply: Reply| {
+        cors.iter()
+            .fold(reply, |reply, (name, value)| reply.header(name, value))
+    };
     let session = match authenticate(state, &req, query) {
         Ok(s) => s,
         Err(reply) => {
-            let _ = req.respond(reply);
+            let _ = req.respond(with_cors(reply));
             return;
         }
     };
@@ -82,7 +87,7 @@ pub fn serve(state: &Arc<AppState>, req: Request, query: &str) {
     });
     let preamble = preamble(&sub, &access_items);
     // The head and everything due before the live events leave in one write.
-    let head = Reply::new(200)
+    let head = with_cors(Reply::new(200))
         .header("Content-Type", "text/event-stream")
         .header("Cache-Control", "no-cache, no-transform")
         .header("X-Accel-Buffering", "no")

@@ -1,0 +1,10 @@
+export { RelayClient } from './client.js';
+export type { RelayOptions } from './client.js';
+export { RelayError, codeFor, errorFromResponse, parseRetryAfter } from './errors.js';
+export type { RelayErrorExtra } from './errors.js';
+export { EVENT_TYPES, isEventType, parseEvent } from './parse.js';
+export { ChannelFeed, applyChannelEvent, compareIds } from './feed.js';
+export type { FeedOptions, FeedState } from './feed.js';
+export { VoiceDropoutWatcher } from './dropout.js';
+export type { DropoutOptions, DropoutState } from './dropout.js';
+export type * from './types.js';
