@@ -172,7 +172,33 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             200,
             &json!({"ok": true, "requestId": request_id, "traceId": trace_id}),
         ),
-        Ok(Outcome::Replied(LinkReply::RateLimited {
+        other => failure_reply(state, other.ok(), &ids),
+    }
+}
+
+/// The answer to a call (a command or a history read) whose gateway outcome
+/// was no success: `rateLimited` → 429, `error` or a failure → 502 naming the
+/// gateway's code, no reply (`None`) → 504. `ids` holds `requestId`, `traceId`.
+pub(super) fn failure_reply(
+    state: &AppState,
+    outcome: Option<Outcome>,
+    ids: &serde_json::Value,
+) -> Reply {
+    let bad_gateway = |code: &str, message: &str| {
+        json_reply(
+            502,
+            &json!({
+                "error": {
+                    "code": "gateway_error",
+                    "message": sanitize(message, LOG_TEXT_MAX),
+                    "gatewayCode": sanitize(code, 64),
+                },
+                "requestId": ids["requestId"], "traceId": ids["traceId"],
+            }),
+        )
+    };
+    match outcome {
+        Some(Outcome::Replied(LinkReply::RateLimited {
             retry_after_ms,
             global,
         })) => {
@@ -184,25 +210,13 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             };
             rate_limited(retry_after_ms, what)
         }
-        Ok(Outcome::Replied(LinkReply::Error { code, message })) => json_reply(
-            502,
-            &json!({
-                "error": {
-                    "code": "gateway_error",
-                    "message": sanitize(&message, LOG_TEXT_MAX),
-                    "gatewayCode": sanitize(&code, 64),
-                },
-                "requestId": ids["requestId"], "traceId": ids["traceId"],
-            }),
+        Some(Outcome::Replied(LinkReply::Error { code, message }))
+        | Some(Outcome::Failed { code, message }) => bad_gateway(&code, &message),
+        Some(Outcome::Replied(other)) => bad_gateway(
+            "unexpected_reply",
+            &format!("the gateway answered {other:?} to this call"),
         ),
-        Ok(Outcome::Failed { code, message }) => json_reply(
-            502,
-            &json!({
-                "error": {"code": "gateway_error", "message": sanitize(&message, LOG_TEXT_MAX), "gatewayCode": code},
-                "requestId": ids["requestId"], "traceId": ids["traceId"],
-            }),
-        ),
-        Ok(Outcome::TimedOut) | Err(_) => json_reply(
+        Some(Outcome::TimedOut) | None => json_reply(
             504,
             &json!({
                 "error": {"code": "gateway_timeout", "message": "the gateway did not answer in time"},
@@ -213,7 +227,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
 }
 
 /// 429 with `retryAfterMs` and `Retry-After` in whole seconds, rounded up.
-fn rate_limited(retry_after_ms: u64, message: &str) -> Reply {
+pub(super) fn rate_limited(retry_after_ms: u64, message: &str) -> Reply {
     let secs = retry_after_ms.div_ceil(1000).max(1);
     json_reply(
         429,

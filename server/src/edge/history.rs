@@ -19,11 +19,12 @@ use relay_protocol::history_request::parse_history_request;
 use relay_protocol::link_session::SubmitError;
 use relay_protocol::payload::{CommandBody, EventBody, Messages};
 use relay_protocol::queue::Outcome;
-use relay_protocol::sanitize::{sanitize, sanitize_for_broadcast, LOG_TEXT_MAX};
+use relay_protocol::sanitize::sanitize_for_broadcast;
 use relay_runtime::clock;
 use serde_json::json;
 
 use super::authn::authenticate;
+use super::commands::{failure_reply, rate_limited};
 use super::http::{error_reply, json_reply, Reply, Request};
 use super::state::AppState;
 
@@ -143,56 +144,8 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
             json_reply(200, &json!({ "messages": list.messages }))
         }
         Ok(Outcome::Replied(LinkReply::Ack)) => json_reply(200, &json!({ "messages": [] })),
-        Ok(Outcome::Replied(LinkReply::RateLimited {
-            retry_after_ms,
-            global,
-        })) => {
-            state.metrics.rate_limited("gateway");
-            rate_limited(
-                retry_after_ms,
-                if global {
-                    "Discord's global rate limit"
-                } else {
-                    "Discord rate limit"
-                },
-            )
-        }
-        // As for commands, the gateway's own refusal (its second permission
+        // As for commands: the gateway's own refusal (its second permission
         // check included) is a 502 naming its code.
-        Ok(Outcome::Replied(LinkReply::Error { code, message })) => json_reply(
-            502,
-            &json!({
-                "error": {
-                    "code": "gateway_error",
-                    "message": sanitize(&message, LOG_TEXT_MAX),
-                    "gatewayCode": sanitize(&code, 64),
-                },
-                "requestId": ids["requestId"], "traceId": ids["traceId"],
-            }),
-        ),
-        Ok(Outcome::Failed { code, message }) => json_reply(
-            502,
-            &json!({
-                "error": {"code": "gateway_error", "message": sanitize(&message, LOG_TEXT_MAX), "gatewayCode": code},
-                "requestId": ids["requestId"], "traceId": ids["traceId"],
-            }),
-        ),
-        Ok(Outcome::TimedOut) | Err(_) => json_reply(
-            504,
-            &json!({
-                "error": {"code": "gateway_timeout", "message": "the gateway did not answer in time"},
-                "requestId": ids["requestId"], "traceId": ids["traceId"],
-            }),
-        ),
+        other => failure_reply(state, other.ok(), &ids),
     }
-}
-
-/// 429 with `retryAfterMs` and `Retry-After` in whole seconds, rounded up.
-fn rate_limited(retry_after_ms: u64, message: &str) -> Reply {
-    let secs = retry_after_ms.div_ceil(1000).max(1);
-    json_reply(
-        429,
-        &json!({"error": {"code": "rate_limited", "message": message}, "retryAfterMs": retry_after_ms}),
-    )
-    .header("Retry-After", secs.to_string())
 }
