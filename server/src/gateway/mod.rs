@@ -266,6 +266,12 @@ impl Gateway {
         self.discord().voice_snapshot()
     }
 
+    /// How many messages the history window holds over every channel (tests
+    /// wait on it to know the gateway has seen what Discord sent).
+    pub fn history_messages(&self) -> usize {
+        self.discord().translator().lock().history().messages()
+    }
+
     /// The link server's counters.
     pub fn link_stats(&self) -> LinkStats {
         self.link().stats()
