@@ -485,47 +485,47 @@ impl Translator {
     }
 
     fn reaction_add(&mut self, d: &Fields) -> Result<Translated, SkipReason> {
-        let channel_id = req_id(d, "channel_id", "channel_id")?;
-        let message_id = req_id(d, "message_id", "message_id")?;
-        let user_id = req_id(d, "user_id", "user_id")?;
-        let guild_id = opt_id(d, "guild_id", "guild_id")?;
-        if !self.admits(guild_id.as_deref()) {
-            return Ok(Translated::Filtered);
-        }
-        let emoji = req_obj(d, "emoji", "emoji")?;
-        let emoji = Emoji {
-            id: opt_id(emoji, "id", "emoji.id")?,
-            name: opt_string(emoji, "name", "emoji.name")?,
-        };
-        Ok(one(EventBody::ReactionAdd(ReactionAdd {
-            channel_id,
-            message_id,
-            user_id,
-            emoji,
-            guild_id,
-        })))
+        Ok(match self.reaction(d)? {
+            Some(r) => one(EventBody::ReactionAdd(r)),
+            None => Translated::Filtered,
+        })
     }
 
     fn reaction_remove(&mut self, d: &Fields) -> Result<Translated, SkipReason> {
+        Ok(match self.reaction(d)? {
+            Some(r) => one(EventBody::ReactionRemove(ReactionRemove {
+                channel_id: r.channel_id,
+                message_id: r.message_id,
+                user_id: r.user_id,
+                emoji: r.emoji,
+                guild_id: r.guild_id,
+            })),
+            None => Translated::Filtered,
+        })
+    }
+
+    /// MESSAGE_REACTION_ADD and _REMOVE share their fields; `None`: another
+    /// guild's (filtered).
+    fn reaction(&self, d: &Fields) -> Result<Option<ReactionAdd>, SkipReason> {
         let channel_id = req_id(d, "channel_id", "channel_id")?;
         let message_id = req_id(d, "message_id", "message_id")?;
         let user_id = req_id(d, "user_id", "user_id")?;
         let guild_id = opt_id(d, "guild_id", "guild_id")?;
         if !self.admits(guild_id.as_deref()) {
-            return Ok(Translated::Filtered);
+            return Ok(None);
         }
         let emoji = req_obj(d, "emoji", "emoji")?;
         let emoji = Emoji {
             id: opt_id(emoji, "id", "emoji.id")?,
             name: opt_string(emoji, "name", "emoji.name")?,
         };
-        Ok(one(EventBody::ReactionRemove(ReactionRemove {
+        Ok(Some(ReactionAdd {
             channel_id,
             message_id,
             user_id,
             emoji,
             guild_id,
-        })))
+        }))
     }
 
     /// MESSAGE_REACTION_REMOVE_ALL / _EMOJI: only the history's counts change.
