@@ -102,13 +102,14 @@ pub fn route_key(method: Method, path: &str) -> RouteKey {
             key.push_str(seg);
             template.push_str(":major");
         } else {
-            let shown = if prev == "reactions" && !seg.is_empty() {
+            let shown = if after_webhook && !seg.is_empty() {
+                // The segment after a webhook id is its token, whatever it looks
+                // like (even all digits): a secret that must not reach a logged key.
+                ":token"
+            } else if prev == "reactions" && !seg.is_empty() {
                 ":emoji"
             } else if is_id(seg) {
                 ":id"
-            } else if after_webhook && !seg.is_empty() {
-                // A webhook token is a secret: it must not end up in a key that gets logged.
-                ":token"
             } else {
                 seg
             };
@@ -696,6 +697,8 @@ mod tests {
         );
         let w = route_key(Method::Post, "/webhooks/7/s3cr3t-token");
         assert_eq!((w.as_str(), w.major()), ("POST /webhooks/7/:token", "7"));
+        let digits = route_key(Method::Post, "/webhooks/7/123456");
+        assert_eq!(digits.as_str(), "POST /webhooks/7/:token");
         assert_eq!(route_key(Method::Get, "/users/@me").major(), "");
         assert_ne!(
             typing_route("1").template(),
