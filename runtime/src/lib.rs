@@ -12,6 +12,7 @@
 //! | [`discord_rest`] | the gateway's Discord REST client: runs link commands under the rate limits |
 //! | [`sim_discord`] | a simulated Discord (Gateway v10 + REST v10) on loopback, for tests and `relay demo` |
 //! | [`http_server`] | the edge's HTTP/1.1 server: one accept thread, a thread per connection, httparse, explicit limits and timeouts, sockets handed to streams and WebSockets |
+//! | [`redis_conn`] | one Redis connection with a deadline on every call, reconnecting by itself, that says whether Redis is up |
 //! | [`link_server`] | the gateway side of the link: auth, `ready`, broadcast fan-out, commands run once per requestId, plain `GET`s through a hook; a scripted test gateway |
 #![warn(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod link_client;
 pub mod link_server;
 pub mod live_queue;
+pub mod redis_conn;
 pub mod sim_discord;
 pub mod sse_pool;
 pub mod ws_io;

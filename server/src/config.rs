@@ -114,6 +114,39 @@ pub struct LinkArgs {
     pub link_token: Option<RawSecret>,
 }
 
+/// `REDIS_URL`, shared by edge, gateway and all (CONTRACT.md §10). A secret:
+/// the URL may carry a password.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// redis:// or rediss:// URL of the Redis (or Valkey) server that edges and gateways share; unset: everything stays in this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub redis_url: Option<RawSecret>,
+}
+
+impl RedisArgs {
+    fn validate(self) -> Result<Option<Secret>, ConfigError> {
+        let Some(raw) = self.redis_url else {
+            return Ok(None);
+        };
+        let url = secret(Some(raw), "REDIS_URL", "--redis-url")?;
+        let text = url.expose();
+        if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+            return Err(ConfigError::Invalid {
+                var: "REDIS_URL",
+                reason: "must start with redis:// or rediss://".into(),
+            });
+        }
+        // Parses only; connecting happens at startup. The reason never quotes the URL.
+        relay_runtime::redis_conn::RedisConn::open(text, Duration::from_secs(1)).map_err(
+            |reason| ConfigError::Invalid {
+                var: "REDIS_URL",
+                reason,
+            },
+        )?;
+        Ok(Some(url))
+    }
+}
+
 /// The edge's own settings (everything but `GATEWAY_WS_URL`, which `all` derives).
 #[derive(Args, Debug, Clone)]
 pub struct EdgeSettings {
@@ -307,6 +340,9 @@ pub struct GatewaySettings {
     /// Discord gateway URL override (default: from GET /gateway/bot).
     #[arg(long, env = "DISCORD_GATEWAY_URL", value_parser = |s: &str| WsUrl::parse("DISCORD_GATEWAY_URL", s))]
     pub discord_gateway_url: Option<WsUrl>,
+    /// With REDIS_URL: how long the active gateway's lease lasts without renewal before a standby takes over, milliseconds.
+    #[arg(long, env = "GATEWAY_LEASE_MS", default_value = "10000", value_parser = |s: &str| parse_ms("GATEWAY_LEASE_MS", s))]
+    pub gateway_lease_ms: Duration,
 }
 
 /// `relay edge`.
@@ -321,6 +357,9 @@ pub struct EdgeArgs {
     /// Edge settings.
     #[command(flatten)]
     pub edge: EdgeSettings,
+    /// `REDIS_URL`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// The link token.
     #[command(flatten)]
     pub link: LinkArgs,
@@ -335,6 +374,9 @@ pub struct GatewayArgs {
     /// Gateway settings.
     #[command(flatten)]
     pub gateway: GatewaySettings,
+    /// `REDIS_URL`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// The link token.
     #[command(flatten)]
     pub link: LinkArgs,
@@ -353,6 +395,9 @@ pub struct AllArgs {
     /// Gateway settings.
     #[command(flatten)]
     pub gateway: GatewaySettings,
+    /// `REDIS_URL`.
+    #[command(flatten)]
+    pub redis: RedisArgs,
     /// The link token.
     #[command(flatten)]
     pub link: LinkArgs,
@@ -443,6 +488,8 @@ pub struct EdgeConfig {
     pub allowed_origins: AllowedOrigins,
     /// Sign in with Discord and `SESSION_TTL`.
     pub signin: SignInConfig,
+    /// `REDIS_URL` (a secret: it may hold a password).
+    pub redis_url: Option<Secret>,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -464,6 +511,10 @@ pub struct GatewayConfig {
     pub discord_api_base: HttpUrl,
     /// `DISCORD_GATEWAY_URL`.
     pub discord_gateway_url: Option<WsUrl>,
+    /// `REDIS_URL` (a secret: it may hold a password).
+    pub redis_url: Option<Secret>,
+    /// `GATEWAY_LEASE_MS`.
+    pub gateway_lease: Duration,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -610,6 +661,7 @@ impl EdgeSettings {
         gateway_ws_url: WsUrl,
         link_token: Secret,
         api_base: HttpUrl,
+        redis_url: Option<Secret>,
         log: LogConfig,
     ) -> Result<EdgeConfig, ConfigError> {
         let session_secret = secret(self.session_secret, "SESSION_SECRET", "--session-secret")?;
@@ -638,13 +690,19 @@ impl EdgeSettings {
             access: self.access,
             allowed_origins: self.allowed_origins,
             signin,
+            redis_url,
             log,
         })
     }
 }
 
 impl GatewaySettings {
-    fn validate(self, link_token: Secret, log: LogConfig) -> Result<GatewayConfig, ConfigError> {
+    fn validate(
+        self,
+        link_token: Secret,
+        redis_url: Option<Secret>,
+        log: LogConfig,
+    ) -> Result<GatewayConfig, ConfigError> {
         let discord_bot_token = secret(
             self.discord_bot_token,
             "DISCORD_BOT_TOKEN",
@@ -658,6 +716,8 @@ impl GatewaySettings {
             discord_members_intent: self.discord_members_intent,
             discord_api_base: self.discord_api_base,
             discord_gateway_url: self.discord_gateway_url,
+            redis_url,
+            gateway_lease: self.gateway_lease_ms,
             log,
         })
     }
@@ -677,8 +737,14 @@ impl EdgeArgs {
             flag: "--gateway-ws-url",
         })?;
         let link_token = self.link.validate()?;
-        self.edge
-            .validate(url, link_token, self.discord_api_base, self.log.validate())
+        let redis_url = self.redis.validate()?;
+        self.edge.validate(
+            url,
+            link_token,
+            self.discord_api_base,
+            redis_url,
+            self.log.validate(),
+        )
     }
 }
 
@@ -686,7 +752,9 @@ impl GatewayArgs {
     /// Checks required settings; see [`ConfigError`].
     pub fn validate(self) -> Result<GatewayConfig, ConfigError> {
         let link_token = self.link.validate()?;
-        self.gateway.validate(link_token, self.log.validate())
+        let redis_url = self.redis.validate()?;
+        self.gateway
+            .validate(link_token, redis_url, self.log.validate())
     }
 }
 
@@ -703,8 +771,13 @@ impl AllArgs {
             });
         }
         let api_base = self.gateway.discord_api_base.clone();
-        let gateway = self.gateway.validate(link_token.clone(), log.clone())?;
-        let edge = self.edge.validate(url, link_token, api_base, log)?;
+        let redis_url = self.redis.validate()?;
+        let gateway = self
+            .gateway
+            .validate(link_token.clone(), redis_url.clone(), log.clone())?;
+        let edge = self
+            .edge
+            .validate(url, link_token, api_base, redis_url, log)?;
         Ok(AllConfig { edge, gateway })
     }
 }
@@ -1328,6 +1401,55 @@ mod tests {
             Command::Token(a) => a.validate().map(|c| format!("{c:?}")),
         };
         shown.map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn redis_url_is_optional_checked_and_never_quoted() {
+        assert!(edge_ok(&[]).redis_url.is_none());
+        let c = edge_ok(&["--redis-url", "redis://:hunter2@127.0.0.1:6379/0"]);
+        assert_eq!(
+            c.redis_url.as_ref().map(|s| s.expose()),
+            Some("redis://:hunter2@127.0.0.1:6379/0")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug hides the URL");
+        for bad in ["http://:hunter2@h:1", "redis://:hunter2@h:notaport"] {
+            let args = [
+                "edge",
+                "--gateway-ws-url",
+                "ws://h/link",
+                "--link-token",
+                "l",
+                "--session-secret",
+                "s",
+                "--redis-url",
+                bad,
+            ];
+            let line = outcome(&args).err().unwrap_or_default();
+            assert!(line.starts_with("REDIS_URL "), "{bad}: {line}");
+            assert!(!line.contains("hunter2"), "{line}");
+        }
+        let gw = |extra: &[&str]| {
+            let mut args = vec!["gateway", "--link-token", "l", "--discord-bot-token", "b"];
+            args.extend_from_slice(extra);
+            match parse(&args).map(|c| c.command) {
+                Ok(Command::Gateway(a)) => a.validate().map_err(|e| e.to_string()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let g = gw(&[]).unwrap();
+        assert_eq!(
+            (g.redis_url.is_none(), g.gateway_lease),
+            (true, Duration::from_secs(10))
+        );
+        let g = gw(&[
+            "--redis-url",
+            "rediss://r.example:6380",
+            "--gateway-lease-ms",
+            "3000",
+        ])
+        .unwrap();
+        assert_eq!(g.gateway_lease, Duration::from_secs(3));
+        assert!(g.redis_url.is_some());
     }
 
     fn edge_ok(extra: &[&str]) -> EdgeConfig {

@@ -10,6 +10,7 @@
 //! | [`harness`] | an edge started in-process against a test gateway, plus HTTP helpers |
 //! | [`loadgen`] | the load generator behind `--bin loadgen` (a benchmark, not a test) |
 //! | [`oauth`] | Sign in with Discord: a simulated Discord as OAuth2 provider, an edge signing in through it, a browser's steps without redirects |
+//! | [`redis_server`] | a real `redis-server` on a loopback port in a temporary directory, killed on drop |
 //! | [`hostile`] | raw HTTP/1.x over `TcpStream` and the "still serving" check of the hostile-HTTP suite |
 #![warn(missing_docs)]
 
@@ -20,5 +21,6 @@ pub mod history_rig;
 pub mod hostile;
 pub mod loadgen;
 pub mod oauth;
+pub mod redis_server;
 pub mod sse_client;
 pub mod test_gateway;
