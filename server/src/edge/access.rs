@@ -97,6 +97,10 @@ struct Inner {
     streams: HashMap<u64, (Arc<str>, Arc<View>)>,
     /// Views of members with open streams, dropped when the model changes.
     views: HashMap<Arc<str>, Arc<View>>,
+    /// Each member's open streams (hub keys): a member's change rescopes
+    /// theirs, and the last one ending drops the view, without a scan of every
+    /// stream (10,000 members learned one by one made that quadratic).
+    streams_of: HashMap<Arc<str>, Vec<u64>>,
     /// requestId → actor, for `error` events (bounded, oldest first out).
     actors: HashMap<String, Arc<str>>,
     actor_order: VecDeque<String>,
@@ -107,7 +111,14 @@ struct Inner {
 /// The edge's side of `ACCESS=discord`. One per edge; cheap to share.
 pub struct DiscordAccess {
     inner: Mutex<Inner>,
+    /// Members learned or asks ended: streams and commands waiting for a member look again.
     changed: Condvar,
+    /// Something that may move the next timeout end: only the timeout watch
+    /// waits here. Kept apart from `changed` because that fires once per
+    /// member learned, and a watch woken 10,000 times while 10,000 streams
+    /// open scanned every stream each time under the lock (quadratic; it was
+    /// most of the edge's CPU in the access-recompute benchmark).
+    timeouts: Condvar,
     hub: Arc<Hub>,
     /// The link, to ask the gateway for members (set once it exists).
     link: OnceLock<LinkHandle>,
@@ -119,6 +130,7 @@ impl DiscordAccess {
         DiscordAccess {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            timeouts: Condvar::new(),
             hub,
             link: OnceLock::new(),
         }
@@ -157,6 +169,7 @@ impl DiscordAccess {
         }
         self.recompute(&mut inner, None);
         self.changed.notify_all();
+        self.timeouts.notify_all();
     }
 
     /// `guild.state`: a guild's roles, channels or owner changed. The members
@@ -190,6 +203,7 @@ impl DiscordAccess {
         }
         self.recompute(&mut inner, None);
         self.changed.notify_all();
+        self.timeouts.notify_all();
     }
 
     /// `guild.member`: one member learned, changed, or gone.
@@ -217,8 +231,18 @@ impl DiscordAccess {
                 inner.not_members.insert((guild, user), Instant::now());
             }
         }
+        // Only a running timeout (the member's or, if this is the bot, the
+        // bot's) can move the watch's next wake-up; an ended one is seen when
+        // the watch wakes for it.
+        let times_out = inner
+            .guilds
+            .get(&guild)
+            .and_then(|g| g.next_change_at(user, clock::unix_ms()));
         self.recompute(&mut inner, Some(&m.user_id));
         self.changed.notify_all();
+        if times_out.is_some() {
+            self.timeouts.notify_all();
+        }
     }
 
     /// Subscribes a stream of `user` with what the member may see now. Returns
@@ -236,20 +260,19 @@ impl DiscordAccess {
             .hub
             .subscribe_scoped(filter, Some(view.scope.clone()), last_event_id);
         let items = view.class.items.clone();
+        let user = view.scope.user.clone();
         inner
-            .streams
-            .insert(sub.key, (view.scope.user.clone(), view));
+            .streams_of
+            .entry(user.clone())
+            .or_default()
+            .push(sub.key);
+        inner.streams.insert(sub.key, (user, view));
         (sub, items)
     }
 
     /// Forgets a stream that ended.
     pub fn unsubscribe(&self, key: u64) {
-        let mut inner = self.inner.lock();
-        if let Some((user, _)) = inner.streams.remove(&key) {
-            if !inner.streams.values().any(|(u, _)| *u == user) {
-                inner.views.remove(&user);
-            }
-        }
+        forget_stream(&mut self.inner.lock(), key);
     }
 
     /// Whether `user` may run `command` now; the member is asked of the gateway
@@ -317,7 +340,7 @@ impl DiscordAccess {
                 .map_or(60_000, |t| t.saturating_sub(now))
                 .clamp(1, 60_000);
             let _ = self
-                .changed
+                .timeouts
                 .wait_for(&mut inner, Duration::from_millis(wait));
             if next.is_some_and(|t| clock::unix_ms() >= t) {
                 self.recompute(&mut inner, None);
@@ -327,7 +350,7 @@ impl DiscordAccess {
 
     fn stop(&self) {
         self.inner.lock().stopped = true;
-        self.changed.notify_all();
+        self.timeouts.notify_all();
     }
 
     /// Recomputes the views of `only` (or of everybody) and rescopes each
@@ -340,12 +363,19 @@ impl DiscordAccess {
             }
             None => inner.views.clear(),
         }
-        let keys: Vec<(u64, Arc<str>)> = inner
-            .streams
-            .iter()
-            .filter(|(_, (u, _))| only.is_none_or(|o| &**u == o))
-            .map(|(k, (u, _))| (*k, u.clone()))
-            .collect();
+        let keys: Vec<(u64, Arc<str>)> = match only {
+            Some(user) => inner
+                .streams_of
+                .get_key_value(user)
+                .map_or_else(Vec::new, |(u, keys)| {
+                    keys.iter().map(|k| (*k, u.clone())).collect()
+                }),
+            None => inner
+                .streams
+                .iter()
+                .map(|(k, (u, _))| (*k, u.clone()))
+                .collect(),
+        };
         let mut classes = Classes::new();
         let mut batch = Vec::new();
         for (key, user) in keys {
@@ -367,7 +397,7 @@ impl DiscordAccess {
         let alive = self.hub.rescope_many(batch);
         for (key, alive) in keys.iter().zip(alive) {
             if !alive {
-                inner.streams.remove(key);
+                forget_stream(inner, *key);
             }
         }
         // The loadgen's access scenario reads this line: keep its shape.
@@ -520,12 +550,26 @@ impl Drop for TimeoutWatch {
     }
 }
 
+/// Drops stream `key`, and its member's view with the member's last stream.
+fn forget_stream(inner: &mut Inner, key: u64) {
+    let Some((user, _)) = inner.streams.remove(&key) else {
+        return;
+    };
+    if let Some(keys) = inner.streams_of.get_mut(&user) {
+        keys.retain(|k| *k != key);
+        if keys.is_empty() {
+            inner.streams_of.remove(&user);
+            inner.views.remove(&user);
+        }
+    }
+}
+
 /// When the earliest timeout of a member with an open stream runs out (Unix
 /// ms): access changes then without any event.
 fn next_change_at(inner: &Inner, now: u64) -> Option<u64> {
-    let users: HashSet<&Arc<str>> = inner.streams.values().map(|(u, _)| u).collect();
-    users
-        .into_iter()
+    inner
+        .streams_of
+        .keys()
         .filter_map(|u| u.parse::<u64>().ok())
         .flat_map(|u| {
             inner
