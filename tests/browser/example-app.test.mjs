@@ -1,7 +1,7 @@
 // The TanStack Start example (examples/tanstack-start) in Debian's chromium via
 // playwright-core, against relay demo: the app's own sign-in, the relay session
 // its server function mints, history and live chat, sending, the voice members
-// list and the voice dropout modal — and exactly one /api/stream, no WebSocket.
+// list and the voice dropout modal with Dismiss and Rejoin — and exactly one /api/stream, no WebSocket.
 //
 // Environment (all required; tests/tests/browser-example-app.rs sets them):
 //   APP_URL          the example's production server (node server.mjs), proxying /api/* to the demo
@@ -133,7 +133,16 @@ test('5. voice members: Hedy is listed in Lobby; a dropout shows the modal; Dism
   assert.equal(await modal().count(), 0);
 });
 
-test('6. one /api/stream for the whole visit, no /api/ws, no WebSocket, no page error', async () => {
+test('6. another dropout: Rejoin moves the user back into the channel through relay, and the modal closes', { timeout: 60_000 }, async () => {
+  await sim('voice-leave', { userId: HEDY });
+  await modal().waitFor({ timeout: T });
+  await modal().getByRole('button', { name: 'Rejoin' }).click();
+  // POST /api/voice/move-member (an owner may move members); relay demo's Discord lets a move pull a member back in.
+  await voiceMember(HEDY).waitFor({ timeout: T });
+  await modal().waitFor({ state: 'detached', timeout: T });
+});
+
+test('7. one /api/stream for the whole visit, no /api/ws, no WebSocket, no page error', async () => {
   assert.equal(seen.stream.length, 1, `stream requests: ${seen.stream.join(', ')}`);
   assert.equal(seen.ws.length, 0, 'no /api/ws request');
   assert.equal(seen.sockets, 0, 'no WebSocket opened');

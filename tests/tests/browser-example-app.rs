@@ -6,7 +6,7 @@
 //! functions mint relay sessions with that secret), and drives it with
 //! `tests/browser/example-app.test.mjs` in Debian's chromium through
 //! playwright-core: sign-in, history, live messages, sending, voice members,
-//! the dropout modal, one `/api/stream` and no `/api/ws`.
+//! the dropout modal (Dismiss, Rejoin), one `/api/stream` and no `/api/ws`.
 //!
 //! Prerequisites: `bash tests/browser/setup.sh` (chromium, playwright-core) and
 //! `npm ci` in `examples/tanstack-start` (`.ci/run` does both). Without them
@@ -176,7 +176,7 @@ fn example_app_works_in_chromium() {
         "browser tests of the example app failed:\n{stdout}\n{stderr}\napp server log:\n{app_log}"
     );
     // Every test ran and passed, none skipped.
-    for line in ["ℹ tests 6", "ℹ pass 6", "ℹ fail 0", "ℹ skipped 0"] {
+    for line in ["ℹ tests 7", "ℹ pass 7", "ℹ fail 0", "ℹ skipped 0"] {
         assert!(stdout.contains(line), "expected `{line}` in:\n{stdout}");
     }
     // The secret stays on the servers: not in what the app's server printed.

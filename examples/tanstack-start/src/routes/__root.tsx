@@ -10,6 +10,7 @@ export const Route = createRootRoute({
     links: [{ rel: 'stylesheet', href: css }],
   }),
   component: () => <Outlet />,
+  notFoundComponent: () => <main><h1>Not found</h1><p><a href="/">Back to the sign-in</a></p></main>,
   shellComponent: RootDocument,
 });
 
