@@ -20,7 +20,12 @@ export function VoiceDropoutModal(props: {
       <div role="dialog" aria-modal="true" aria-labelledby="dropout-title" className="modal" data-testid="voice-dropout">
         <h2 id="dropout-title">You dropped out of {where}</h2>
         <p>You left the voice channel or were disconnected{at && ` at ${at}`}.</p>
-        {props.error && <p role="alert" className="error">Could not rejoin: {props.error}</p>}
+        {props.error && (
+          <p role="alert" className="error">
+            Could not rejoin: {props.error}. Discord can only move members who are connected to voice; {' '}
+            <a href={`https://discord.com/channels/${ROOM.guildId}/${props.channelId ?? ROOM.voiceChannelId}`} target="_blank" rel="noreferrer">open the channel in Discord</a>.
+          </p>
+        )}
         <div className="actions">
           <button type="button" ref={first} onClick={props.onRejoin}>Rejoin</button>
           <button type="button" onClick={props.onDismiss}>Dismiss</button>
