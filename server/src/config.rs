@@ -421,6 +421,10 @@ pub struct DemoArgs {
     /// Address of a control API for browser tests (voice leave, link drop); off by default.
     #[arg(long, env = "DEMO_CONTROL", value_parser = |s: &str| parse_addr("DEMO_CONTROL", s))]
     pub demo_control: Option<SocketAddr>,
+    /// HS256 key of the demo's sessions (random per run if unset): set it so an
+    /// app can mint sessions the demo accepts.
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true, value_parser = RawSecret::parser())]
+    pub session_secret: Option<RawSecret>,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
@@ -539,6 +543,8 @@ pub struct DemoConfig {
     pub enable_ws_bridge: bool,
     /// `DEMO_CONTROL`: the test control API's address, if any.
     pub demo_control: Option<SocketAddr>,
+    /// `SESSION_SECRET`, if given; otherwise the demo makes a random one.
+    pub session_secret: Option<Secret>,
     /// `LOG_FORMAT` / `RUST_LOG`.
     pub log: LogConfig,
 }
@@ -783,13 +789,18 @@ impl AllArgs {
 }
 
 impl DemoArgs {
-    /// Nothing here can be missing; kept for symmetry with the other subcommands.
+    /// Nothing here is required; a `SESSION_SECRET` given must not be empty.
     pub fn validate(self) -> Result<DemoConfig, ConfigError> {
+        let session_secret = match self.session_secret {
+            Some(raw) => Some(secret(Some(raw), "SESSION_SECRET", "--session-secret")?),
+            None => None,
+        };
         Ok(DemoConfig {
             bind: self.bind,
             seed: self.seed,
             enable_ws_bridge: self.enable_ws_bridge,
             demo_control: self.demo_control,
+            session_secret,
             log: self.log.validate(),
         })
     }
@@ -1862,6 +1873,25 @@ mod tests {
             (c.bind.to_string().as_str(), c.seed),
             ("127.0.0.1:3000", Some(7))
         );
+        assert!(c.session_secret.is_none());
+
+        // An app minting sessions for the demo fixes its key; never printed.
+        let out = parse(&["demo", "--session-secret", "app-demo-key"]);
+        let Ok(Command::Demo(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let c = a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.session_secret.as_ref().map(|s| s.expose()),
+            Some("app-demo-key")
+        );
+        assert!(!format!("{c:?}").contains("app-demo-key"));
+        let out = parse(&["demo", "--session-secret", ""]);
+        let Ok(Command::Demo(a)) = out.map(|c| c.command) else {
+            panic!("parse failed")
+        };
+        let e = a.validate().expect_err("an empty secret is refused");
+        assert!(e.to_string().contains("SESSION_SECRET"), "{e}");
     }
 
     #[test]

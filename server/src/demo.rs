@@ -1,8 +1,9 @@
 //! `relay demo`: a simulated Discord, the gateway and the edge in one process,
 //! with the demo page — no credentials needed (CONTRACT.md §1).
 //!
-//! The link token and session secret are random per run; the simulated bot
-//! token never leaves the process. Sign in with Discord is on, pointed at the
+//! The link token is random per run, and so is the session secret unless
+//! `SESSION_SECRET` is given (an app minting sessions for the demo sets it); the
+//! simulated bot token never leaves the process. Sign in with Discord is on, pointed at the
 //! simulator's OAuth2 application, so the demo signs in through the same code
 //! path a real deployment uses (the demo-only `/api/demo/*` routes stay too).
 //! With `DEMO_CONTROL` set, a small HTTP API on that address lets browser tests
@@ -59,8 +60,18 @@ pub struct DemoOptions {
 }
 
 impl Demo {
-    /// Starts the simulated Discord, the gateway and the edge.
+    /// Starts the simulated Discord, the gateway and the edge, with a random
+    /// session key.
     pub fn start(opts: DemoOptions) -> io::Result<Demo> {
+        Demo::start_with_secret(opts, None)
+    }
+
+    /// As [`Demo::start`], with the sessions' key (`SESSION_SECRET`) fixed when
+    /// given, so an app can mint sessions the demo accepts; `None`: random.
+    pub fn start_with_secret(
+        opts: DemoOptions,
+        session_secret: Option<Secret>,
+    ) -> io::Result<Demo> {
         let mut sim_config = SimConfig::demo(opts.seed);
         if let Some(period) = opts.role_period {
             sim_config.demo_role_period = period;
@@ -85,7 +96,8 @@ impl Demo {
             bind: opts.bind,
             gateway_ws_url: link_url,
             link_token,
-            session_secret: Secret::new(relay_runtime::clock::new_trace_id()),
+            session_secret: session_secret
+                .unwrap_or_else(|| Secret::new(relay_runtime::clock::new_trace_id())),
             enable_ws_bridge: opts.enable_ws_bridge,
             heartbeat: Duration::from_secs(15),
             limits: LimitConfig::default(),
@@ -163,7 +175,10 @@ impl Demo {
         }
     }
 
-    /// The test control API: `POST /voice-leave {"userId"}`, `POST /set-roles
+    /// The test control API: `POST /voice-leave {"userId"}`, `POST /voice-join
+    /// {"userId","channelId"}` (joins, or moves to, that voice channel), `POST /post
+    /// {"userId","channelId","content"}` (the member posts in Discord; answers the
+    /// message's `id`), `POST /set-roles
     /// {"userId","roleIds":[…]}` (replaces the member's roles; GUILD_MEMBER_UPDATE),
     /// `POST /timeout {"userId","seconds"}` (times the member out for that long, or
     /// lifts the timeout with 0), `POST /link-drop` (stops the gateway, so the
@@ -194,9 +209,26 @@ impl Demo {
             let user = body["userId"].as_str();
             let sim = Weak::upgrade(&sim_control);
             let result = match (req.url(), user, sim) {
-                ("/voice-leave" | "/set-roles" | "/timeout", None, _) => Err("userId required"),
-                ("/voice-leave" | "/set-roles" | "/timeout", _, None) => Err("shutting down"),
+                ("/voice-leave" | "/voice-join" | "/post" | "/set-roles" | "/timeout", None, _) => {
+                    Err("userId required")
+                }
+                ("/voice-leave" | "/voice-join" | "/post" | "/set-roles" | "/timeout", _, None) => {
+                    Err("shutting down")
+                }
                 ("/voice-leave", Some(u), Some(sim)) => Ok(json!({"ok": sim.voice_leave(u)})),
+                ("/voice-join", Some(u), Some(sim)) => match body["channelId"].as_str() {
+                    Some(c) => Ok(json!({"ok": sim.voice_join(u, c)})),
+                    None => Err("channelId required"),
+                },
+                ("/post", Some(u), Some(sim)) => {
+                    match (body["channelId"].as_str(), body["content"].as_str()) {
+                        (Some(c), Some(text)) => match sim.post_as(u, c, text) {
+                            Some(id) => Ok(json!({"ok": true, "id": id})),
+                            None => Ok(json!({"ok": false})),
+                        },
+                        _ => Err("channelId and content required"),
+                    }
+                }
                 ("/set-roles", Some(u), Some(sim)) => match body["roleIds"].as_array() {
                     Some(ids) => {
                         let roles: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();

@@ -48,7 +48,7 @@ fn main() {
                 control: cfg.demo_control,
                 role_period: None,
             };
-            let running = demo::Demo::start(opts)
+            let running = demo::Demo::start_with_secret(opts, cfg.session_secret)
                 .unwrap_or_else(|e| fail(format!("cannot start the demo on {}: {e}", cfg.bind)));
             println!("relay demo is running: open http://{}/", running.addr());
             println!("session token (user Ada, chat:write + voice:moderate):");
