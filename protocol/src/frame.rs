@@ -627,6 +627,13 @@ fn bounded(s: &str) -> String {
 /// re-encodes to a frame that parses to the same value.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_parse(bytes: &[u8]) {
+    // The typed pass for `messages` replies accepts only what the general one
+    // does, and reads it the same way.
+    if let Some(fast) = parse_messages_fast(bytes) {
+        let general = parse_envelope::<EventBody>(bytes, &EventBody::TYPES)
+            .map(|(body, meta)| GatewayEvent { body, meta });
+        assert_eq!(general.ok(), Some(fast));
+    }
     if let Ok(ev) = parse_event(bytes) {
         let again = parse_event(ev.to_json().as_bytes()).expect("re-encoded event parses");
         assert_eq!(again, ev);
@@ -643,6 +650,19 @@ mod tests {
 
     use super::*;
     use crate::payload::*;
+
+    #[test]
+    fn the_large_reply_seed_takes_the_fast_path_and_reads_as_the_general_one() {
+        let bytes = include_bytes!("../../fuzz/corpus/seed-link_frame/messages-reply-large.json");
+        let fast = parse_messages_fast(bytes).expect("a well-formed messages reply");
+        let (body, meta) = parse_envelope::<EventBody>(bytes, &EventBody::TYPES).unwrap();
+        assert_eq!(fast, GatewayEvent { body, meta });
+        let EventBody::Messages(m) = &fast.body else {
+            panic!()
+        };
+        assert_eq!(m.messages.len(), 30);
+        assert_eq!(m.messages[0].message.via.as_deref(), Some("relay"));
+    }
 
     #[test]
     fn large_frames_of_other_types_and_bad_messages_frames_take_the_general_path() {
