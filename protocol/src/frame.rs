@@ -377,8 +377,41 @@ impl std::error::Error for MalformedFrame {}
 
 /// Reads a gateway → edge frame.
 pub fn parse_event(bytes: &[u8]) -> Result<GatewayEvent, MalformedFrame> {
+    if (FAST_MESSAGES_BYTES..=MAX_FRAME_BYTES).contains(&bytes.len()) {
+        if let Some(event) = parse_messages_fast(bytes) {
+            return Ok(event);
+        }
+    }
     let (body, meta) = parse_envelope::<EventBody>(bytes, &EventBody::TYPES)?;
     Ok(GatewayEvent { body, meta })
+}
+
+/// Frames at least this large are tried as a `messages` reply first.
+const FAST_MESSAGES_BYTES: usize = 2048;
+
+/// A `messages` reply read in one typed pass.
+#[derive(Deserialize)]
+struct MessagesFrame {
+    version: String,
+    #[serde(rename = "type")]
+    kind: String,
+    meta: TraceMeta,
+    data: crate::payload::Messages,
+}
+
+/// History replies are the link's large frames (up to 100 messages, ~40 KB),
+/// and the edge reads every frame on its one link thread: the general path
+/// (a `Value` tree, then a second, path-tracking pass for error messages)
+/// made that thread the busiest of the process under 1,000 reads/s. A
+/// well-formed `messages` reply is read straight into its types instead; any
+/// other frame, or one this pass refuses, takes the general path, which
+/// accepts the same frames and gives the detailed errors.
+fn parse_messages_fast(bytes: &[u8]) -> Option<GatewayEvent> {
+    let f: MessagesFrame = serde_json::from_slice(bytes).ok()?;
+    (f.kind == "messages" && is_supported_version(&f.version)).then_some(GatewayEvent {
+        body: EventBody::Messages(f.data),
+        meta: f.meta,
+    })
 }
 
 /// Reads an edge → gateway frame; `meta.requestId` and `meta.actor` are required.
@@ -594,6 +627,13 @@ fn bounded(s: &str) -> String {
 /// re-encodes to a frame that parses to the same value.
 #[cfg(feature = "fuzzing")]
 pub fn fuzz_parse(bytes: &[u8]) {
+    // The typed pass for `messages` replies accepts only what the general one
+    // does, and reads it the same way.
+    if let Some(fast) = parse_messages_fast(bytes) {
+        let general = parse_envelope::<EventBody>(bytes, &EventBody::TYPES)
+            .map(|(body, meta)| GatewayEvent { body, meta });
+        assert_eq!(general.ok(), Some(fast));
+    }
     if let Ok(ev) = parse_event(bytes) {
         let again = parse_event(ev.to_json().as_bytes()).expect("re-encoded event parses");
         assert_eq!(again, ev);
@@ -610,6 +650,47 @@ mod tests {
 
     use super::*;
     use crate::payload::*;
+
+    #[test]
+    fn the_large_reply_seed_takes_the_fast_path_and_reads_as_the_general_one() {
+        let bytes = include_bytes!("../../fuzz/corpus/seed-link_frame/messages-reply-large.json");
+        let fast = parse_messages_fast(bytes).expect("a well-formed messages reply");
+        let (body, meta) = parse_envelope::<EventBody>(bytes, &EventBody::TYPES).unwrap();
+        assert_eq!(fast, GatewayEvent { body, meta });
+        let EventBody::Messages(m) = &fast.body else {
+            panic!()
+        };
+        assert_eq!(m.messages.len(), 30);
+        assert_eq!(m.messages[0].message.via.as_deref(), Some("relay"));
+    }
+
+    #[test]
+    fn large_frames_of_other_types_and_bad_messages_frames_take_the_general_path() {
+        let long = "x".repeat(FAST_MESSAGES_BYTES);
+        let error = format!(
+            r#"{{"version":"1.0","type":"error","data":{{"code":"c","message":"{long}"}},"meta":{{"traceId":"t","sentAt":"s"}}}}"#
+        );
+        assert!(matches!(
+            parse_event(error.as_bytes()).unwrap().body,
+            EventBody::Error(_)
+        ));
+        let old = format!(
+            r#"{{"version":"2.0","type":"messages","data":{{"messages":[]}},"meta":{{"traceId":"t","sentAt":"s","pad":"{long}"}}}}"#
+        );
+        assert!(matches!(
+            parse_event(old.as_bytes()).unwrap_err().error,
+            FrameError::UnsupportedVersion { .. }
+        ));
+        let bad = format!(
+            r#"{{"version":"1.0","type":"messages","data":{{"messages":[{{"id":5}}]}},"meta":{{"traceId":"t","sentAt":"s","pad":"{long}"}}}}"#
+        );
+        let e = parse_event(bad.as_bytes()).unwrap_err();
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("t"),
+            "the general path's salvaged meta"
+        );
+    }
 
     #[test]
     fn every_listed_type_has_a_reader() {
@@ -975,6 +1056,32 @@ mod tests {
         fn command_encode_parse_round_trips(body in command_body(), rid in text(), actor in text()) {
             let cmd = GatewayCommand { body, meta: TraceMeta { trace_id: "t".into(), sent_at: "s".into(), request_id: Some(rid), actor: Some(actor), access: None, extra: Extra::default() } };
             prop_assert_eq!(parse_command(cmd.to_json().as_bytes()).unwrap(), cmd);
+        }
+
+        /// The typed pass for `messages` replies reads exactly what the general
+        /// path reads: the same event, or (when it gives up) the general path's answer.
+        #[test]
+        fn the_messages_fast_path_agrees_with_the_general_path(
+            list in proptest::collection::vec((id(), text(), proptest::option::of(text()), 1u32..9), 30..60),
+            cut in 0usize..4096,
+            byte in any::<u8>(),
+        ) {
+            let messages = list.into_iter().map(|(i, c, e, n)| history_message(&i, &c, e, n)).collect();
+            let ev = GatewayEvent { body: EventBody::Messages(Messages { messages }), meta: meta(Some("r")) };
+            let bytes = ev.to_json().into_bytes();
+            prop_assert!(bytes.len() >= FAST_MESSAGES_BYTES);
+            let general = |b: &[u8]| parse_envelope::<EventBody>(b, &EventBody::TYPES)
+                .map(|(body, meta)| GatewayEvent { body, meta });
+            prop_assert_eq!(parse_messages_fast(&bytes), Some(ev.clone()));
+            prop_assert_eq!(parse_event(&bytes).unwrap(), ev);
+            // A damaged frame: the fast pass accepts it only where the general one does, alike.
+            let mut bad = bytes.clone();
+            let at = cut.min(bad.len());
+            bad.insert(at, byte);
+            if let Some(fast) = parse_messages_fast(&bad) {
+                prop_assert_eq!(general(&bad).ok(), Some(fast));
+            }
+            prop_assert_eq!(parse_event(&bad), general(&bad));
         }
 
         #[test]

@@ -534,11 +534,21 @@ impl History {
         if w.is_tombstone(id) {
             return;
         }
-        w.messages.entry(id).or_insert_with(|| HistoryMessage {
-            message: m.clone(),
-            edited_timestamp: None,
-            reactions: Vec::new(),
-        });
+        w.messages
+            .entry(id)
+            .and_modify(|held| {
+                // A REST read may have held a relay webhook post before its
+                // dispatch named the sender: the dispatch's author wins.
+                if m.via.is_some() {
+                    held.message.author = m.author.clone();
+                    held.message.via = m.via.clone();
+                }
+            })
+            .or_insert_with(|| HistoryMessage {
+                message: m.clone(),
+                edited_timestamp: None,
+                reactions: Vec::new(),
+            });
         // From here on every message of the channel arrives live.
         w.cover(id, u64::MAX);
         w.trim(max);

@@ -12,7 +12,8 @@
 //! - a small pool of command workers. A command never runs on the connection
 //!   thread, so a slow REST call does not stop that edge's reads or writes.
 //!   Commands are sharded over the workers by channel (guild for voice), so two
-//!   messages to one channel are posted in the order they arrived.
+//!   messages to one channel are posted in the order they arrived; history
+//!   reads (`fetchMessages`) keep no order and are spread by `requestId`.
 //!
 //! # Fan-out and the ready snapshot
 //!
@@ -83,7 +84,7 @@ use relay_protocol::dedupe::{self, Begin, ReplyCache};
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent, Reply, TraceMeta};
 use relay_protocol::ids;
 use relay_protocol::payload::{
-    Ack, ErrorData, EventBody, Messages, RateLimited, Ready, VoiceSnapshot,
+    Ack, CommandBody, ErrorData, EventBody, Messages, RateLimited, Ready, VoiceSnapshot,
 };
 use relay_protocol::secret::Secret;
 use tungstenite::error::ProtocolError;
@@ -673,7 +674,14 @@ impl Shared {
             let jobs = self.jobs.lock();
             match jobs.as_ref() {
                 Some(queues) => {
-                    let shard = shard_of(command.body.limit_key(), queues.len());
+                    // A read has no order to keep: spread reads of one busy
+                    // channel over every worker instead of queueing them
+                    // behind one (and behind that channel's posts).
+                    let key = match &command.body {
+                        CommandBody::FetchMessages(_) => command.request_id(),
+                        body => body.limit_key(),
+                    };
+                    let shard = shard_of(key, queues.len());
                     queues[shard].try_send(command).is_err()
                 }
                 None => true,
@@ -1745,6 +1753,36 @@ mod tests {
         );
         assert_eq!(executor.calls(), 2);
         assert!(signals.is_empty(), "nothing ran twice");
+    }
+
+    #[test]
+    fn reads_of_one_channel_run_side_by_side() {
+        let (server, executor) = start(|cfg| cfg.workers = 8);
+        let slow = Duration::from_millis(1500);
+        executor.script("fetchMessages", Script::ack().after(slow));
+        let signals = executor.signals();
+        let (mut a, _) = edge(server.local_addr());
+        let read = || {
+            CommandBody::FetchMessages(relay_protocol::payload::FetchMessages {
+                channel_id: "300".into(),
+                limit: 50,
+                before: None,
+                after: None,
+                around: None,
+            })
+        };
+        for i in 0..8 {
+            send(&mut a, command(&format!("read-{i}"), "t", read()));
+        }
+        // Sharded by channel, the second read would start only when the first ended.
+        let started = Instant::now();
+        for _ in 0..2 {
+            signals.recv_timeout(slow).expect("a read started");
+        }
+        assert!(
+            started.elapsed() < slow,
+            "two reads of one channel ran at once"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 // relay demo page: sign in, then one RelayClient drives the whole UI.
 // User text only ever reaches the DOM through textContent (see `h`).
-import { RelayClient, RelayError } from '/client/relay.js';
+import { ChannelFeed, RelayClient, RelayError } from '/client/relay.js';
 
 /**
  * A channel the page lists. Under ACCESS=discord the list is the latest `access` event's
@@ -17,18 +17,18 @@ import { RelayClient, RelayError } from '/client/relay.js';
  * @property {string} [token] only when signed in with a pasted JWT
  */
 /**
- * @typedef {object} Message
- * @property {string} id
- * @property {string} channelId
- * @property {{id: string, username: string, bot?: boolean}} author
- * @property {string} content
- * @property {string} timestamp
- * @property {boolean} [edited]
- * @property {Record<string, string[]>} reactions emoji key → user ids
+ * A message as the client's `ChannelFeed` holds it: `messageCreate`'s data plus
+ * `editedTimestamp` and `reactions: [{emoji, count}]` (CONTRACT.md §9).
+ * @typedef {import('/client/relay.js').Message} Message
  */
 
 const SESSION_KEY = 'relay.demo.session';
+/** Where earlier versions of the page cached messages; cleared at sign-out. History replaces it. */
 const FEED_KEY = 'relay.demo.feed';
+/** Messages per history page: the first page of a channel, each older page, the refetch after a reset. */
+const PAGE = 50;
+/** Scrolled this close to the top, the page asks for the next older page. */
+const OLDER_AT_PX = 120;
 const CURRENT_KEY = 'relay.demo.channel';
 /** Discord channel types the page shows (0 text, 5 announcement, 2 voice, 13 stage, 10–12 threads). */
 const KIND = /** @type {Record<number, Channel['kind']>} */ ({ 0: 'text', 5: 'text', 2: 'voice', 13: 'voice', 10: 'thread', 11: 'thread', 12: 'thread' });
@@ -109,7 +109,16 @@ function clock(ts) {
 /** @type {Map<string, Channel[]>} guild id → its channels from the latest `access` */ const accessByGuild = new Map();
 /** Whether the edge sends `access` (ACCESS=discord): then only what it lists is shown. */
 let byAccess = false;
-/** @type {Map<string, Message[]>} */ const feeds = new Map();
+/**
+ * The open channel's messages: the client module's feed (history on open, live events
+ * merged, older pages, a refetch by itself after `stream.reset`). One at a time.
+ * @type {ChannelFeed|null}
+ */ let feed = null;
+/** @type {() => void} */ let feedOff = () => {};
+/** Rows on the page by message id, with the message object each was drawn from. */
+/** @type {Map<string, {row: HTMLElement, m: Message, key: string}>} */ const rows = new Map();
+/** `<messageId>|<emoji key>` of reactions the signed-in user added (live events; history has counts only). */
+const myReactions = new Set();
 /** @type {Map<string, number>} */ const unread = new Map();
 /** @type {Map<string, Map<string, number>>} channel → user → expiry */ const typing = new Map();
 /** @type {Map<string, boolean>} user → muted (as last set from this page) */ const muted = new Map();
@@ -224,9 +233,7 @@ function start(s) {
   session = s;
   users.set(s.user.id, s.user);
   for (const c of s.channels || []) channels.set(c.id, c);
-  const cached = readJson(sessionStorage, FEED_KEY);
-  if (cached && typeof cached === 'object') for (const [id, list] of Object.entries(cached)) feeds.set(id, list);
-  for (const list of feeds.values()) for (const m of list) if (!users.has(m.author.id)) users.set(m.author.id, m.author);
+  sessionStorage.removeItem(FEED_KEY);
   // The channel shown before a reload, until `access` says whether it may still be viewed.
   current = sessionStorage.getItem(CURRENT_KEY) || (s.channels || []).find((c) => c.kind === 'text')?.id || '';
 
@@ -240,17 +247,10 @@ function start(s) {
   relay = new RelayClient({ token: s.token });
   relay.onStatus((st) => { status = st; renderBadge(); });
   relay.on('*', (_ev, meta) => countEvent(meta));
+  // The open channel's list is the feed's (see openFeed); these keep the rest of the page.
   relay.onMessage(onMessage);
-  relay.onMessageUpdate((d) => updateMessage(d.channelId, d.id, (m) => {
-    if (typeof d.content === 'string') m.content = d.content;
-    m.edited = true;
-  }));
-  relay.onMessageDelete((d) => {
-    const list = feeds.get(d.channelId);
-    if (list) feeds.set(d.channelId, list.filter((m) => m.id !== d.id));
-    if (d.channelId === current) document.querySelector(`[data-message-id="${CSS.escape(d.id)}"]`)?.remove();
-  });
-  relay.onReaction(onReaction);
+  relay.onReaction((d) => { if (d.userId === session.user.id) myReactions.add(d.messageId + '|' + emojiKey(d.emoji)); });
+  relay.onReactionRemove((d) => { if (d.userId === session.user.id) myReactions.delete(d.messageId + '|' + emojiKey(d.emoji)); });
   relay.onTyping((d) => {
     if (d.userId === session.user.id) return;
     if (!typing.has(d.channelId)) typing.set(d.channelId, new Map());
@@ -265,22 +265,18 @@ function start(s) {
     ? `Discord refused it: ${d.message || 'missing permission'}`
     : `Discord error${d.code ? ' (' + d.code + ')' : ''}: ${d.message || 'unknown'}`, 'error'));
   relay.onReset((d) => toast(d.reason === 'epoch'
-    ? 'relay restarted — showing live events from now on'
-    : 'Some events were missed while you were away — showing live events from now on', 'info'));
+    ? 'relay restarted — reloading the messages shown'
+    : 'Some events were missed while you were away — reloading the messages shown', 'info'));
+  relay.on('relay.resetComplete', (r) => {
+    if (r.failed.length) toast('Could not reload the messages after the gap — switch channels to try again.', 'error');
+  });
 
-  addEventListener('pagehide', saveFeed);
   setInterval(tick, 500);
   tick();
   renderChannels();
   renderFeed();
   renderBadge();
   if (!$('composer-box').hidden) $('composer-input').focus();
-}
-
-function saveFeed() {
-  /** @type {Record<string, Message[]>} */ const out = {};
-  for (const [id, list] of feeds) out[id] = list.slice(-50);
-  try { sessionStorage.setItem(FEED_KEY, JSON.stringify(out)); } catch { /* full: start empty next time */ }
 }
 
 /**
@@ -433,93 +429,165 @@ function renderComposer() {
 }
 
 function renderFeed() {
-  const feed = $('message-feed');
   $('channel-title').textContent = current ? channelName(current) : 'no channel';
   /** @type {HTMLTextAreaElement} */ ($('composer-input')).placeholder = current ? 'Message #' + channelName(current) : 'No channel yet';
   renderComposer();
-  const list = feeds.get(current) || [];
-  feed.replaceChildren(h('div', { class: 'feed-start' },
-    h('div', { class: 'feed-start-icon', text: '#', 'aria-hidden': 'true' }),
-    h('h2', { text: current ? 'Welcome to #' + channelName(current) : 'Waiting for a channel' }),
-    h('p', { class: 'muted', text: 'Messages appear here live as they are posted in Discord. What you send goes out through relay.' })),
-  ...list.map((m, i) => messageRow(m, list[i - 1])));
+  if (feed?.channelId !== current) openFeed();
+  else renderMessages(true);
   renderTyping();
-  scrollFeed(true);
 }
 
-/** @param {Message} m @param {Message} [prev] */
-function messageRow(m, prev) {
-  const cont = prev && prev.author.id === m.author.id && Date.parse(m.timestamp) - Date.parse(prev.timestamp) < 5 * 60_000;
-  const row = h('article', { class: 'msg' + (cont ? ' cont' : ''), 'data-testid': 'message', 'data-message-id': m.id });
-  fillRow(row, m, !!cont);
-  return row;
+/**
+ * Shows `current` through a fresh `ChannelFeed`: its last PAGE messages at once (from
+ * the gateway's window, or Discord when the window does not hold them), live events on
+ * top, older pages on scroll-up. The client refetches it by itself after `stream.reset`.
+ */
+function openFeed() {
+  feedOff();
+  feed?.stop();
+  rows.clear();
+  $('message-feed').replaceChildren();
+  feed = null;
+  feedOff = () => {};
+  if (!current) return renderMessages(true);
+  const f = new ChannelFeed(relay, current, { limit: PAGE });
+  feed = f;
+  feedOff = f.subscribe(() => { if (feed === f) renderMessages(false); });
+  f.start();
+  renderMessages(true);
 }
+
+/** Holds the top of the list (kept, so rows below it never move). */
+const topEl = h('div', { class: 'feed-top' });
+/** The top of the list: the channel's start, or a note that older messages exist. */
+function feedTop() {
+  const s = feed?.getState();
+  if (!current) return h('div', { class: 'feed-start' }, h('h2', { text: 'Waiting for a channel' }));
+  if (s && s.error && !s.messages.length) {
+    return h('div', { class: 'feed-note error', 'data-testid': 'history-error', role: 'alert' },
+      h('span', { text: explain(s.error, 'read the history of this channel') }), ' ',
+      h('button', { class: 'btn btn-small', type: 'button', text: 'Retry', onclick: () => openFeed() }));
+  }
+  if (!s || s.loading) return h('div', { class: 'feed-note muted', 'data-testid': 'history-loading', role: 'status', text: 'Loading messages…' });
+  if (s.hasMore) {
+    return h('div', { class: 'feed-note muted', 'data-testid': 'history-more', role: 'status',
+      text: s.loadingOlder ? 'Loading older messages…' : s.error ? explain(s.error, 'read the history of this channel') : 'Scroll up for older messages' });
+  }
+  return h('div', { class: 'feed-start', 'data-testid': 'history-start' },
+    h('div', { class: 'feed-start-icon', text: '#', 'aria-hidden': 'true' }),
+    h('h2', { text: 'Welcome to #' + channelName(current) }),
+    h('p', { class: 'muted', text: 'This is the start of the channel. Messages appear here live as they are posted in Discord; what you send goes out through relay.' }));
+}
+
+/**
+ * Draws the feed's state: rows are kept by message id and redrawn only when their
+ * message (or its neighbour, or the member's permissions) changed, so a live event
+ * touches one row. Older messages added on top keep what is on screen in place.
+ * @param {boolean} force redraw every row (the channel's permissions changed)
+ */
+function renderMessages(force) {
+  const el = $('message-feed');
+  const scroller = $('feed-scroll');
+  const s = feed?.getState();
+  const list = s ? s.messages : [];
+  const near = isNearBottom();
+  // The first row still on the page after this render anchors the scroll position.
+  const anchor = list.find((m) => rows.has(m.id));
+  const anchorRow = anchor && rows.get(anchor.id)?.row;
+  const anchorTop = anchorRow ? anchorRow.offsetTop : 0;
+  const hadRows = rows.size > 0;
+  const lastBefore = el.lastElementChild?.getAttribute('data-message-id') || '';
+  const canReact = may(current, 'react');
+  topEl.replaceChildren(feedTop());
+  /** @type {HTMLElement[]} */ const wanted = [topEl];
+  const seen = new Set();
+  list.forEach((m, i) => {
+    seen.add(m.id);
+    const prev = list[i - 1];
+    const cont = !!prev && prev.author.id === m.author.id && Date.parse(m.timestamp) - Date.parse(prev.timestamp) < 5 * 60_000;
+    const key = (cont ? 'c' : 'h') + (canReact ? 'r' : '') + m.reactions.map((r) => myReactions.has(m.id + '|' + emojiKey(r.emoji)) ? 1 : 0).join('');
+    const had = rows.get(m.id);
+    if (!force && had && had.m === m && had.key === key) { wanted.push(had.row); return; }
+    if (!users.has(m.author.id)) users.set(m.author.id, { id: m.author.id, username: m.author.username });
+    const row = had?.row || h('article', { 'data-testid': 'message', 'data-message-id': m.id });
+    row.className = 'msg' + (cont ? ' cont' : '');
+    fillRow(row, m, cont);
+    rows.set(m.id, { row, m, key });
+    wanted.push(row);
+  });
+  for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
+  // Put the wanted nodes in order, moving only what is out of place.
+  let at = el.firstChild;
+  for (const node of wanted) {
+    if (at === node) at = at.nextSibling;
+    else el.insertBefore(node, at);
+  }
+  while (at) { const next = at.nextSibling; at.remove(); at = next; }
+  const lastAfter = list[list.length - 1];
+  if (!hadRows || (lastAfter && lastAfter.id !== lastBefore && (near || lastAfter.author.id === session.user.id))) {
+    scroller.scrollTop = scroller.scrollHeight;
+  } else if (anchorRow && anchorRow.isConnected) {
+    scroller.scrollTop += anchorRow.offsetTop - anchorTop;
+  }
+  el.dataset.state = !s ? 'empty' : s.loading ? 'loading' : s.loadingOlder ? 'loading-older' : 'ready';
+  maybeLoadOlder();
+}
+
+/** Scrolled to the top (or the list does not fill the view yet): the next older page. */
+function maybeLoadOlder() {
+  const s = feed?.getState();
+  if (!feed || !s || s.loading || s.loadingOlder || !s.hasMore || s.error) return;
+  const scroller = $('feed-scroll');
+  if (scroller.scrollTop < OLDER_AT_PX || scroller.scrollHeight <= scroller.clientHeight) void feed.loadOlder();
+}
+$('feed-scroll').addEventListener('scroll', () => {
+  const s = feed?.getState();
+  // A failed older page is retried by scrolling up again.
+  if (s && s.error && s.messages.length && $('feed-scroll').scrollTop < OLDER_AT_PX) void feed?.loadOlder();
+  else maybeLoadOlder();
+}, { passive: true });
+
+/** Custom emoji by `name:id`, unicode by itself (what add-reaction takes). @param {{id?: string|null, name?: string|null}} e */
+const emojiKey = (e) => (e?.id ? `${e.name ?? ''}:${e.id}` : e?.name ?? '');
 
 /** @param {HTMLElement} row @param {Message} m @param {boolean} cont */
 function fillRow(row, m, cont) {
-  const reactions = Object.entries(m.reactions || {}).filter(([, who]) => who.length);
+  const reactions = m.reactions.filter((r) => r.count > 0);
+  const relayed = m.via === 'relay';
   row.replaceChildren(
     cont ? h('time', { class: 'msg-gutter-time', text: clock(m.timestamp), dateTime: m.timestamp }) : avatar(m.author.id, m.author.username),
     h('div', { class: 'msg-body' },
       cont ? null : h('header', { class: 'msg-head' },
         h('span', { class: 'msg-author', text: m.author.username, style: `--h:${hue(m.author.id)}` }),
-        m.author.bot ? h('span', { class: 'tag', text: 'BOT' }) : null,
+        relayed ? h('span', { class: 'tag tag-relay', text: 'via relay', title: 'Sent from the web through relay' })
+          : m.author.bot ? h('span', { class: 'tag', text: 'BOT' }) : null,
         h('time', { class: 'msg-time', text: clock(m.timestamp), dateTime: m.timestamp, title: new Date(m.timestamp).toLocaleString() })),
-      h('div', { class: 'msg-content', text: m.content }, m.edited ? h('span', { class: 'edited', text: ' (edited)' }) : null),
-      reactions.length ? h('div', { class: 'reactions' }, ...reactions.map(([emoji, who]) => h('button', {
-        class: 'chip' + (who.includes(session.user.id) ? ' mine' : ''), type: 'button', disabled: !may(m.channelId, 'react'),
-        title: who.map(userName).join(', '), 'aria-label': `${emoji} ${who.length}`,
-        onclick: () => react(m, emoji),
-      }, h('span', { text: emoji.includes(':') ? ':' + emoji.split(':')[0] + ':' : emoji }), h('span', { class: 'chip-n', text: String(who.length) })))) : null),
+      h('div', { class: 'msg-content', text: m.content }, m.editedTimestamp ? h('span', { class: 'edited', text: ' (edited)' }) : null),
+      reactions.length ? h('div', { class: 'reactions' }, ...reactions.map((r) => {
+        const key = emojiKey(r.emoji);
+        const shown = r.emoji.id ? ':' + (r.emoji.name || 'emoji') + ':' : r.emoji.name || '?';
+        return h('button', {
+          class: 'chip' + (myReactions.has(m.id + '|' + key) ? ' mine' : ''), type: 'button', disabled: !may(m.channelId, 'react'),
+          title: `${shown} — ${r.count} reaction${r.count === 1 ? '' : 's'}`, 'aria-label': `${shown} ${r.count}`,
+          'data-testid': 'reaction', 'data-emoji': key, onclick: () => react(m, key),
+        }, h('span', { text: shown }), h('span', { class: 'chip-n', text: String(r.count) }));
+      })) : null),
     // replaceChildren would print a null: leave the toolbar out instead.
     ...(may(m.channelId, 'react') ? [h('div', { class: 'msg-tools', role: 'toolbar', 'aria-label': 'Add reaction', 'data-testid': 'reaction-tools' },
       ...REACTIONS.map((e) => h('button', { type: 'button', class: 'tool', text: e, title: 'React with ' + e, onclick: () => react(m, e) })))] : []));
 }
 
-/** @param {any} d messageCreate data */
+/** Messages of other channels count as unread; the open channel's come through its feed. @param {any} d messageCreate data */
 function onMessage(d) {
   learnChannel(d.channelId);
   if (!session.guildId && d.guildId) session.guildId = d.guildId;
-  const author = { id: d.author?.id || '0', username: d.author?.username || 'unknown', bot: !!d.author?.bot };
+  const author = { id: d.author?.id || '0', username: d.author?.username || 'unknown' };
   if (!users.has(author.id)) users.set(author.id, author);
-  /** @type {Message} */
-  const m = { id: d.id, channelId: d.channelId, author, content: d.content || '', timestamp: d.timestamp || new Date().toISOString(), reactions: {} };
-  const list = feeds.get(d.channelId) || [];
-  const at = list.findIndex((x) => x.id === m.id);
-  if (at >= 0) { m.reactions = list[at].reactions; list[at] = m; } else list.push(m);
-  if (list.length > 500) list.splice(0, list.length - 500);
-  feeds.set(d.channelId, list);
   typing.get(d.channelId)?.delete(author.id);
   if (d.channelId !== current) {
     unread.set(d.channelId, (unread.get(d.channelId) || 0) + 1);
-    return renderChannels();
-  }
-  const feed = $('message-feed');
-  const near = isNearBottom();
-  const old = feed.querySelector(`[data-message-id="${CSS.escape(m.id)}"]`);
-  if (old) fillRow(/** @type {HTMLElement} */ (old), m, old.classList.contains('cont'));
-  else feed.append(messageRow(m, list[list.length - 2]));
-  renderTyping();
-  scrollFeed(near || author.id === session.user.id);
-}
-
-/** @param {string} channelId @param {string} id @param {(m: Message) => void} fn */
-function updateMessage(channelId, id, fn) {
-  const m = feeds.get(channelId)?.find((x) => x.id === id);
-  if (!m) return;
-  fn(m);
-  const row = channelId === current && document.querySelector(`[data-message-id="${CSS.escape(id)}"]`);
-  if (row) fillRow(/** @type {HTMLElement} */ (row), m, row.classList.contains('cont'));
-}
-
-/** @param {any} d reactionAdd data */
-function onReaction(d) {
-  const key = d.emoji?.id ? `${d.emoji.name}:${d.emoji.id}` : d.emoji?.name;
-  if (!key) return;
-  updateMessage(d.channelId, d.messageId, (m) => {
-    const who = (m.reactions[key] ||= []);
-    if (!who.includes(d.userId)) who.push(d.userId);
-  });
+    renderChannels();
+  } else renderTyping();
 }
 
 /** @param {Message} m @param {string} emoji */
@@ -541,8 +609,6 @@ function isNearBottom() {
   const s = $('feed-scroll');
   return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
 }
-/** @param {boolean} force */
-function scrollFeed(force) { if (force) { const s = $('feed-scroll'); s.scrollTop = s.scrollHeight; } }
 
 // ---- composer --------------------------------------------------------------
 

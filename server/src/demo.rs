@@ -57,6 +57,9 @@ pub struct DemoOptions {
     /// timeout cycle); `None`: the simulator's default, 45 s. Tests that change
     /// roles themselves set it long, so the schedule does not race them.
     pub role_period: Option<Duration>,
+    /// `REPLAY_CAPACITY` of the demo's edge; `None`: 4096 (the contract's default).
+    /// Browser tests make it small so a real `Last-Event-ID` can fall out of it.
+    pub replay_capacity: Option<usize>,
 }
 
 impl Demo {
@@ -102,7 +105,7 @@ impl Demo {
             heartbeat: Duration::from_secs(15),
             limits: LimitConfig::default(),
             queue_capacity: 1000,
-            replay_capacity: 4096,
+            replay_capacity: opts.replay_capacity.unwrap_or(4096),
             reply_timeout: Duration::from_secs(5),
             access: AccessMode::Discord,
             demo: Some(Arc::new(demo_info())),
@@ -176,12 +179,18 @@ impl Demo {
     }
 
     /// The test control API: `POST /voice-leave {"userId"}`, `POST /voice-join
-    /// {"userId","channelId"}` (joins, or moves to, that voice channel), `POST /post
-    /// {"userId","channelId","content"}` (the member posts in Discord; answers the
-    /// message's `id`), `POST /set-roles
+    /// {"userId","channelId"}` (joins, or moves to, that voice channel), `POST /set-roles
     /// {"userId","roleIds":[…]}` (replaces the member's roles; GUILD_MEMBER_UPDATE),
     /// `POST /timeout {"userId","seconds"}` (times the member out for that long, or
-    /// lifts the timeout with 0), `POST /link-drop` (stops the gateway, so the
+    /// lifts the timeout with 0), `POST /post {"userId","channelId","content","count"?}`
+    /// (posts as that member: MESSAGE_CREATE; `count` > 1 numbers them `#1`…;
+    /// answers `id`, the last one, and `ids`),
+    /// `POST /seed-messages` (same body plus `agoMs`: history from before now, one
+    /// second apart, nothing dispatched), `POST /react` / `POST /unreact`
+    /// `{"userId","channelId","messageId","emoji"}`, `POST /edit
+    /// {"channelId","messageId","content"}`, `POST /delete {"channelId","messageId"}`,
+    /// `POST /messages {"channelId"}` (`{"ids":[…]}`: every id the simulator holds
+    /// there, oldest first — the truth history is checked against), `POST /link-drop` (stops the gateway, so the
     /// edge's link goes down and stays down), `POST /link-restore` (starts it
     /// again on the same address, counting into the same `metrics`, so both ports
     /// keep showing one registry).
@@ -204,31 +213,88 @@ impl Demo {
         let sim_control = Arc::downgrade(sim);
         let down = Arc::new(AtomicBool::new(false));
         let handler = move |mut req: Request| {
-            let body = req.read_body(4096).unwrap_or_default();
+            let body = req.read_body(16 * 1024).unwrap_or_default();
             let body = serde_json::from_slice::<Value>(&body).unwrap_or_default();
             let user = body["userId"].as_str();
             let sim = Weak::upgrade(&sim_control);
+            let channel = body["channelId"].as_str();
             let result = match (req.url(), user, sim) {
-                ("/voice-leave" | "/voice-join" | "/post" | "/set-roles" | "/timeout", None, _) => {
-                    Err("userId required")
+                (
+                    "/voice-leave" | "/voice-join" | "/set-roles" | "/timeout" | "/post"
+                    | "/seed-messages" | "/react" | "/unreact",
+                    None,
+                    _,
+                ) => Err("userId required"),
+                (
+                    "/post" | "/seed-messages" | "/react" | "/unreact" | "/edit" | "/delete"
+                    | "/messages",
+                    _,
+                    _,
+                ) if channel.is_none() => Err("channelId required"),
+                (
+                    "/voice-leave" | "/voice-join" | "/set-roles" | "/timeout" | "/post"
+                    | "/seed-messages" | "/react" | "/unreact" | "/edit" | "/delete" | "/messages",
+                    _,
+                    None,
+                ) => Err("shutting down"),
+                (url @ ("/post" | "/seed-messages"), Some(u), Some(sim)) => {
+                    let c = channel.unwrap_or_default();
+                    let text = body["content"].as_str().unwrap_or("message");
+                    let count = body["count"].as_u64().unwrap_or(1).clamp(1, 1000);
+                    let content = |i: u64| match count {
+                        1 => text.to_owned(),
+                        _ => format!("{text} #{}", i + 1),
+                    };
+                    let ids: Option<Vec<String>> = if url == "/post" {
+                        (0..count).map(|i| sim.post_as(u, c, &content(i))).collect()
+                    } else {
+                        // One second apart, the last `agoMs` (default 1 s) before now.
+                        let ago = body["agoMs"].as_u64().unwrap_or(1000);
+                        (0..count)
+                            .map(|i| {
+                                sim.seed_message(u, c, &content(i), ago + (count - 1 - i) * 1000)
+                            })
+                            .collect()
+                    };
+                    ids.map(|ids| json!({"ok": true, "id": ids.last(), "ids": ids}))
+                        .ok_or("unknown user or channel")
                 }
-                ("/voice-leave" | "/voice-join" | "/post" | "/set-roles" | "/timeout", _, None) => {
-                    Err("shutting down")
+                (url @ ("/react" | "/unreact"), Some(u), Some(sim)) => {
+                    match (body["messageId"].as_str(), body["emoji"].as_str()) {
+                        (Some(m), Some(e)) => {
+                            let c = channel.unwrap_or_default();
+                            let ok = if url == "/react" {
+                                sim.react_as(u, c, m, e)
+                            } else {
+                                sim.unreact_as(u, c, m, e)
+                            };
+                            Ok(json!({"ok": ok}))
+                        }
+                        _ => Err("messageId and emoji required"),
+                    }
+                }
+                ("/edit", _, Some(sim)) => {
+                    match (body["messageId"].as_str(), body["content"].as_str()) {
+                        (Some(m), Some(text)) => Ok(
+                            json!({"ok": sim.edit_message(channel.unwrap_or_default(), m, text)}),
+                        ),
+                        _ => Err("messageId and content required"),
+                    }
+                }
+                ("/delete", _, Some(sim)) => match body["messageId"].as_str() {
+                    Some(m) => {
+                        Ok(json!({"ok": sim.delete_messages(channel.unwrap_or_default(), &[m])}))
+                    }
+                    None => Err("messageId required"),
+                },
+                ("/messages", _, Some(sim)) => {
+                    Ok(json!({"ids": sim.message_ids_in(channel.unwrap_or_default())}))
                 }
                 ("/voice-leave", Some(u), Some(sim)) => Ok(json!({"ok": sim.voice_leave(u)})),
                 ("/voice-join", Some(u), Some(sim)) => match body["channelId"].as_str() {
                     Some(c) => Ok(json!({"ok": sim.voice_join(u, c)})),
                     None => Err("channelId required"),
                 },
-                ("/post", Some(u), Some(sim)) => {
-                    match (body["channelId"].as_str(), body["content"].as_str()) {
-                        (Some(c), Some(text)) => match sim.post_as(u, c, text) {
-                            Some(id) => Ok(json!({"ok": true, "id": id})),
-                            None => Ok(json!({"ok": false})),
-                        },
-                        _ => Err("channelId and content required"),
-                    }
-                }
                 ("/set-roles", Some(u), Some(sim)) => match body["roleIds"].as_array() {
                     Some(ids) => {
                         let roles: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();

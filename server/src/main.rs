@@ -47,6 +47,7 @@ fn main() {
                 enable_ws_bridge: cfg.enable_ws_bridge,
                 control: cfg.demo_control,
                 role_period: None,
+                replay_capacity: None,
             };
             let running = demo::Demo::start_with_secret(opts, cfg.session_secret)
                 .unwrap_or_else(|e| fail(format!("cannot start the demo on {}: {e}", cfg.bind)));

@@ -14,6 +14,9 @@
 //                    by hand keeps it, and may race tests 3, 4 and 10).
 //   BRIDGE_URL       an edge with ENABLE_WS_BRIDGE=true (may equal RELAY_URL); required
 //   SESSION_TOKEN    a session JWT accepted by BRIDGE_URL; required
+//   REPLAY_CAPACITY  the edge's REPLAY_CAPACITY (default 4096); test 13 floods past it.
+//                    The control API also posts, seeds history, reacts, edits, deletes and
+//                    lists a channel's message ids (tests/browser/README.md has the table).
 // Every variable is required: a missing one fails the run rather than skipping
 // tests (tests/tests/browser-demo-page.rs sets them all).
 //   CHROMIUM         browser binary (default /usr/bin/chromium)
@@ -26,6 +29,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import net from 'node:net';
 import { chromium } from 'playwright-core';
 
 const RELAY_URL = (process.env.RELAY_URL || 'http://127.0.0.1:3000').replace(/\/$/, '');
@@ -366,5 +370,218 @@ test('11. a timed-out member may read but not write or react', { timeout: 60_000
     assert.deepEqual(errors, [], 'no uncaught errors in the page');
   } finally {
     await ctx.close();
+  }
+});
+
+// ---- history (CONTRACT.md §9) -------------------------------------------------
+
+/** The simulated guild's users and the quiet channel the history tests use (no demo chatter). */
+const OWNER = '245834868326400001';
+const GRACE = '256721603788800001';
+const LINUS = '218473863053312001';
+const LINUS_CHAT = '820675262545920001'; // #game-room: where the ring is flooded
+const REPLAY_CAPACITY = Number(process.env.REPLAY_CAPACITY || 4096);
+// The demo's own members react with 👍 🎉 🔥 to the newest message they may: these
+// tests use other emoji, so their counts are only what the tests did.
+
+/** POSTs to the control API and returns its JSON answer. @param {string} what @param {object} body */
+async function simJson(what, body) {
+  const res = await fetch(`${SIM}/${what}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(T),
+  });
+  const json = await res.json();
+  assert.ok(res.ok, `sim ${what}: HTTP ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+/** Every message id the simulated Discord holds in a channel, oldest first: the truth. @param {string} channelId */
+const truth = async (channelId) => /** @type {string[]} */ ((await simJson('messages', { channelId })).ids);
+/** The message rows on the page, in order. */
+const rowIds = () => page.locator('[data-testid=message]').evaluateAll((els) => els.map((e) => e.getAttribute('data-message-id') || ''));
+const feedState = (/** @type {string} */ s) => page.waitForFunction(
+  (want) => document.querySelector('[data-testid=message-feed]')?.getAttribute('data-state') === want, s, { timeout: T });
+/** Scrolls the feed to the top until the channel's start shows (each scroll loads one older page). */
+async function scrollToStart() {
+  for (let i = 0; i < 20 && await page.locator('[data-testid=history-start]').count() === 0; i++) {
+    const n = (await rowIds()).length;
+    await page.locator('#feed-scroll').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+    await page.waitForFunction((before) => document.querySelectorAll('[data-testid=message]').length > before
+      || !!document.querySelector('[data-testid=history-start]'), n, { timeout: T });
+    await feedState('ready');
+  }
+  await page.locator('[data-testid=history-start]').waitFor({ timeout: T });
+}
+const chip = (/** @type {string} */ messageId, /** @type {string} */ emoji) =>
+  page.locator(`[data-testid=message][data-message-id="${messageId}"] [data-testid=reaction][data-emoji="${emoji}"]`);
+const chipCount = async (/** @type {string} */ messageId, /** @type {string} */ emoji) =>
+  (await chip(messageId, emoji).count()) ? Number(await chip(messageId, emoji).locator('.chip-n').textContent()) : 0;
+const waitChip = (/** @type {string} */ messageId, /** @type {string} */ emoji, /** @type {number} */ n) => page.waitForFunction(
+  ({ messageId, emoji, n }) => {
+    const el = document.querySelector(`[data-testid=message][data-message-id="${messageId}"] [data-testid=reaction][data-emoji="${emoji}"] .chip-n`);
+    return (el ? Number(el.textContent) : 0) === n;
+  }, { messageId, emoji, n }, { timeout: T });
+const ANNOUNCEMENTS = '820959510528000001'; // read-only for members; only the test posts there
+/** @type {string[]} */ let seeded = [];
+// History from before anyone looked: 120 messages, one second apart, ending 5 minutes
+// ago — seeded before the page opens the channel (a gateway that has read a channel's
+// start knows no older message can appear later, as on Discord).
+before(async () => {
+  seeded = (await simJson('seed-messages', { userId: OWNER, channelId: ANNOUNCEMENTS, content: uniq('seeded'), count: 120, agoMs: 300_000 })).ids;
+});
+
+test('12. a channel opens with its last 50 messages; scrolling up loads older ones; reaction counts stay right', { timeout: 90_000 }, async () => {
+  const announcements = ANNOUNCEMENTS;
+  assert.equal(await textChannel('announcements').getAttribute('data-channel-id'), announcements);
+  assert.equal(seeded.length, 120);
+  // Reactions made before the page opens reach it only through history.
+  const [oldest, newest] = [seeded[0], seeded[seeded.length - 1]];
+  await sim('react', { userId: GRACE, channelId: announcements, messageId: newest, emoji: '🚀' });
+  await sim('react', { userId: LINUS, channelId: announcements, messageId: newest, emoji: '🚀' });
+  await sim('react', { userId: GRACE, channelId: announcements, messageId: oldest, emoji: '⭐' });
+  const all = await truth(announcements);
+  assert.ok(all.length >= 121, `the channel holds the seeds: ${all.length}`);
+
+  await textChannel('announcements').click();
+  await feedState('ready');
+  assert.deepEqual(await rowIds(), all.slice(-50), 'the last 50 messages, oldest first, at once');
+  await page.locator('[data-testid=history-more]').waitFor({ timeout: T });
+  assert.equal(await chipCount(newest, '🚀'), 2, 'reaction counts come with history');
+  // Scrolled to the bottom: the newest message is in view.
+  assert.ok(await page.locator(`[data-message-id="${newest}"]`).isVisible());
+
+  // Scroll up: one older page.
+  const top = all[all.length - 50];
+  await page.locator('#feed-scroll').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=message]').length >= 100, null, { timeout: T });
+  await feedState('ready');
+  assert.deepEqual(await rowIds(), all.slice(-100), 'the next 50 older, before the oldest shown');
+  // What was on screen stays where it was (the older page goes above it).
+  const y = await page.locator(`[data-message-id="${top}"]`).evaluate((el) => el.getBoundingClientRect().top);
+  assert.ok(y > 0, `the row that was at the top is still in view, not pushed away (top ${y})`);
+  await scrollToStart();
+  assert.deepEqual(await rowIds(), all, 'every message once, down to the channel start');
+  assert.equal(await chipCount(oldest, '⭐'), 1);
+
+  // Live: a reaction taken back (reactionRemove) and another added, on messages from history.
+  await sim('unreact', { userId: LINUS, channelId: announcements, messageId: newest, emoji: '🚀' });
+  await waitChip(newest, '🚀', 1);
+  await sim('unreact', { userId: GRACE, channelId: announcements, messageId: oldest, emoji: '⭐' });
+  await waitChip(oldest, '⭐', 0);
+  await sim('react', { userId: LINUS, channelId: announcements, messageId: oldest, emoji: '🦀' });
+  await waitChip(oldest, '🦀', 1);
+  assert.deepEqual(seen.errors, [], 'no uncaught errors in the page');
+});
+
+/**
+ * A TCP proxy in front of the edge: the network between a browser and relay, which a
+ * test can cut (every connection closed, new ones refused) and restore.
+ */
+async function networkTo(/** @type {string} */ url) {
+  const target = new URL(url);
+  /** @type {Set<import('node:net').Socket>} */ const open = new Set();
+  let down = false;
+  const server = net.createServer((client) => {
+    if (down) return client.destroy();
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+      open.add(a);
+      a.on('error', () => b.destroy());
+      a.on('close', () => { open.delete(a); b.destroy(); });
+      a.pipe(b);
+    }
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', () => r(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cut() { down = true; for (const s of open) s.destroy(); },
+    restore() { down = false; },
+    close() { down = true; for (const s of open) s.destroy(); server.close(); },
+  };
+}
+
+test('13. events lost past the replay ring: stream.reset, the page refetches by itself, every message once', { timeout: 120_000 }, async () => {
+  assert.ok(REPLAY_CAPACITY <= 1024, `REPLAY_CAPACITY ${REPLAY_CAPACITY} is small enough to overflow here`);
+  const link = await networkTo(RELAY_URL);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 760 } });
+  try {
+    const p = await ctx.newPage();
+    /** @type {string[]} */ const errors = [];
+    p.on('pageerror', (e) => errors.push(String(e)));
+    /** @type {import('playwright-core').Request[]} */ const streams = [];
+    p.on('request', (r) => { if (pathOf(r.url()) === '/api/stream') streams.push(r); });
+    await p.goto(link.url + '/', { timeout: T });
+    await p.locator('[data-testid=signin-user]').first().click({ timeout: T });
+    await p.waitForFunction(() => document.querySelector('[data-testid=status-badge]')?.textContent === 'Live', null, { timeout: T });
+    const ids = () => p.locator('[data-testid=message]').evaluateAll((els) => els.map((e) => e.getAttribute('data-message-id') || ''));
+    const ready = () => p.waitForFunction(() => document.querySelector('[data-testid=message-feed]')?.getAttribute('data-state') === 'ready', null, { timeout: T });
+    const toStart = async () => {
+      for (let i = 0; i < 20 && await p.locator('[data-testid=history-start]').count() === 0; i++) {
+        const n = (await ids()).length;
+        await p.locator('#feed-scroll').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+        await p.waitForFunction((before) => document.querySelectorAll('[data-testid=message]').length > before
+          || !!document.querySelector('[data-testid=history-start]'), n, { timeout: T });
+        await ready();
+      }
+    };
+    await textChannel('announcements', p).click({ timeout: T });
+    await ready();
+    await toStart();
+    assert.deepEqual(await ids(), await truth(ANNOUNCEMENTS), 'the whole channel before the gap');
+    // A live message: the page has an event id to resume from.
+    const live = (await simJson('post', { userId: OWNER, channelId: ANNOUNCEMENTS, content: uniq('live before the gap') })).ids[0];
+    await p.locator(`[data-testid=message][data-message-id="${live}"]`).waitFor({ timeout: T });
+    await p.waitForFunction(() => /^\d+-\d+$/.test(sessionStorage.getItem('relay.lastEventId:' + location.origin) || ''), null, { timeout: T });
+    const rows = await ids();
+    const [edited, deleted, reacted] = [rows[rows.length - 3], rows[rows.length - 2], rows[rows.length - 1]];
+    const lastBefore = /** @type {string} */ (await p.evaluate(() => sessionStorage.getItem('relay.lastEventId:' + location.origin)));
+    assert.match(lastBefore, /^\d+-\d+$/);
+    const streamsBefore = streams.length;
+    const gapText = uniq('posted while the network was down');
+
+    // The network drops: the stream breaks, EventSource keeps retrying and is refused.
+    link.cut();
+    await p.waitForFunction(() => document.querySelector('[data-testid=status-badge]')?.getAttribute('data-state') !== 'live', null, { timeout: T });
+    try {
+      // Meanwhile in Discord: 70 messages here, an edit, a delete, a reaction — and
+      // enough chatter elsewhere that the page's last event id leaves the replay ring.
+      const posted = (await simJson('post', { userId: OWNER, channelId: ANNOUNCEMENTS, content: gapText, count: 70 })).ids;
+      assert.equal(posted.length, 70);
+      await simJson('edit', { channelId: ANNOUNCEMENTS, messageId: edited, content: 'edited while offline' });
+      await simJson('delete', { channelId: ANNOUNCEMENTS, messageId: deleted });
+      await sim('react', { userId: GRACE, channelId: ANNOUNCEMENTS, messageId: reacted, emoji: '🦀' });
+      await simJson('post', { userId: LINUS, channelId: LINUS_CHAT, content: uniq('flood'), count: REPLAY_CAPACITY + 50 });
+      // The shared page (signed in, online) sees the flood's last message, so the edge's
+      // ring holds it and has dropped the cut page's id.
+      await page.waitForFunction((n) => Number((document.querySelector('[data-testid=last-event-id]')?.textContent || '0-0').split('-')[1]) >= n,
+        Number(lastBefore.split('-')[1]) + REPLAY_CAPACITY + 50, { timeout: T });
+    } finally {
+      link.restore();
+    }
+    // The browser's own reconnect resumes with Last-Event-ID; the edge answers stream.reset.
+    await p.locator('[data-testid=toast]', { hasText: 'Some events were missed' }).first().waitFor({ timeout: 30_000 });
+    await p.waitForFunction(() => document.querySelector('[data-testid=status-badge]')?.textContent === 'Live', null, { timeout: T });
+    const resumed = await Promise.all(streams.slice(streamsBefore).map(async (r) =>
+      (await r.allHeaders())['last-event-id'] || new URL(r.url()).searchParams.get('lastEventId') || ''));
+    assert.ok(resumed.includes(lastBefore), `the stream resumed from ${lastBefore}: ${JSON.stringify(resumed)}`);
+
+    // The client refetched the channel by itself: the newest page is there…
+    const all = await truth(ANNOUNCEMENTS);
+    await p.locator(`[data-testid=message][data-message-id="${all[all.length - 1]}"]`).waitFor({ timeout: T });
+    await ready();
+    // …and scrolling up shows the rest: each message exactly once, none missing.
+    await toStart();
+    const shown = await ids();
+    assert.equal(new Set(shown).size, shown.length, 'no message twice');
+    assert.deepEqual(shown, all, 'exactly the channel, in order');
+    assert.ok(!shown.includes(deleted), 'the message deleted in the gap is gone');
+    assert.equal(await p.locator(`[data-testid=message][data-message-id="${edited}"] .msg-content`).textContent(), 'edited while offline (edited)');
+    const fire = p.locator(`[data-testid=message][data-message-id="${reacted}"] [data-testid=reaction][data-emoji="🦀"] .chip-n`);
+    assert.equal(await fire.textContent(), '1', 'the reaction made in the gap is counted once');
+    assert.equal(await p.locator('[data-testid=message]', { hasText: gapText }).count(), 70);
+    await p.screenshot({ path: path.join(ARTIFACTS, 'demo-page-history.png') });
+    assert.deepEqual(errors, [], 'no uncaught errors in the page');
+  } finally {
+    await ctx.close();
+    link.close();
   }
 });

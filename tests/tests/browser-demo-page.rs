@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use relay::demo::{Demo, DemoOptions};
 
+/// The demo edge's replay ring, in events.
+const REPLAY_CAPACITY: usize = 256;
+
 #[test]
 fn demo_page_works_in_chromium() {
     let browser_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
@@ -30,6 +33,9 @@ fn demo_page_works_in_chromium() {
         // The page tests grant and take roles themselves; the demo's own
         // schedule (Ada's Moderator role every 45 s) would race them.
         role_period: Some(Duration::from_secs(3600)),
+        // Small, so test 13's resume falls out of the ring for real
+        // (REPLAY_CAPACITY, CONTRACT.md §1) and the page gets `stream.reset`.
+        replay_capacity: Some(REPLAY_CAPACITY),
     })
     .expect("demo starts");
     let url = format!("http://{}", demo.addr());
@@ -42,6 +48,7 @@ fn demo_page_works_in_chromium() {
         .env("BRIDGE_URL", &url)
         .env("SIM_CONTROL_URL", format!("http://{control}"))
         .env("SESSION_TOKEN", &demo.token)
+        .env("REPLAY_CAPACITY", REPLAY_CAPACITY.to_string())
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -53,7 +60,7 @@ fn demo_page_works_in_chromium() {
         "browser tests failed:\n{stdout}\n{stderr}"
     );
     // The spec reporter's summary: every test ran and passed, none skipped.
-    for line in ["ℹ tests 11", "ℹ pass 11", "ℹ fail 0", "ℹ skipped 0"] {
+    for line in ["ℹ tests 13", "ℹ pass 13", "ℹ fail 0", "ℹ skipped 0"] {
         assert!(stdout.contains(line), "expected `{line}` in:\n{stdout}");
     }
 }

@@ -149,6 +149,7 @@ fn example_app_works_in_chromium() {
             control: Some(control),
             // Nothing here depends on Ada's roles; keep the schedule quiet anyway.
             role_period: Some(Duration::from_secs(3600)),
+            replay_capacity: None,
         },
         Some(Secret::new(secret.clone())),
     )

@@ -24,6 +24,7 @@ fn sign_in_with_discord_works_in_chromium() {
         enable_ws_bridge: false,
         control: None,
         role_period: None,
+        replay_capacity: None,
     })
     .expect("demo starts");
     let url = format!("http://{}", demo.addr());

@@ -20,6 +20,7 @@ fn a_sent_message_comes_back_over_sse() {
         enable_ws_bridge: false,
         control: None,
         role_period: None,
+        replay_capacity: None,
     })
     .expect("demo starts");
     let addr = demo.addr();

@@ -223,6 +223,11 @@ impl Translator {
         &mut self.guilds
     }
 
+    /// relay's webhook posts: who wrote what (history reads attribute by it).
+    pub fn relay_posts(&self) -> &RelayPosts {
+        &self.relay_posts
+    }
+
     /// relay's webhook posts, for the gateway to register and resolve.
     pub fn relay_posts_mut(&mut self) -> &mut RelayPosts {
         &mut self.relay_posts

@@ -14,6 +14,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::dispatch::{snowflake_time_ms, DISCORD_EPOCH_MS};
+use super::webhook::RelayPosts;
 use crate::ids::rfc3339_millis;
 use crate::payload::{Author, Emoji, HistoryMessage, MessageCreate, ReactionCount, Timestamp};
 
@@ -54,9 +55,34 @@ impl fmt::Display for MessagesError {
 impl std::error::Error for MessagesError {}
 
 /// Reads the answer; `guild_id` is the channel's guild (REST messages carry none).
+/// Webhook messages keep the webhook as author; [`parse_message_list_attributed`]
+/// names relay's senders.
 pub fn parse_message_list(
     body: &[u8],
     guild_id: Option<&str>,
+) -> Result<Vec<HistoryMessage>, MessagesError> {
+    parse_list(body, guild_id, None)
+}
+
+/// Like [`parse_message_list`], but a message posted through one of relay's
+/// webhooks is shown as its live `messageCreate` is (CONTRACT.md §9,
+/// docs/webhooks.md): `author` = the session that wrote it and `via: "relay"`
+/// when `posts` knows the sender ([`RelayPosts::attribute_read`]); the
+/// webhook's own author (its id, the override name, `bot: true`) and
+/// `via: "relay"` when the webhook is relay's but the sender is unknowable
+/// (posted before a restart).
+pub fn parse_message_list_attributed(
+    body: &[u8],
+    guild_id: Option<&str>,
+    posts: &RelayPosts,
+) -> Result<Vec<HistoryMessage>, MessagesError> {
+    parse_list(body, guild_id, Some(posts))
+}
+
+fn parse_list(
+    body: &[u8],
+    guild_id: Option<&str>,
+    posts: Option<&RelayPosts>,
 ) -> Result<Vec<HistoryMessage>, MessagesError> {
     if body.len() > MAX_MESSAGES_BODY {
         return Err(MessagesError::TooLarge);
@@ -67,18 +93,23 @@ pub fn parse_message_list(
     list.iter()
         .enumerate()
         .map(|(index, m)| {
-            message(m, guild_id).map_err(|field| MessagesError::Field { index, field })
+            message(m, guild_id, posts).map_err(|field| MessagesError::Field { index, field })
         })
         .collect()
 }
 
-fn message(v: &Value, guild_id: Option<&str>) -> Result<HistoryMessage, &'static str> {
+fn message(
+    v: &Value,
+    guild_id: Option<&str>,
+    posts: Option<&RelayPosts>,
+) -> Result<HistoryMessage, &'static str> {
     let o = v.as_object().ok_or("")?;
     let id = req_id(o, "id", "id")?;
     let channel_id = req_id(o, "channel_id", "channel_id")?;
     let author = o.get("author").and_then(Value::as_object).ok_or("author")?;
-    let webhook = opt_id(o, "webhook_id", "webhook_id")?.is_some();
-    let author = Author {
+    let webhook_id = opt_id(o, "webhook_id", "webhook_id")?;
+    let webhook = webhook_id.is_some();
+    let mut author = Author {
         id: req_id(author, "id", "author.id")?,
         username: opt_str(author, "username", "author.username")?.unwrap_or_default(),
         avatar: opt_str(author, "avatar", "author.avatar")?,
@@ -89,6 +120,17 @@ fn message(v: &Value, guild_id: Option<&str>) -> Result<HistoryMessage, &'static
                 Some(_) => return Err("author.bot"),
             },
     };
+    let mut via = None;
+    if let (Some(hook), Some(posts)) = (&webhook_id, posts) {
+        // Only a hint: an unreadable one is no reason to refuse the page.
+        let app = o.get("application_id").and_then(parse_id);
+        if let Some(sender) = posts.attribute_read(hook, &id, app.as_deref()) {
+            via = Some("relay");
+            if let Some(sender) = sender {
+                author = sender;
+            }
+        }
+    }
     let content = opt_str(o, "content", "content")?.unwrap_or_default();
     let timestamp = match opt_str(o, "timestamp", "timestamp")? {
         Some(t) => t,
@@ -109,6 +151,7 @@ fn message(v: &Value, guild_id: Option<&str>) -> Result<HistoryMessage, &'static
         "author": author,
         "content": content,
         "timestamp": timestamp,
+        "via": via,
     }))
     .map_err(|_| "id")?;
     Ok(HistoryMessage {
@@ -181,6 +224,50 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn relay_webhook_posts_read_back_name_the_sender() {
+        let t = 1_800_000_000_000u64;
+        let flake = |n: u64| (((t - DISCORD_EPOCH_MS) << 22) | n).to_string();
+        let (known, unknown, foreign) = (flake(1), flake(2), flake(3));
+        let sender = Author {
+            id: "42".into(),
+            username: "Ada".into(),
+            avatar: Some("abc".into()),
+            bot: false,
+        };
+        let mut posts = RelayPosts::default();
+        posts.note_application(Some(&json!({"id": "55"})));
+        let ticket = posts.expect("9", "hi", "Ada", sender.clone(), t);
+        posts.resolve(ticket, &known);
+        let hook = |id: &str, hook: &str, app: &str| {
+            json!({"id": id, "channel_id": "7", "webhook_id": hook, "application_id": app,
+                   "author": {"id": hook, "username": "Ada", "avatar": "zzz", "bot": true}, "content": "hi"})
+        };
+        // The second comes through another webhook of the bot's application (made
+        // before a restart); the third through someone else's.
+        let body = json!([
+            hook(&known, "9", "55"),
+            hook(&unknown, "8", "55"),
+            hook(&foreign, "7", "56")
+        ])
+        .to_string();
+        let list = parse_message_list_attributed(body.as_bytes(), Some("5"), &posts).unwrap();
+        assert_eq!(list[0].message.author, sender);
+        assert_eq!(list[0].message.via.as_deref(), Some("relay"));
+        // relay's webhook, sender unknowable: the webhook's author, still via relay.
+        assert_eq!(list[1].message.author.id, "8");
+        assert!(list[1].message.author.bot);
+        assert_eq!(list[1].message.via.as_deref(), Some("relay"));
+        // Someone else's webhook: as Discord says.
+        assert_eq!(list[2].message.author.id, "7");
+        assert_eq!(list[2].message.via, None);
+        // Without attribution nothing is claimed.
+        let plain = parse_message_list(body.as_bytes(), Some("5")).unwrap();
+        assert!(plain
+            .iter()
+            .all(|m| m.message.via.is_none() && m.message.author.bot));
+    }
 
     #[test]
     fn reads_discords_message_objects() {

@@ -554,8 +554,20 @@ pub fn fuzz_response(bytes: &[u8]) {
     // The same body as a history answer: read or refused, never a panic, and
     // every message read names its ids.
     if let Ok(list) = super::messages::parse_message_list(body, Some("1")) {
-        for m in list {
+        for m in &list {
             assert!(!m.message.id.is_empty() && !m.message.channel_id.is_empty());
+        }
+        // Attributed as relay's webhook posts: the same messages, only authors
+        // (and `via`) of webhook messages may differ.
+        let mut posts = super::webhook::RelayPosts::default();
+        posts.note_application(Some(&json!({"id": "1"})));
+        let attributed = super::messages::parse_message_list_attributed(body, Some("1"), &posts)
+            .expect("the same body reads the same way");
+        assert_eq!(attributed.len(), list.len());
+        for (a, m) in attributed.iter().zip(&list) {
+            assert_eq!(a.message.id, m.message.id);
+            assert_eq!(a.message.content, m.message.content);
+            assert!(a.message.via.is_none() || m.message.author.bot);
         }
     }
 }

@@ -18,7 +18,7 @@
 //!   webhook's id, `author.username` = the override, `author.bot` = true, and
 //!   `application_id` when an application (relay's bot) owns the webhook.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use serde_json::{json, Value};
@@ -327,8 +327,12 @@ pub struct RelayPosts {
     /// Webhook ids relay found or made, newest last.
     hooks: VecDeque<String>,
     pending: VecDeque<Pending>,
-    /// Messages already attributed (a resumed session may replay a dispatch).
-    recent: VecDeque<(String, Author)>,
+    /// Messages already attributed, by id: a resumed session may replay a
+    /// dispatch, and a history read from Discord shows the webhook as author
+    /// (CONTRACT.md §9 wants the sender). The newest [`MAX_ATTRIBUTED`].
+    attributed: HashMap<String, Author>,
+    /// The ids of `attributed`, oldest first.
+    attributed_order: VecDeque<String>,
     next_ticket: u64,
 }
 
@@ -347,8 +351,11 @@ struct Pending {
 pub const PENDING_TTL_MS: u64 = 120_000;
 /// Most posts waiting for their dispatch.
 pub const MAX_PENDING: usize = 1024;
-/// Most relay webhook ids and attributed message ids remembered.
+/// Most relay webhook ids remembered.
 const MAX_REMEMBERED: usize = 1024;
+/// Most senders of relay posts remembered, by message id (about 100 B each:
+/// 1.6 MB), for history reads that reach Discord.
+pub const MAX_ATTRIBUTED: usize = 16_384;
 
 /// A registered post, to [`RelayPosts::resolve`] or [`RelayPosts::cancel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,9 +413,13 @@ impl RelayPosts {
 
     /// Discord answered the post with `message_id`. If its dispatch was
     /// already attributed, nothing is left to do.
+    /// From here on the message id alone names the sender (its dispatch, and
+    /// history reads of it: [`RelayPosts::attribute_read`]).
     pub fn resolve(&mut self, ticket: PostTicket, message_id: &str) {
-        if let Some(p) = self.pending.iter_mut().find(|p| p.ticket == ticket.0) {
-            p.message_id = Some(message_id.to_owned());
+        if let Some(i) = self.pending.iter().position(|p| p.ticket == ticket.0) {
+            if let Some(p) = self.pending.remove(i) {
+                self.remember(message_id, &p.author);
+            }
         }
     }
 
@@ -433,7 +444,7 @@ impl RelayPosts {
         username: &str,
         application_id: Option<&str>,
     ) -> Option<Option<Author>> {
-        if let Some((_, author)) = self.recent.iter().find(|(id, _)| id == message_id) {
+        if let Some(author) = self.attributed.get(message_id) {
             return Some(Some(author.clone()));
         }
         let now_ms = message_id.parse().map_or(0, snowflake_time_ms);
@@ -452,16 +463,56 @@ impl RelayPosts {
         };
         if let Some(i) = by_id.or_else(by_text) {
             let p = self.pending.remove(i)?;
-            if self.recent.len() >= MAX_REMEMBERED {
-                self.recent.pop_front();
-            }
-            self.recent
-                .push_back((message_id.to_owned(), p.author.clone()));
+            self.remember(message_id, &p.author);
             return Some(Some(p.author));
         }
-        let ours = self.is_hook(webhook_id)
-            || (self.app_id.is_some() && application_id == self.app_id.as_deref());
-        ours.then_some(None)
+        self.is_ours(webhook_id, application_id).then_some(None)
+    }
+
+    /// Who wrote a webhook message read back from Discord's REST API (a
+    /// history read the window could not answer): the sender when relay
+    /// attributed it or has its id from the post's answer; `Some(None)` for a
+    /// relay webhook whose sender is unknown (posted before a restart, or
+    /// more than [`MAX_ATTRIBUTED`] posts ago); `None` for anyone else's
+    /// webhook. Unlike [`RelayPosts::attribute`] it consumes nothing: the
+    /// live dispatch may still be on its way.
+    pub fn attribute_read(
+        &self,
+        webhook_id: &str,
+        message_id: &str,
+        application_id: Option<&str>,
+    ) -> Option<Option<Author>> {
+        if let Some(author) = self.attributed.get(message_id) {
+            return Some(Some(author.clone()));
+        }
+        if let Some(p) = self
+            .pending
+            .iter()
+            .find(|p| p.message_id.as_deref() == Some(message_id))
+        {
+            return Some(Some(p.author.clone()));
+        }
+        self.is_ours(webhook_id, application_id).then_some(None)
+    }
+
+    fn is_ours(&self, webhook_id: &str, application_id: Option<&str>) -> bool {
+        self.is_hook(webhook_id)
+            || (self.app_id.is_some() && application_id == self.app_id.as_deref())
+    }
+
+    fn remember(&mut self, message_id: &str, author: &Author) {
+        if self
+            .attributed
+            .insert(message_id.to_owned(), author.clone())
+            .is_none()
+        {
+            self.attributed_order.push_back(message_id.to_owned());
+            if self.attributed_order.len() > MAX_ATTRIBUTED {
+                if let Some(old) = self.attributed_order.pop_front() {
+                    self.attributed.remove(&old);
+                }
+            }
+        }
     }
 
     fn prune(&mut self, now_ms: u64) {
@@ -712,6 +763,59 @@ mod tests {
         let t = r.expect("9", "x", "y", author("1", "y"), 1_800_000_000_000);
         r.cancel(t);
         assert_eq!(r.pending_len(), 0);
+    }
+
+    #[test]
+    fn history_reads_name_the_sender_without_consuming_anything() {
+        let mut r = RelayPosts::default();
+        let t = 1_800_000_000_000;
+        let msg = flake(t + 1, 1);
+        assert_eq!(
+            r.attribute_read("9", &msg, None),
+            None,
+            "a stranger's webhook"
+        );
+        // Posted, not yet answered: the read knows only that the webhook is relay's,
+        // and leaves the post for its dispatch.
+        let ticket = r.expect("9", "hi", "Ada", author("1", "Ada"), t);
+        assert_eq!(r.attribute_read("9", &msg, None), Some(None));
+        assert_eq!(r.pending_len(), 1);
+        // Answered: the id names the sender, for reads and for the dispatch.
+        r.resolve(ticket, &msg);
+        assert_eq!(
+            r.attribute_read("9", &msg, None),
+            Some(Some(author("1", "Ada")))
+        );
+        assert_eq!(
+            r.attribute("9", &msg, "hi", "Ada", None),
+            Some(Some(author("1", "Ada")))
+        );
+        // After a restart: only the bot's application marks the webhook as relay's.
+        let mut fresh = RelayPosts::default();
+        fresh.note_application(Some(&json!({"id": "55"})));
+        assert_eq!(fresh.attribute_read("9", &msg, Some("55")), Some(None));
+        assert_eq!(fresh.attribute_read("9", &msg, Some("56")), None);
+    }
+
+    #[test]
+    fn attributed_senders_are_bounded() {
+        let mut r = RelayPosts::default();
+        let t = 1_800_000_000_000;
+        for i in 0..(MAX_ATTRIBUTED as u64 + 5) {
+            let ticket = r.expect("9", "x", "A", author("1", "A"), t);
+            r.resolve(ticket, &flake(t + 1, i));
+        }
+        assert_eq!(r.attributed.len(), MAX_ATTRIBUTED);
+        assert_eq!(r.attributed_order.len(), MAX_ATTRIBUTED);
+        assert_eq!(
+            r.attribute_read("9", &flake(t + 1, 0), None),
+            Some(None),
+            "the oldest went"
+        );
+        assert_eq!(
+            r.attribute_read("9", &flake(t + 1, MAX_ATTRIBUTED as u64 + 4), None),
+            Some(Some(author("1", "A")))
+        );
     }
 
     #[test]

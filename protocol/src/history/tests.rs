@@ -484,3 +484,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_relay_dispatch_names_the_sender_of_a_webhook_post_read_first() {
+    let mut h = History::new(HistoryLimits::default());
+    // Read from Discord while the post's dispatch was on its way: the webhook as author.
+    let mut read = message(CH, 5);
+    read.message.author.id = "9".into();
+    read.message.author.bot = true;
+    read.message.via = Some("relay".into());
+    read.reactions = vec![ReactionCount {
+        emoji: Emoji {
+            id: None,
+            name: Some("👍".into()),
+        },
+        count: 1,
+    }];
+    let latest = q(50, Anchor::Latest);
+    h.merge(&latest, &[read]);
+    // The dispatch, attributed: the session's user (from `create`, id 42).
+    let EventBody::MessageCreate(mut m) = create(CH, 5, "m5") else {
+        unreachable!()
+    };
+    m.via = Some("relay".into());
+    h.apply(&EventBody::MessageCreate(m));
+    let Lookup::Hit(found) = h.lookup(&latest) else {
+        panic!("the read covers the channel")
+    };
+    assert_eq!(found[0].message.author.id, "42");
+    assert!(!found[0].message.author.bot);
+    assert_eq!(found[0].reactions.len(), 1, "what the read knew stays");
+    // A plain dispatch (no `via`) never replaces what a read held.
+    h.apply(&create(CH, 5, "other"));
+    let Lookup::Hit(found) = h.lookup(&latest) else {
+        panic!()
+    };
+    assert_eq!(found[0].message.content, "m5");
+}

@@ -937,6 +937,22 @@ impl SimDiscord {
             .seed_message(user_id, channel_id, content, ago_ms)
     }
 
+    /// The ids of every message the simulator holds in `channel_id` (seeds
+    /// included, deleted ones not), oldest first: what Get Channel Messages
+    /// pages through.
+    pub fn message_ids_in(&self, channel_id: &str) -> Vec<String> {
+        let st = self.shared.state.lock();
+        let mut ids: Vec<u64> = st
+            .guild
+            .messages
+            .iter()
+            .filter(|m| m.channel_id == channel_id)
+            .filter_map(|m| m.id.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|id| id.to_string()).collect()
+    }
+
     /// The webhooks of `channel_id`, as `GET /channels/{id}/webhooks` lists them.
     pub fn webhooks_in(&self, channel_id: &str) -> Vec<Value> {
         let st = self.shared.state.lock();

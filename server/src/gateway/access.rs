@@ -31,7 +31,7 @@ use std::time::Duration;
 use log::{debug, info, warn};
 use parking_lot::{Condvar, Mutex};
 use relay_protocol::discord::command_access::{check_command, command_guild};
-use relay_protocol::discord::messages::parse_message_list;
+use relay_protocol::discord::messages::parse_message_list_attributed;
 use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta, MAX_FRAME_BYTES};
 use relay_protocol::history::{HistoryQuery, Lookup};
 use relay_protocol::payload::{CommandBody, EventBody, FetchMember, FetchMessages, HistoryMessage};
@@ -210,7 +210,8 @@ impl GuildGate {
                 let mut t = self.translator.lock();
                 let guild = command_guild(t.guilds().guilds(), &command.body)
                     .map(|m| m.guild_id().to_string());
-                match parse_message_list(&body, guild.as_deref()) {
+                // relay's webhook posts read back show their sender (docs/webhooks.md).
+                match parse_message_list_attributed(&body, guild.as_deref(), t.relay_posts()) {
                     Ok(list) => {
                         // Only a forwarded guild's channel gets live events
                         // that keep a window true.
