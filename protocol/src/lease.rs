@@ -118,7 +118,12 @@ impl Lease {
     }
 
     /// The outcome of the attempt sent at `sent` and answered at `now`.
-    pub fn handle_attempt(&mut self, sent: Instant, now: Instant, outcome: Attempt) -> Option<Change> {
+    pub fn handle_attempt(
+        &mut self,
+        sent: Instant,
+        now: Instant,
+        outcome: Attempt,
+    ) -> Option<Change> {
         match outcome {
             Attempt::Held => {
                 // Counted from when the request left: the key may have been
@@ -200,7 +205,10 @@ mod tests {
         assert_eq!(l.confirmed_at(), Some(t1));
         assert_eq!(l.next_attempt(), t1 + ms(1000));
         assert!(!l.due(t1 + ms(999)));
-        assert_eq!(l.handle_attempt(t1 + ms(1000), t1 + ms(1001), Attempt::Held), None);
+        assert_eq!(
+            l.handle_attempt(t1 + ms(1000), t1 + ms(1001), Attempt::Held),
+            None
+        );
     }
 
     #[test]

@@ -1375,7 +1375,11 @@ mod tests {
     fn a_restored_session_resumes_at_its_url_and_sequence() {
         let now = t0();
         let mut s = session();
-        s.restore("stored".into(), Some("wss://resume.example".into()), Some(41));
+        s.restore(
+            "stored".into(),
+            Some("wss://resume.example".into()),
+            Some(41),
+        );
         s.start(now);
         assert_eq!(
             connects(&drain(&mut s)),
@@ -1411,7 +1415,10 @@ mod tests {
         drain(&mut s);
         s.handle_text(now, r#"{"op":9,"d":false,"s":null,"t":null}"#, 0.5);
         let outs = drain(&mut s);
-        assert!(outs.contains(&SessionOutput::SessionInvalidated), "{outs:?}");
+        assert!(
+            outs.contains(&SessionOutput::SessionInvalidated),
+            "{outs:?}"
+        );
         assert_eq!(s.session_id(), None);
     }
 

@@ -1,0 +1,235 @@
+//! With `REDIS_URL` (CONTRACT.md §10): one gateway holds the lease and runs the
+//! Discord session; a standby answers `/link` with 503; when the active one
+//! dies, the standby takes over within `GATEWAY_LEASE_MS` + 5 s and RESUMEs the
+//! stored session, so Discord replays what it sent meanwhile; a command
+//! re-sent to the new gateway runs once. A real redis-server, a simulated
+//! Discord, real gateways on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relay::gateway::{Gateway, RedisSettings, Settings, REDIS_TIMEOUT};
+use relay::metrics::Metrics;
+use relay::secret::Secret;
+use relay_runtime::ws_io::ConnectError;
+use relay_tests::discord::{command_json, fast_backoff, ids, sim_config, start_sim, SimDiscord};
+use relay_tests::gateway_rig::{TestEdge, LINK_TOKEN};
+use relay_tests::redis_server::RedisServer;
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_millis(1500);
+/// The contract's bound on a takeover.
+const TAKEOVER: Duration = Duration::from_millis(1500 + 5000);
+
+fn gateway(sim: &SimDiscord, redis: &RedisServer) -> (Gateway, Arc<Metrics>) {
+    let mut settings = Settings::for_discord_at(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        Secret::new(LINK_TOKEN),
+        Secret::new(sim.bot_token()),
+        sim.api_base(),
+        sim.gateway_url(),
+    );
+    settings.backoff = fast_backoff();
+    settings.redis = Some(RedisSettings {
+        url: Secret::new(redis.url()),
+        lease: LEASE,
+        timeout: REDIS_TIMEOUT,
+    });
+    let metrics = Arc::new(Metrics::new());
+    let gw = Gateway::start(settings, metrics.clone()).expect("the gateway starts");
+    (gw, metrics)
+}
+
+fn edge_of(gw: &Gateway) -> TestEdge {
+    let edge = TestEdge::connect(&gw.link_url(), LINK_TOKEN).expect("link upgrade");
+    edge.next_type("ready");
+    edge
+}
+
+fn message_with(edge: &TestEdge, content: &str) {
+    edge.next(content, |f| {
+        f["type"] == "messageCreate" && f["data"]["content"] == content
+    });
+}
+
+#[test]
+fn a_restarted_gateway_resumes_and_discord_replays_what_it_missed() {
+    let redis = RedisServer::start();
+    let sim = start_sim(sim_config());
+    let (first, metrics) = gateway(&sim, &redis);
+    assert!(
+        first.wait_discord_connected(TAKEOVER),
+        "the first gateway leads"
+    );
+    assert!(metrics.gateway_leader());
+    let edge = edge_of(&first);
+    sim.post_as(ids::ADA, ids::GENERAL, "before the crash");
+    message_with(&edge, "before the crash");
+
+    first.crash();
+    sim.post_as(ids::ADA, ids::GENERAL, "while nobody listened");
+    let restarted_at = Instant::now();
+    let (second, _) = gateway(&sim, &redis);
+    assert!(
+        second.wait_discord_connected(TAKEOVER),
+        "the restarted gateway resumed"
+    );
+    let edge = edge_of(&second);
+    // The missed message may come before or after `ready`'s snapshot; it comes once.
+    message_with(&edge, "while nobody listened");
+    eprintln!(
+        "restart to resumed: {} ms",
+        restarted_at.elapsed().as_millis()
+    );
+    assert_eq!(sim.identify_count(), 1, "one identify in all");
+    assert_eq!(sim.resume_count(), 1, "the restart resumed");
+    sim.post_as(ids::ADA, ids::GENERAL, "after the restart");
+    message_with(&edge, "after the restart");
+    assert!(
+        !edge
+            .pending()
+            .iter()
+            .any(|f| f["data"]["content"] == "before the crash"),
+        "what the first gateway published is not replayed"
+    );
+    second.shutdown();
+}
+
+#[test]
+fn a_standby_answers_503_and_takes_over_when_the_leader_dies() {
+    let redis = RedisServer::start();
+    let sim = start_sim(sim_config());
+    let (a, a_metrics) = gateway(&sim, &redis);
+    assert!(a.wait_discord_connected(TAKEOVER));
+    let (b, b_metrics) = gateway(&sim, &redis);
+    assert!(a.is_leader() && !b.is_leader());
+    assert!(a_metrics.gateway_leader() && !b_metrics.gateway_leader());
+    match TestEdge::connect(&b.link_url(), LINK_TOKEN) {
+        Err(ConnectError::Status(503)) => {}
+        Err(e) => panic!("a standby must answer 503, got {e}"),
+        Ok(_) => panic!("a standby must answer 503, got an upgrade"),
+    }
+    // A wrong token is still 401 on a standby: nothing else leaks.
+    assert!(matches!(
+        TestEdge::connect(&b.link_url(), "wrong"),
+        Err(ConnectError::Unauthorized)
+    ));
+    assert_eq!(
+        sim.open_connections(),
+        1,
+        "a standby never talks to Discord"
+    );
+
+    // A command runs on the leader; its reply is shared.
+    let frame = command_json(
+        "sendMessage",
+        json!({"channelId": ids::GENERAL, "content": "exactly once"}),
+        "req-takeover",
+        "user-7",
+    );
+    let edge = edge_of(&a);
+    edge.send(&frame);
+    let first_reply = edge.reply_to("req-takeover");
+    assert_eq!(first_reply["type"], "ack");
+
+    let killed = Instant::now();
+    a.crash();
+    sim.post_as(ids::ADA, ids::GENERAL, "during the takeover");
+    assert!(b.wait_discord_connected(TAKEOVER + Duration::from_secs(1)));
+    let edge = edge_of(&b);
+    message_with(&edge, "during the takeover");
+    let took = killed.elapsed();
+    eprintln!("takeover: kill to replayed event {} ms", took.as_millis());
+    assert!(took < TAKEOVER, "took {took:?}");
+    assert!(b.is_leader() && b_metrics.gateway_leader());
+    assert_eq!((sim.identify_count(), sim.resume_count()), (1, 1));
+
+    // The edge re-sends after its link moved: the command does not run again.
+    edge.send(&frame);
+    let again = edge.reply_to("req-takeover");
+    assert_eq!(again["type"], first_reply["type"]);
+    let posts = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(posts, 1, "one REST call for two sends on two gateways");
+    let metrics_text = b_metrics.encode();
+    assert!(
+        metrics_text.contains("relay_gateway_leader 1"),
+        "{metrics_text}"
+    );
+    assert!(metrics_text.contains("relay_redis_up 1"));
+    assert!(metrics_text.contains("relay_redis_op_seconds_count{op=\"lease\"}"));
+    b.shutdown();
+}
+
+#[test]
+fn a_graceful_stop_hands_over_without_waiting_for_the_lease() {
+    let redis = RedisServer::start();
+    let sim = start_sim(sim_config());
+    let (a, _) = gateway(&sim, &redis);
+    assert!(a.wait_discord_connected(TAKEOVER));
+    let (b, _) = gateway(&sim, &redis);
+    let stopped = Instant::now();
+    a.shutdown();
+    sim.post_as(ids::ADA, ids::GENERAL, "after the hand-over");
+    assert!(b.wait_discord_connected(TAKEOVER));
+    let edge = edge_of(&b);
+    message_with(&edge, "after the hand-over");
+    assert!(
+        stopped.elapsed() < LEASE,
+        "released, not expired: {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!((sim.identify_count(), sim.resume_count()), (1, 1));
+    b.shutdown();
+}
+
+#[test]
+fn redis_down_keeps_the_leader_running_and_it_rejoins() {
+    let mut redis = RedisServer::start();
+    let sim = start_sim(sim_config());
+    let (a, metrics) = gateway(&sim, &redis);
+    assert!(a.wait_discord_connected(TAKEOVER));
+    let edge = edge_of(&a);
+    redis.kill();
+    // Past the lease by the leader's own clock: it keeps the session (§10:
+    // live events keep flowing while Redis is down).
+    let deadline = Instant::now() + LEASE * 2;
+    while Instant::now() < deadline {
+        sim.post_as(ids::ADA, ids::GENERAL, "redis is down");
+        message_with(&edge, "redis is down");
+    }
+    assert!(a.is_leader() && metrics.gateway_leader());
+    assert!(metrics.encode().contains("relay_redis_up 0"));
+    redis.restart();
+    // Back: the leader re-takes its (lost) key at its next try ...
+    let mut conn = redis.connection();
+    let deadline = Instant::now() + LEASE * 2;
+    loop {
+        let owner: Option<String> = redis::cmd("GET")
+            .arg("relay:gateway:lease")
+            .query(&mut conn)
+            .unwrap();
+        if owner.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not re-take its lease"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ... so a new gateway stands by.
+    let (b, _) = gateway(&sim, &redis);
+    let until = Instant::now() + LEASE * 2;
+    while Instant::now() < until {
+        assert!(a.is_leader() && !b.is_leader());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sim.identify_count(), 1);
+    b.shutdown();
+    a.shutdown();
+}
