@@ -128,7 +128,36 @@ fn a_standby_answers_503_and_takes_over_when_the_leader_dies() {
         "req-takeover",
         "user-7",
     );
-    let edge = edge_of(&a);
+    let edge = TestEdge::connect(&a.link_url(), LINK_TOKEN).expect("link upgrade");
+    let ready_a = edge.next_type("ready");
+    assert!(!ready_a["data"]["guilds"].as_array().unwrap().is_empty());
+    assert!(
+        !ready_a["data"]["voice"]["channels"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "the simulated guild has people in voice"
+    );
+    // The leader stores its guild models (within 2 s of a change).
+    let mut conn = redis.connection();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(relay::gateway::guild_store::GUILDS_KEY)
+            .query(&mut conn)
+            .unwrap();
+        let stored: serde_json::Value = stored
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default();
+        if stored["guilds"].as_array().is_some_and(|g| !g.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guild models were not stored"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     edge.send(&frame);
     let first_reply = edge.reply_to("req-takeover");
     assert_eq!(first_reply["type"], "ack");
@@ -137,7 +166,12 @@ fn a_standby_answers_503_and_takes_over_when_the_leader_dies() {
     a.crash();
     sim.post_as(ids::ADA, ids::GENERAL, "during the takeover");
     assert!(b.wait_discord_connected(TAKEOVER + Duration::from_secs(1)));
-    let edge = edge_of(&b);
+    let edge = TestEdge::connect(&b.link_url(), LINK_TOKEN).expect("link upgrade");
+    let ready_b = edge.next_type("ready");
+    // The new leader never got GUILD_CREATE (it resumed), yet knows the guild
+    // and who is in voice, from what the old one stored.
+    assert_eq!(ready_b["data"]["voice"], ready_a["data"]["voice"]);
+    assert_eq!(ready_b["data"]["guilds"], ready_a["data"]["guilds"]);
     message_with(&edge, "during the takeover");
     let took = killed.elapsed();
     eprintln!("takeover: kill to replayed event {} ms", took.as_millis());

@@ -21,6 +21,7 @@
 //! edge's `/metrics` shows the same series.
 
 mod access;
+pub mod guild_store;
 pub mod leader;
 mod observe;
 mod ops;
@@ -523,8 +524,12 @@ fn role_changer(
     session_conn: Arc<RedisConn>,
     owner: String,
 ) -> leader::OnChange {
+    let mut saver: Option<guild_store::GuildSaver> = None;
     Box::new(move |change| match change {
         Change::BecameLeader => {
+            // What the last leader knew of guilds and voice, before the
+            // RESUME's replayed dispatches update it.
+            guild_store::load_into(&session_conn, &starter.translator);
             // Open before resuming: Discord replays at once, edges arrive
             // over the next seconds (their 503 round is about 1 s).
             broadcaster.open_backlog(TAKEOVER_BACKLOG, TAKEOVER_BACKLOG_MAX);
@@ -536,6 +541,14 @@ fn role_changer(
             match starter.start(store) {
                 Ok(d) => {
                     *discord.lock() = Some(d);
+                    drop(std::mem::replace(
+                        &mut saver,
+                        guild_store::GuildSaver::spawn(
+                            session_conn.clone(),
+                            owner.clone(),
+                            starter.translator.clone(),
+                        ),
+                    ));
                     metrics.set_gateway_leader(true);
                 }
                 Err(e) => {
@@ -548,6 +561,7 @@ fn role_changer(
             active.store(false, Ordering::SeqCst);
             metrics.set_gateway_leader(false);
             broadcaster.close_all();
+            drop(saver.take());
             if let Some(d) = discord.lock().take() {
                 d.hand_over();
             }
