@@ -281,3 +281,54 @@ fn redis_down_keeps_the_leader_running_and_it_rejoins() {
     b.shutdown();
     a.shutdown();
 }
+
+#[test]
+fn a_leader_that_finds_the_lease_taken_steps_down_at_once_and_leaves_the_session_resumable() {
+    let redis = RedisServer::start();
+    let sim = start_sim(sim_config());
+    let (a, metrics) = gateway(&sim, &redis);
+    assert!(a.wait_discord_connected(TAKEOVER));
+    let edge = edge_of(&a);
+    // Another gateway's id in the key, as after a partition healed.
+    let mut conn = redis.connection();
+    let _: () = redis::cmd("SET")
+        .arg("relay:gateway:lease")
+        .arg("gw-intruder")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut conn)
+        .unwrap();
+    let deadline = Instant::now() + LEASE;
+    while a.is_leader() {
+        assert!(Instant::now() < deadline, "did not step down");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!metrics.gateway_leader());
+    let closed_by = Instant::now() + Duration::from_secs(2);
+    while !edge.is_closed() {
+        assert!(Instant::now() < closed_by, "the edge's link was not closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(matches!(
+        TestEdge::connect(&a.link_url(), LINK_TOKEN),
+        Err(ConnectError::Status(503))
+    ));
+    let gone_by = Instant::now() + Duration::from_secs(2);
+    while sim.open_connections() != 0 {
+        assert!(Instant::now() < gone_by, "still talking to Discord");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        sim.session_ids().len(),
+        1,
+        "left resumable (closed with 4000)"
+    );
+    // The intruder goes away: the same gateway takes the lease back and resumes.
+    let _: () = redis::cmd("DEL")
+        .arg("relay:gateway:lease")
+        .query(&mut conn)
+        .unwrap();
+    assert!(a.wait_discord_connected(TAKEOVER));
+    assert_eq!((sim.identify_count(), sim.resume_count()), (1, 1));
+    a.shutdown();
+}
