@@ -332,3 +332,46 @@ fn a_leader_that_finds_the_lease_taken_steps_down_at_once_and_leaves_the_session
     assert_eq!((sim.identify_count(), sim.resume_count()), (1, 1));
     a.shutdown();
 }
+
+#[test]
+fn the_stored_session_moves_only_under_its_writers_lease() {
+    use relay::gateway::session_store::RedisSessionStore;
+    use relay_runtime::redis_conn::RedisConn;
+    use relay_runtime::session_store::{SessionStore, StoredSession};
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    let set_lease = |conn: &mut redis::Connection, owner: &str| {
+        let _: () = redis::cmd("SET")
+            .arg("relay:gateway:lease")
+            .arg(owner)
+            .query(conn)
+            .unwrap();
+    };
+    let store = |owner: &str| {
+        RedisSessionStore::new(
+            Arc::new(RedisConn::open(&redis.url(), REDIS_TIMEOUT).unwrap()),
+            owner.to_owned(),
+        )
+    };
+    let (mine, old) = (store("gw-mine"), store("gw-old"));
+    assert_eq!(mine.load(), None, "nothing stored yet");
+    set_lease(&mut conn, "gw-mine");
+    mine.on_ready("sess-1", Some("wss://resume.example"), 1);
+    mine.on_sequence(5);
+    // A gateway that lost the lease writes nothing.
+    old.on_sequence(99);
+    old.on_invalidated();
+    old.on_ready("sess-old", None, 1);
+    let want = StoredSession {
+        session_id: "sess-1".into(),
+        resume_url: Some("wss://resume.example".into()),
+        seq: Some(5),
+    };
+    assert_eq!(old.load(), Some(want.clone()), "anyone may read");
+    assert_eq!(mine.load(), Some(want));
+    mine.on_invalidated();
+    assert_eq!(mine.load(), None);
+    // A resume URL that is not a WebSocket URL is not used.
+    mine.on_ready("sess-2", Some("http://elsewhere"), 3);
+    assert_eq!(mine.load().unwrap().resume_url, None);
+}
