@@ -78,6 +78,7 @@ pub mod frame;
 pub mod history;
 pub mod history_request;
 pub mod ids;
+pub mod lease;
 pub mod legacy;
 pub mod link_session;
 pub mod oauth;

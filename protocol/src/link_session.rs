@@ -358,6 +358,32 @@ pub struct LinkSession {
     /// Why the driver was told to disconnect, reported when it confirms.
     closing: Option<DownReason>,
     reconnects: u64,
+    /// `GATEWAY_WS_URL`'s gateways (CONTRACT.md §10: a comma-separated list).
+    urls: Vec<String>,
+    /// The one tried now or next.
+    current: usize,
+    /// Gateways not yet tried in this round (a round ends when every one failed).
+    round_left: usize,
+    /// A gateway in this round answered 503: it is a standby, alive and about
+    /// to take over or pointing at one that is; the next round comes after the
+    /// first backoff step rather than a longer one.
+    round_saw_standby: bool,
+}
+
+/// The gateways of a `GATEWAY_WS_URL` value: comma-separated, blanks trimmed,
+/// empty parts skipped; the whole value if it has no usable part.
+pub fn split_urls(value: &str) -> Vec<String> {
+    let urls: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if urls.is_empty() {
+        vec![value.to_owned()]
+    } else {
+        urls
+    }
 }
 
 impl fmt::Debug for LinkSession {
@@ -374,7 +400,12 @@ impl fmt::Debug for LinkSession {
 impl LinkSession {
     /// A session in [`LinkState::Idle`]; nothing happens until [`start`](Self::start).
     pub fn new(config: LinkConfig) -> Self {
+        let urls = split_urls(&config.url);
         Self {
+            round_left: urls.len(),
+            urls,
+            current: 0,
+            round_saw_standby: false,
             queue: CommandQueue::new(config.queue.clone()),
             backoff: Backoff::new(config.backoff),
             config,
@@ -408,6 +439,8 @@ impl LinkSession {
             .set(Timer::Ping, now.checked_add(self.config.ping_interval));
         self.ping = None;
         self.backoff.reset();
+        self.round_left = self.urls.len();
+        self.round_saw_standby = false;
         self.set_status(true);
         self.flush(now);
     }
@@ -616,6 +649,11 @@ impl LinkSession {
         self.reconnects
     }
 
+    /// The gateway the next (or current) connection goes to.
+    pub fn current_url(&self) -> &str {
+        &self.urls[self.current]
+    }
+
     /// The settings the session runs with.
     pub fn config(&self) -> &LinkConfig {
         &self.config
@@ -627,7 +665,7 @@ impl LinkSession {
         self.timers
             .set(Timer::Connect, now.checked_add(self.config.connect_timeout));
         self.out.push_back(LinkOutput::Connect {
-            url: self.config.url.clone(),
+            url: self.urls[self.current].clone(),
             headers: vec![
                 (
                     "Authorization".to_string(),
@@ -673,7 +711,25 @@ impl LinkSession {
         } else {
             0.5
         };
-        let delay = self.backoff.next_delay(random);
+        // ref CONTRACT §1/§10: gateways are tried in turn; the backoff
+        // applies once a whole round has failed.
+        if matches!(
+            reason,
+            DownReason::ConnectFailed(ConnectError::Rejected { status: 503 })
+        ) {
+            self.round_saw_standby = true;
+        }
+        self.round_left = self.round_left.saturating_sub(1);
+        self.current = (self.current + 1) % self.urls.len();
+        let delay = if self.round_left > 0 {
+            Duration::ZERO
+        } else {
+            self.round_left = self.urls.len();
+            if std::mem::take(&mut self.round_saw_standby) {
+                self.backoff.reset();
+            }
+            self.backoff.next_delay(random)
+        };
         self.state = LinkState::BackingOff;
         self.timers.stop_all();
         self.timers.set(Timer::Backoff, now.checked_add(delay));
@@ -1009,6 +1065,88 @@ mod tests {
             delay: S.mul_f64(0.8),
             reason: DownReason::Closed
         }));
+    }
+
+    /// Fails the current attempt; the delay and the URL the next attempt goes to.
+    fn fail_and_next(
+        s: &mut LinkSession,
+        now: &mut Instant,
+        error: ConnectError,
+    ) -> (Duration, String) {
+        s.handle_connect_failed(*now, error, 0.5);
+        let outs = drain(s);
+        let [LinkOutput::Reconnecting { delay, .. }] = outs[..] else {
+            panic!("{outs:?}")
+        };
+        *now += delay;
+        s.handle_timeout(*now);
+        match &drain(s)[..] {
+            [LinkOutput::Connect { url, .. }] => (delay, url.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_url_list_is_tried_in_turn_with_the_backoff_per_round() {
+        assert_eq!(
+            split_urls(" ws://a/link , ,ws://b/link,"),
+            ["ws://a/link", "ws://b/link"]
+        );
+        assert_eq!(split_urls("ws://a/link"), ["ws://a/link"]);
+        let mut s = LinkSession::new(LinkConfig::new("ws://a/link,ws://b/link", "t"));
+        let mut now = origin();
+        s.start(now);
+        assert!(
+            matches!(&drain(&mut s)[..], [LinkOutput::Connect { url, .. }] if url == "ws://a/link")
+        );
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let (delay, url) = fail_and_next(&mut s, &mut now, ConnectError::Refused);
+            seen.push((delay.as_secs(), url));
+        }
+        let want: Vec<(u64, String)> = [
+            (0, "ws://b/link"),
+            (1, "ws://a/link"),
+            (0, "ws://b/link"),
+            (2, "ws://a/link"),
+            (0, "ws://b/link"),
+            (4, "ws://a/link"),
+        ]
+        .into_iter()
+        .map(|(d, u)| (d, u.to_owned()))
+        .collect();
+        assert_eq!(seen, want);
+        // Connected to a; it dies: b next at once, then the round's backoff from 1 s.
+        s.handle_connected(now);
+        drain(&mut s);
+        s.handle_closed(now, 0.5);
+        let outs = drain(&mut s);
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, LinkOutput::Reconnecting { delay, .. } if delay.is_zero())),
+            "{outs:?}"
+        );
+        now += Duration::from_millis(1);
+        s.handle_timeout(now);
+        assert!(
+            matches!(&drain(&mut s)[..], [LinkOutput::Connect { url, .. }] if url == "ws://b/link")
+        );
+        assert_eq!(s.current_url(), "ws://b/link");
+    }
+
+    #[test]
+    fn a_standby_503_keeps_the_round_delay_at_the_first_step() {
+        let mut s = LinkSession::new(LinkConfig::new("ws://a/link,ws://b/link", "t"));
+        let mut now = origin();
+        s.start(now);
+        drain(&mut s);
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            let (d1, _) = fail_and_next(&mut s, &mut now, ConnectError::Refused);
+            let (d2, _) = fail_and_next(&mut s, &mut now, ConnectError::Rejected { status: 503 });
+            delays.push((d1.as_secs_f64(), d2.as_secs_f64()));
+        }
+        assert_eq!(delays, [(0.0, 1.0), (0.0, 1.0), (0.0, 1.0), (0.0, 1.0)]);
     }
 
     #[test]

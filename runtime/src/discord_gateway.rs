@@ -45,12 +45,16 @@ use relay_protocol::payload::{EventBody, VoiceSnapshot};
 use crate::clock;
 use crate::discord_rest::http_agent;
 use crate::link_server::Broadcaster;
+use crate::session_store::{LocalSessionStore, SessionStore};
 use crate::ws_io::{self, Incoming, Waker, WsConn};
 
 /// Largest gateway message accepted. A GUILD_CREATE of a big guild (channels,
 /// roles, emoji, voice members) can pass the link's 1 MiB; Discord itself has no
 /// documented maximum, so this only stops a runaway peer.
 pub const MAX_DISCORD_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The close code of [`DiscordGateway::hand_over`]: any code but 1000/1001
+/// keeps the session resumable on Discord's side.
+pub const HAND_OVER_CLOSE_CODE: u16 = 4000;
 /// Default time to open a gateway connection (TCP + TLS + upgrade).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -154,6 +158,9 @@ pub struct DiscordConfig {
     pub backoff: BackoffConfig,
     /// Time to open one connection.
     pub connect_timeout: Duration,
+    /// Where the resumable session is kept ([`LocalSessionStore`]: in this
+    /// driver only). A stored session is resumed at start.
+    pub store: Arc<dyn SessionStore>,
 }
 
 impl DiscordConfig {
@@ -166,6 +173,7 @@ impl DiscordConfig {
             intents: intents::DEFAULT,
             backoff: BackoffConfig::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            store: Arc::new(LocalSessionStore),
         }
     }
 }
@@ -179,7 +187,7 @@ impl fmt::Debug for DiscordConfig {
             .field("intents", &self.intents)
             .field("backoff", &self.backoff)
             .field("connect_timeout", &self.connect_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -253,6 +261,8 @@ pub struct DiscordStatus {
 
 struct Shared {
     stop: AtomicBool,
+    /// With `stop`: leave the session resumable for another process.
+    hand_over: AtomicBool,
     waker: Mutex<Option<Waker>>,
     thread: Mutex<Option<Thread>>,
     status: Mutex<DiscordStatus>,
@@ -297,8 +307,18 @@ impl DiscordGateway {
         let mut session_config = SessionConfig::new(config.token.clone(), gateway_url.clone());
         session_config.intents = config.intents;
         session_config.backoff = config.backoff;
+        let mut session = GatewaySession::new(session_config);
+        if let Some(stored) = config.store.load() {
+            info!(
+                "discord: resuming stored session {} at sequence {}",
+                stored.session_id,
+                stored.seq.unwrap_or(0)
+            );
+            session.restore(stored.session_id, stored.resume_url, stored.seq);
+        }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            hand_over: AtomicBool::new(false),
             waker: Mutex::new(None),
             thread: Mutex::new(None),
             status: Mutex::new(DiscordStatus::default()),
@@ -307,7 +327,8 @@ impl DiscordGateway {
         });
         let (fatal_tx, fatal_rx) = crossbeam_channel::bounded(1);
         let driver = Driver {
-            session: GatewaySession::new(session_config),
+            session,
+            store: config.store.clone(),
             conn: None,
             connect_timeout: config.connect_timeout,
             shared: shared.clone(),
@@ -385,6 +406,14 @@ impl DiscordGateway {
         self.stop();
     }
 
+    /// Stops talking to Discord at once but leaves the session resumable
+    /// (closes with 4000, which Discord does not take as the session's end),
+    /// so another gateway can RESUME it (CONTRACT.md §10). Waits for the thread.
+    pub fn hand_over(mut self) {
+        self.shared.hand_over.store(true, Ordering::SeqCst);
+        self.stop();
+    }
+
     fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.wake();
@@ -402,6 +431,7 @@ impl Drop for DiscordGateway {
 
 struct Driver {
     session: GatewaySession,
+    store: Arc<dyn SessionStore>,
     conn: Option<WsConn>,
     connect_timeout: Duration,
     shared: Arc<Shared>,
@@ -423,6 +453,14 @@ impl Driver {
         self.session.start(Instant::now());
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
+                if self.shared.hand_over.load(Ordering::SeqCst) {
+                    if let Some(mut conn) = self.conn.take() {
+                        conn.close(HAND_OVER_CLOSE_CODE, "relay handing over");
+                    }
+                    self.set_connected(false);
+                    info!("discord: session left resumable for the next gateway");
+                    return;
+                }
                 self.session.shutdown(Instant::now());
                 let _ = self.drain();
                 if let Some(mut conn) = self.conn.take() {
@@ -523,6 +561,9 @@ impl Driver {
                     self.observer.on_dispatch(&event);
                     self.shared.status.lock().sequence = Some(seq);
                     self.publish(&event, &data);
+                    // After publishing: a crash in between makes Discord replay
+                    // this one to the next gateway rather than lose it.
+                    self.store.on_sequence(seq);
                 }
                 SessionOutput::Ready {
                     session_id,
@@ -531,6 +572,11 @@ impl Driver {
                     info!(
                         "discord: READY, session {session_id}, bot user {user_id}, heartbeat every {} ms",
                         self.session.heartbeat_interval().map_or(0, |d| d.as_millis())
+                    );
+                    self.store.on_ready(
+                        &session_id,
+                        self.session.resume_gateway_url(),
+                        self.session.sequence().unwrap_or(0),
                     );
                     {
                         let mut status = self.shared.status.lock();
@@ -561,6 +607,7 @@ impl Driver {
                     self.observer.on_reconnect(resume);
                 }
                 SessionOutput::SessionInvalidated => {
+                    self.store.on_invalidated();
                     if !self.shared.stop.load(Ordering::SeqCst) {
                         info!("discord: session invalidated; the next one identifies anew");
                     }

@@ -66,7 +66,7 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -190,6 +190,9 @@ pub struct LinkServerConfig {
     /// Gives the guild models for each new edge's `ready` (`ACCESS=discord`
     /// edges need them); called under the same lock as `ready`.
     pub ready_guilds: Option<ReadyGuildsFn>,
+    /// With Redis (CONTRACT.md §10): `false` while this gateway stands by, and
+    /// upgrades with the right token are then answered 503. `None`: always active.
+    pub active: Option<Arc<AtomicBool>>,
 }
 
 /// Gives each forwarded guild's permission model for a `ready` frame.
@@ -211,6 +214,7 @@ impl LinkServerConfig {
             observer: Arc::new(NoLinkObserver),
             plain: None,
             ready_guilds: None,
+            active: None,
         }
     }
 }
@@ -321,6 +325,17 @@ struct Fanout {
     edges: HashMap<u64, Arc<EdgeOut>>,
     /// Set by shutdown: nobody joins any more.
     closed: bool,
+    /// While open: every event broadcast, for edges that join later in the
+    /// window (see [`Broadcaster::open_backlog`]).
+    backlog: Option<Backlog>,
+}
+
+/// Events of a new leadership term, kept for the edges still finding their
+/// way to this gateway.
+struct Backlog {
+    until: Instant,
+    max: usize,
+    frames: VecDeque<Arc<str>>,
 }
 
 struct Shared {
@@ -334,6 +349,7 @@ struct Shared {
     executor: Arc<dyn CommandExecutor>,
     ready: ReadyFn,
     ready_guilds: Option<ReadyGuildsFn>,
+    active: Option<Arc<AtomicBool>>,
     observer: Arc<dyn LinkObserver>,
     plain: Option<PlainHandler>,
     fanout: Mutex<Fanout>,
@@ -409,6 +425,36 @@ impl Broadcaster {
             .sum()
     }
 
+    /// Closes every edge's link (they reconnect), as [`LinkServer::kick_all`]:
+    /// a gateway stepping down to standby sends nothing more to anyone.
+    pub fn close_all(&self) {
+        if let Some(shared) = self.0.upgrade() {
+            let mut fanout = shared.fanout.lock();
+            for edge in fanout.edges.values() {
+                edge.request_close(CLOSE_GOING_AWAY);
+            }
+            fanout.edges.clear();
+            shared.edges_changed(&fanout);
+        }
+    }
+
+    /// Keeps every event broadcast from now for `window` (at most `max`) and
+    /// sends them, after `ready`, to each edge that joins within the window.
+    /// A gateway that takes over (CONTRACT.md §10) opens one before it
+    /// RESUMEs: Discord replays what it missed at once, while the edges are
+    /// still moving over from the gateway that died; this way those replayed
+    /// events reach them too. An edge that rejoins within the window gets
+    /// them again (its `requestId`-free events carry Discord's ids).
+    pub fn open_backlog(&self, window: Duration, max: usize) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.fanout.lock().backlog = Some(Backlog {
+                until: Instant::now() + window,
+                max,
+                frames: VecDeque::new(),
+            });
+        }
+    }
+
     /// Whether the server still runs (or any of its threads is still alive).
     pub fn is_alive(&self) -> bool {
         self.0.strong_count() > 0
@@ -452,11 +498,13 @@ impl LinkServer {
             executor,
             ready,
             ready_guilds: cfg.ready_guilds,
+            active: cfg.active,
             observer: cfg.observer,
             plain: cfg.plain,
             fanout: Mutex::new(Fanout {
                 edges: HashMap::new(),
                 closed: false,
+                backlog: None,
             }),
             fanout_changed: Condvar::new(),
             cache: Mutex::new(ReplyCache::new(cfg.reply_cache.0, cfg.reply_cache.1)),
@@ -618,6 +666,13 @@ impl Shared {
     /// Queues `frame` to every edge; closes edges whose queue is full.
     fn fan_out(&self, fanout: &mut Fanout, frame: Arc<str>) -> usize {
         bump(&self.counters.broadcasts);
+        if let Some(backlog) = &mut fanout.backlog {
+            if Instant::now() >= backlog.until {
+                fanout.backlog = None;
+            } else if backlog.frames.len() < backlog.max {
+                backlog.frames.push_back(frame.clone());
+            }
+        }
         let mut gone = Vec::new();
         let mut sent = 0;
         for (id, edge) in &fanout.edges {
@@ -871,6 +926,15 @@ fn serve_connection(shared: &Arc<Shared>, id: u64, tcp: TcpStream, peer: SocketA
             conn.close(CLOSE_GOING_AWAY, "gateway shutting down");
             return;
         }
+        // Stepped down between the upgrade and here: a standby serves no edge.
+        if shared
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.load(Ordering::SeqCst))
+        {
+            conn.close(CLOSE_GOING_AWAY, "standby gateway");
+            return;
+        }
         // Snapshot and registration under the broadcast lock: every event is either
         // in this snapshot or queued after it, never both, never neither.
         let guilds = shared
@@ -880,6 +944,13 @@ fn serve_connection(shared: &Arc<Shared>, id: u64, tcp: TcpStream, peer: SocketA
             .unwrap_or_default();
         let ready = ready_event((shared.ready)(), guilds);
         let _ = edge.tx.try_send(ready.to_json().into());
+        if let Some(backlog) = &fanout.backlog {
+            if Instant::now() < backlog.until {
+                for frame in &backlog.frames {
+                    let _ = edge.tx.try_send(frame.clone());
+                }
+            }
+        }
         fanout.edges.insert(id, edge.clone());
         shared.edges_changed(&fanout);
     }
@@ -1058,7 +1129,10 @@ fn upgrade(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<WsConn> 
     // tungstenite's callback type fixes the large error (an HTTP response).
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
-        let verdict = check_upgrade(&shared.token, request);
+        let verdict = check_upgrade(&shared.token, request).and_then(|()| match &shared.active {
+            Some(active) if !active.load(Ordering::SeqCst) => Err(Refusal::Standby),
+            _ => Ok(()),
+        });
         match verdict {
             Ok(()) => Ok(response),
             Err(refused) => {

@@ -348,8 +348,8 @@ pub struct GatewaySettings {
 /// `relay edge`.
 #[derive(Args, Debug, Clone)]
 pub struct EdgeArgs {
-    /// ws:// or wss:// URL of the gateway's link endpoint (required).
-    #[arg(long, env = "GATEWAY_WS_URL", value_parser = |s: &str| WsUrl::parse("GATEWAY_WS_URL", s))]
+    /// ws:// or wss:// URL of the gateway's link endpoint, or several comma-separated, tried in turn (required).
+    #[arg(long, env = "GATEWAY_WS_URL", value_parser = |s: &str| WsUrl::parse_list("GATEWAY_WS_URL", s))]
     pub gateway_ws_url: Option<WsUrl>,
     /// Discord REST base URL (Sign in with Discord's token exchange and /users/@me).
     #[arg(long, env = "DISCORD_API_BASE", default_value = DEFAULT_API_BASE, value_parser = |s: &str| HttpUrl::parse("DISCORD_API_BASE", s))]
@@ -907,6 +907,31 @@ impl WsUrl {
         Url::parse(var, s, "ws", "wss").map(WsUrl)
     }
 
+    /// `GATEWAY_WS_URL` (CONTRACT.md §10): one URL or several, comma-separated
+    /// (blanks around them ignored), each checked like [`WsUrl::parse`]. The
+    /// result's text is the checked list joined by `,` (the link client splits
+    /// it again); its host, port and path are the first gateway's.
+    pub fn parse_list(var: &str, s: &str) -> Result<WsUrl, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        if parts.len() == 1 {
+            return Self::parse(var, s);
+        }
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(format!("{var}: an empty entry in the comma-separated list"));
+        }
+        let urls = parts
+            .iter()
+            .map(|p| Url::parse(var, p, "ws", "wss"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut first = urls[0].clone();
+        first.text = urls
+            .iter()
+            .map(|u| u.text.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(WsUrl(first))
+    }
+
     /// `ws://<addr>/link`, the address a local edge uses to reach a gateway
     /// bound to `addr`; a wildcard bind address (0.0.0.0, ::) becomes loopback.
     pub fn for_local_link(addr: SocketAddr) -> WsUrl {
@@ -1389,6 +1414,30 @@ pub fn fuzz_config(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_ws_url_takes_a_list() {
+        let one = WsUrl::parse_list("GATEWAY_WS_URL", "ws://127.0.0.1:8787/link").unwrap();
+        assert_eq!(one.as_str(), "ws://127.0.0.1:8787/link");
+        let two = WsUrl::parse_list(
+            "GATEWAY_WS_URL",
+            "ws://10.0.0.1:8787/link, wss://gw2.example/link",
+        )
+        .unwrap();
+        assert_eq!(
+            two.as_str(),
+            "ws://10.0.0.1:8787/link,wss://gw2.example/link"
+        );
+        assert_eq!((two.host(), two.port()), ("10.0.0.1", 8787));
+        for bad in [
+            "ws://a/link,",
+            "ws://a/link,,ws://b/link",
+            "ws://a/link,http://b/link",
+        ] {
+            let err = WsUrl::parse_list("GATEWAY_WS_URL", bad).unwrap_err();
+            assert!(err.contains("GATEWAY_WS_URL"), "{bad}: {err}");
+        }
+    }
     use clap::{CommandFactory, FromArgMatches};
     use proptest::prelude::*;
 

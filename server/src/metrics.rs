@@ -123,6 +123,18 @@ pub struct Metrics {
     discord_heartbeat_latency: Histogram,
     link_edges: Gauge,
     commands_deduplicated: Counter,
+    // Redis (CONTRACT.md §10).
+    gateway_leader: Gauge,
+    redis_up: Gauge,
+    redis_op: Family<Label1, Histogram, fn() -> Histogram>,
+}
+
+/// Buckets of `relay_redis_op_seconds`: loopback calls take well under a
+/// millisecond; the top buckets catch the connection deadline.
+fn redis_op_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+    ])
 }
 
 /// Keeps a connection gauge raised while alive; lowers it on drop, so an early
@@ -185,6 +197,9 @@ impl Metrics {
             ]),
             link_edges: Gauge::default(),
             commands_deduplicated: Counter::default(),
+            gateway_leader: Gauge::default(),
+            redis_up: Gauge::default(),
+            redis_op: Family::new_with_constructor(redis_op_histogram as fn() -> Histogram),
             registry: Registry::default(),
         };
 
@@ -311,6 +326,21 @@ impl Metrics {
             "relay_link_commands_deduplicated",
             "Re-sent commands answered from the de-duplication cache",
             m.commands_deduplicated.clone(),
+        );
+        r.register(
+            "relay_gateway_leader",
+            "1 on the gateway that holds the lease and runs the Discord session, else 0",
+            m.gateway_leader.clone(),
+        );
+        r.register(
+            "relay_redis_up",
+            "1 while the last Redis call got an answer, else 0",
+            m.redis_up.clone(),
+        );
+        r.register(
+            "relay_redis_op_seconds",
+            "Duration of Redis calls, by operation",
+            m.redis_op.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -502,6 +532,27 @@ impl Metrics {
     /// Counts a command answered from the de-duplication cache.
     pub fn command_deduplicated(&self) {
         self.commands_deduplicated.inc();
+    }
+
+    // ---- redis ----
+
+    /// Whether this gateway holds the lease (`relay_gateway_leader`).
+    pub fn set_gateway_leader(&self, leader: bool) {
+        self.gateway_leader.set(i64::from(leader));
+    }
+
+    /// `relay_gateway_leader` as last set.
+    pub fn gateway_leader(&self) -> bool {
+        self.gateway_leader.get() == 1
+    }
+
+    /// One Redis call: its name (a fixed `'static` list in the callers), how
+    /// long it took, whether Redis answered (`relay_redis_op_seconds`, `relay_redis_up`).
+    pub fn redis_op(&self, op: &'static str, took: Duration, answered: bool) {
+        self.redis_op
+            .get_or_create(&[("op", op)])
+            .observe(took.as_secs_f64());
+        self.redis_up.set(i64::from(answered));
     }
 }
 

@@ -637,6 +637,21 @@ impl GatewaySession {
         }
     }
 
+    /// Takes over a session another process (or an earlier run of this one)
+    /// left resumable (CONTRACT.md §10): the first connection goes to
+    /// `resume_url` (the gateway URL when `None`) and sends Resume with
+    /// `seq`, so Discord replays every dispatch after it. Only before
+    /// [`start`](Self::start); if Discord refuses (op 9 `false`), the session
+    /// identifies anew as usual.
+    pub fn restore(&mut self, session_id: String, resume_url: Option<String>, seq: Option<u64>) {
+        if self.state != SessionState::Disconnected {
+            return;
+        }
+        self.session_id = Some(session_id);
+        self.resume_url = resume_url;
+        self.seq = seq;
+    }
+
     /// Starts connecting (emits `Connect`). Does nothing unless
     /// [`SessionState::Disconnected`]: a fatal session stays stopped.
     pub fn start(&mut self, _now: Instant) {
@@ -1354,6 +1369,57 @@ mod tests {
     fn default_intents_are_relays_36481() {
         assert_eq!(intents::DEFAULT, 36481);
         assert_eq!(session().config.intents, 36481);
+    }
+
+    #[test]
+    fn a_restored_session_resumes_at_its_url_and_sequence() {
+        let now = t0();
+        let mut s = session();
+        s.restore(
+            "stored".into(),
+            Some("wss://resume.example".into()),
+            Some(41),
+        );
+        s.start(now);
+        assert_eq!(
+            connects(&drain(&mut s)),
+            vec!["wss://resume.example/?v=10&encoding=json"]
+        );
+        s.handle_connected(now);
+        s.handle_text(now, &hello(INTERVAL_MS), 0.5);
+        assert_eq!(
+            sends(&drain(&mut s)),
+            vec![json!({"op": 6, "d": {"token": "tok.en", "session_id": "stored", "seq": 41}})]
+        );
+        s.handle_text(now, &dispatch("MESSAGE_CREATE", 42, json!({})), 0.5);
+        s.handle_text(now, &dispatch("RESUMED", 43, json!({})), 0.5);
+        assert!(drain(&mut s).contains(&SessionOutput::Resumed));
+        assert_eq!(s.sequence(), Some(43));
+        // Restoring after start changes nothing.
+        s.restore("other".into(), None, Some(1));
+        assert_eq!(s.session_id(), Some("stored"));
+    }
+
+    #[test]
+    fn a_refused_restore_identifies_anew() {
+        let now = t0();
+        let mut s = session();
+        s.restore("gone".into(), None, Some(7));
+        s.start(now);
+        assert_eq!(
+            connects(&drain(&mut s)),
+            vec!["wss://gateway.discord.gg/?v=10&encoding=json"]
+        );
+        s.handle_connected(now);
+        s.handle_text(now, &hello(INTERVAL_MS), 0.5);
+        drain(&mut s);
+        s.handle_text(now, r#"{"op":9,"d":false,"s":null,"t":null}"#, 0.5);
+        let outs = drain(&mut s);
+        assert!(
+            outs.contains(&SessionOutput::SessionInvalidated),
+            "{outs:?}"
+        );
+        assert_eq!(s.session_id(), None);
     }
 
     #[test]

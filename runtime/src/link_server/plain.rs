@@ -55,6 +55,8 @@ pub(super) enum Refusal {
     UnsupportedVersion,
     NotUpgrade,
     BadRequest,
+    /// A standby gateway (CONTRACT.md §10): the edge tries the next one.
+    Standby,
 }
 
 impl Refusal {
@@ -64,6 +66,7 @@ impl Refusal {
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
             Refusal::UnsupportedVersion | Refusal::BadRequest => StatusCode::BAD_REQUEST,
             Refusal::NotUpgrade => StatusCode::UPGRADE_REQUIRED,
+            Refusal::Standby => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -76,6 +79,7 @@ impl Refusal {
             }
             Refusal::NotUpgrade => "expected a WebSocket upgrade",
             Refusal::BadRequest => "bad request",
+            Refusal::Standby => "standby gateway: another gateway runs the Discord session",
         }
     }
 

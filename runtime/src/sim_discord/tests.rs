@@ -2074,3 +2074,58 @@ fn recent_messages_are_listed_newest_first() {
     assert_eq!(ids_of(get(&format!("?after={a}"))), vec![b]);
     assert_eq!(get("?limit=101").status, 400);
 }
+
+/// What a takeover by another process meets (CONTRACT.md §10): a session
+/// closed with a code other than 1000/1001 stays resumable from a new
+/// connection, which gets what was dispatched meanwhile; one closed with
+/// 1000 is gone (op 9 `false`), as Discord documents.
+#[test]
+fn a_session_closed_with_4000_resumes_elsewhere_and_one_closed_with_1000_does_not() {
+    use tungstenite::protocol::frame::coding::CloseCode;
+    use tungstenite::protocol::CloseFrame;
+    let sim = start();
+    let resume = |sid: &Value, seq: u64| {
+        let mut ws = connect(&format!("{}?v=10&encoding=json", sim.resume_gateway_url()));
+        assert_eq!(recv(&mut ws)["op"], 10);
+        send(
+            &mut ws,
+            json!({ "op": 6, "d": { "token": sim.bot_token(), "session_id": sid, "seq": seq } }),
+        );
+        ws
+    };
+
+    let (mut ws, ready, _) = session(&sim, intents::RELAY);
+    let sid = ready["d"]["session_id"].clone();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "handing over".into(),
+    }))
+    .unwrap();
+    assert_eq!(recv_close(&mut ws), Some(4000));
+    sim.dispatch("TEST_EVENT", json!({ "n": 1 }));
+    let mut other = resume(&sid, 2);
+    let replayed = recv(&mut other);
+    assert_eq!(
+        (replayed["s"].clone(), replayed["d"]["n"].clone()),
+        (json!(3), json!(1))
+    );
+    assert_eq!(recv(&mut other)["t"], "RESUMED");
+
+    let (mut ws, ready, _) = session(&sim, intents::RELAY);
+    let sid = ready["d"]["session_id"].clone();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .unwrap();
+    assert_eq!(recv_close(&mut ws), Some(1000));
+    wait_until("the 1000-closed session to end", || {
+        !sim.session_ids()
+            .contains(&sid.as_str().unwrap().to_owned())
+    });
+    let mut other = resume(&sid, 2);
+    assert_eq!(
+        recv(&mut other),
+        json!({ "op": 9, "d": false, "s": null, "t": null })
+    );
+}
