@@ -26,6 +26,7 @@ use std::time::Instant;
 use crate::live_queue::{self, Consumer, Producer, PushError};
 use parking_lot::Mutex;
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
+use relay_protocol::shared_log::{self, Fetched};
 
 /// One encoded SSE block, ready to write, plus what filters need.
 #[derive(Debug)]
@@ -140,6 +141,18 @@ struct Slot {
     tx: Producer<Item>,
     filter: Filter,
     scope: Option<Arc<Scope>>,
+    /// Live events up to this id are in the subscriber's replay already (it
+    /// came from the shared log, ahead of this edge's ring): skip them.
+    floor: Option<EventId>,
+}
+
+impl Slot {
+    fn below_floor(&self, item: &Delivery) -> bool {
+        match (self.floor, item.id) {
+            (Some(floor), Some(id)) => id.epoch == floor.epoch && id.seq <= floor.seq,
+            _ => false,
+        }
+    }
 }
 
 impl Slot {
@@ -150,6 +163,9 @@ impl Slot {
 
 struct Inner {
     ring: ReplayRing<Item>,
+    /// Seq of the last event this edge numbered itself (in the hub's epoch),
+    /// so numbering resumes after a spell of gateway-assigned ids.
+    own_seq: u64,
     subs: HashMap<u64, Slot>,
     next_key: u64,
     /// Latest state items by name, sent to every new subscriber.
@@ -158,6 +174,13 @@ struct Inner {
     /// writer reports how it ended (`unsubscribe` or `drop_slow`).
     gone: HashSet<u64>,
 }
+
+/// Reads the events after an id from the shared log (Redis), for a client
+/// whose `Last-Event-ID` the ring cannot answer; `None` when the log cannot
+/// vouch for it, `Some(Err)` for a reset it can. Called without the hub lock
+/// (it does IO, bounded).
+pub type SharedLog =
+    Box<dyn Fn(EventId) -> Option<Result<Fetched<Item>, ResetReason>> + Send + Sync>;
 
 /// Called when a subscriber is dropped for falling behind (for metrics).
 pub type DropHook = Box<dyn Fn() + Send + Sync>;
@@ -170,6 +193,7 @@ pub struct Hub {
     stats: Arc<HubStats>,
     on_drop: Option<DropHook>,
     personalize: Option<Personalize>,
+    shared_log: Option<SharedLog>,
 }
 
 impl Hub {
@@ -179,6 +203,7 @@ impl Hub {
         Hub {
             inner: Mutex::new(Inner {
                 ring: ReplayRing::new(epoch, replay_capacity),
+                own_seq: 0,
                 subs: HashMap::new(),
                 next_key: 1,
                 state: Vec::new(),
@@ -189,7 +214,14 @@ impl Hub {
             stats: Arc::new(HubStats::default()),
             on_drop: None,
             personalize: None,
+            shared_log: None,
         }
+    }
+
+    /// Answers a `Last-Event-ID` the ring cannot from `log` (docs/redis.md).
+    pub fn with_shared_log(mut self, log: SharedLog) -> Self {
+        self.shared_log = Some(log);
+        self
     }
 
     /// Makes scoped subscribers' copies of state items with `hook`.
@@ -225,17 +257,54 @@ impl Hub {
         encode: impl FnOnce(EventId) -> Delivery,
         state: Option<(&'static str, Item)>,
     ) -> EventId {
+        self.publish_as(None, encode, state)
+    }
+
+    /// [`Hub::publish`] with the id the gateway assigned (`Some`: ids shared
+    /// by every edge, docs/redis.md) or one the hub assigns (`None`).
+    pub fn publish_as(
+        &self,
+        assigned: Option<EventId>,
+        encode: impl FnOnce(EventId) -> Delivery,
+        state: Option<(&'static str, Item)>,
+    ) -> EventId {
         let mut inner = self.inner.lock();
-        let next = EventId::new(self.epoch, inner.ring.latest().map_or(1, |id| id.seq + 1));
+        let next = match assigned {
+            Some(id) => id,
+            None => {
+                if inner.ring.epoch() != self.epoch {
+                    // Back to numbering events ourselves after gateway ids.
+                    let own = inner.own_seq;
+                    inner.ring.restart(self.epoch, own);
+                }
+                EventId::new(self.epoch, inner.own_seq + 1)
+            }
+        };
         let item: Item = Arc::new(encode(next));
-        let id = inner.ring.push(item.clone());
-        debug_assert_eq!(id, next, "the ring assigns ids in the same order");
+        let id = inner.ring.push_with_id(next, item.clone());
+        if assigned.is_none() {
+            inner.own_seq = id.seq;
+        }
         if let Some((name, state_item)) = state {
             set_state(&mut inner.state, name, state_item);
         }
         self.fan_out(&mut inner, &item);
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         id
+    }
+
+    /// An event of the edge's own (a `malformed_frame` error): sequenced like
+    /// any other while the edge numbers events, but sent without an id while
+    /// the ring follows the gateway's ids, which the edge must not invent.
+    pub fn publish_own(&self, encode: impl FnOnce(Option<EventId>) -> Delivery) {
+        let following = self.inner.lock().ring.epoch() != self.epoch;
+        if following {
+            let item: Item = Arc::new(encode(None));
+            let mut inner = self.inner.lock();
+            self.fan_out(&mut inner, &item);
+        } else {
+            self.publish(|id| encode(Some(id)), None);
+        }
     }
 
     /// Sends an unsequenced state item (no `id:` line) to every subscriber and
@@ -260,16 +329,28 @@ impl Hub {
         last_event_id: Option<&str>,
     ) -> Subscription {
         let (tx, live) = live_queue::bounded(self.channel_capacity);
-        let slot = Slot { tx, filter, scope };
+        let mut slot = Slot {
+            tx,
+            filter,
+            scope,
+            floor: None,
+        };
+        let last = last_event_id.map(|text| text.parse::<EventId>().map_err(|_| ResetReason::Gap));
+        // The shared log is read only when the ring cannot answer, and
+        // without the lock: a slow Redis never holds up the fan-out.
+        let fetched = match (&last, &self.shared_log) {
+            (Some(Ok(id)), Some(log)) if !self.ring_answers(*id) => log(*id),
+            _ => None,
+        };
         let mut inner = self.inner.lock();
-        let replay = match last_event_id {
+        let replay = match last {
             None => Ok(Vec::new()),
-            Some(last) => {
-                let mut out = Vec::new();
-                inner
-                    .ring
-                    .since_into(last, &mut out)
-                    .map(|()| out.into_iter().filter(|d| slot.wants(d)).collect())
+            Some(Err(reason)) => Err(reason),
+            Some(Ok(last)) => {
+                shared_log::join(&inner.ring, last, fetched).map(|(events, floor)| {
+                    slot.floor = floor;
+                    events.into_iter().filter(|d| slot.wants(d)).collect()
+                })
             }
         };
         let state = inner
@@ -286,6 +367,17 @@ impl Hub {
             state,
             live,
         }
+    }
+
+    fn ring_answers(&self, last: EventId) -> bool {
+        let inner = self.inner.lock();
+        let ring = &inner.ring;
+        ring.epoch() == last.epoch
+            && ring.latest().map_or(0, |l| l.seq) >= last.seq
+            && ring
+                .first_held()
+                .map_or(ring.latest().map_or(0, |l| l.seq), |f| f.seq - 1)
+                <= last.seq
     }
 
     /// Gives subscriber `key` a new scope from this moment on: first `lead`
@@ -402,7 +494,7 @@ impl Hub {
         // made once per distinct channel set.
         let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
         for (key, slot) in &inner.subs {
-            if !slot.wants(item) {
+            if !slot.wants(item) || slot.below_floor(item) {
                 continue;
             }
             let personal = match (item.id, &slot.scope) {

@@ -123,6 +123,18 @@ pub struct Metrics {
     discord_heartbeat_latency: Histogram,
     link_edges: Gauge,
     commands_deduplicated: Counter,
+    // Redis (CONTRACT.md §10).
+    redis_up: Gauge,
+    redis_ops: Family<Label1, Histogram, fn() -> Histogram>,
+}
+
+/// `op` values of `relay_redis_op_seconds` (docs/redis.md).
+pub const REDIS_OPS: [&str; 6] = ["ping", "xadd", "sync", "xrange", "limit", "read_limit"];
+
+fn redis_op_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    ])
 }
 
 /// Keeps a connection gauge raised while alive; lowers it on drop, so an early
@@ -185,6 +197,8 @@ impl Metrics {
             ]),
             link_edges: Gauge::default(),
             commands_deduplicated: Counter::default(),
+            redis_up: Gauge::default(),
+            redis_ops: Family::new_with_constructor(redis_op_histogram as fn() -> Histogram),
             registry: Registry::default(),
         };
 
@@ -199,6 +213,9 @@ impl Metrics {
         }
         for s in RATE_LIMIT_SCOPES {
             let _ = m.rate_limited.get_or_create(&[("scope", s)]);
+        }
+        for op in REDIS_OPS {
+            let _ = m.redis_ops.get_or_create(&[("op", op)]);
         }
 
         let r = &mut registry;
@@ -311,6 +328,16 @@ impl Metrics {
             "relay_link_commands_deduplicated",
             "Re-sent commands answered from the de-duplication cache",
             m.commands_deduplicated.clone(),
+        );
+        r.register(
+            "relay_redis_up",
+            "1 while this process reaches Redis (or runs without it), 0 while it is down",
+            m.redis_up.clone(),
+        );
+        r.register(
+            "relay_redis_op_seconds",
+            "Duration of Redis calls by operation, failures included",
+            m.redis_ops.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -502,6 +529,28 @@ impl Metrics {
     /// Counts a command answered from the de-duplication cache.
     pub fn command_deduplicated(&self) {
         self.commands_deduplicated.inc();
+    }
+
+    // ---- redis ----
+
+    /// Records whether Redis answered the last call (`relay_redis_up`).
+    pub fn set_redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// Records one Redis call (`relay_redis_op_seconds{op}`).
+    pub fn observe_redis_op(&self, op: &str, took: Duration) {
+        self.redis_ops
+            .get_or_create(&[("op", bounded(op, &REDIS_OPS))])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A [`RedisConn`](relay_runtime::redis_conn::RedisConn) observer for
+    /// `relay_redis_op_seconds` (`relay_redis_up` follows the connection's
+    /// own state: an error reply is not Redis being down).
+    pub fn redis_observer(self: &std::sync::Arc<Self>) -> relay_runtime::redis_conn::OpObserver {
+        let m = self.clone();
+        Box::new(move |op, took, _ok| m.observe_redis_op(op, took))
     }
 }
 

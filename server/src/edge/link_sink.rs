@@ -147,14 +147,31 @@ impl LinkSink {
         }
         let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
         let channel = ev.body.channel_id().map(Arc::from);
-        let id = self.hub.publish(
-            |id| Delivery {
-                actor,
-                ..sequenced(id, kind, channel, &json, received_at)
-            },
-            state,
-        );
-        debug!(traceId = trace_id.as_str(), eventId = id.to_string().as_str(); "relayed {kind}");
+        let encode = |id: Option<EventId>| {
+            let d = match id {
+                Some(id) => sequenced(id, kind, channel, &json, received_at),
+                None => Delivery {
+                    channel_id: channel,
+                    received_at,
+                    ..unsequenced_delivery(kind, &json)
+                },
+            };
+            Delivery { actor, ..d }
+        };
+        // With REDIS_URL the gateway numbers events for every edge
+        // (docs/redis.md); without, this edge does, as in v1.0. An event
+        // that comes to this edge alone (a command's error) gets no id
+        // while the edge follows the gateway's numbering.
+        match ev.meta.extra.get().event_id {
+            Some(id) => {
+                self.hub.publish_as(Some(id), |id| encode(Some(id)), state);
+            }
+            None if state.is_some() => {
+                self.hub.publish(|id| encode(Some(id)), state);
+            }
+            None => self.hub.publish_own(encode),
+        }
+        debug!(traceId = trace_id.as_str(); "relayed {kind}");
     }
 
     fn malformed(&mut self, m: MalformedFrame) {
@@ -172,10 +189,10 @@ impl LinkSink {
             request_id: m.request_id,
         });
         let json = sse_json(&body, &trace_id, &clock::now_rfc3339());
-        self.hub.publish(
-            |id| sequenced(id, "error", None, &json, Instant::now()),
-            None,
-        );
+        self.hub.publish_own(|id| match id {
+            Some(id) => sequenced(id, "error", None, &json, Instant::now()),
+            None => unsequenced_delivery("error", &json),
+        });
     }
 
     fn completed(&mut self, c: Completion) {
@@ -295,6 +312,45 @@ pub fn sequenced(
         bytes: buf.into(),
         json: json.into(),
         received_at,
+        actor: None,
+    }
+}
+
+/// An event read back from the shared log (docs/redis.md) as this edge
+/// would have published it live: cleaned, encoded, with the same id and, for
+/// errors, the same actor. `None` for what never reaches a browser or lacks an id.
+pub fn replay_item(mut ev: GatewayEvent, access: Option<&DiscordAccess>) -> Option<Item> {
+    if ev.body.is_link_only() {
+        return None;
+    }
+    let id = ev.meta.extra.get().event_id?;
+    ev.body.clean_text(sanitize_for_broadcast);
+    let kind = ev.body.type_name();
+    let actor = match (&ev.body, access) {
+        (EventBody::Error(e), Some(access)) => {
+            e.request_id.as_deref().and_then(|r| access.actor_of(r))
+        }
+        _ => None,
+    };
+    let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
+    let channel = ev.body.channel_id().map(Arc::from);
+    Some(Arc::new(Delivery {
+        actor,
+        ..sequenced(id, kind, channel, &json, Instant::now())
+    }))
+}
+
+/// A live event without an `id:` line (not replayable).
+fn unsequenced_delivery(kind: &str, json: &str) -> Delivery {
+    let mut buf = Vec::with_capacity(json.len() + 32);
+    let _ = encode_event(&mut buf, &SseFrame::new(json).with_event(kind));
+    Delivery {
+        id: None,
+        event_type: kind.into(),
+        channel_id: None,
+        bytes: buf.into(),
+        json: json.into(),
+        received_at: Instant::now(),
         actor: None,
     }
 }

@@ -21,6 +21,7 @@
 //! edge's `/metrics` shows the same series.
 
 mod access;
+mod event_ids;
 mod observe;
 mod ops;
 mod webhook;
@@ -43,6 +44,7 @@ use relay_runtime::discord_gateway::{
 };
 use relay_runtime::discord_rest::{RestConfig, RestExecutor, DEFAULT_REST_TIMEOUT};
 use relay_runtime::link_server::{LinkServer, LinkServerConfig, LinkStats, LINK_PATH};
+use relay_runtime::redis_conn::RedisConn;
 
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
@@ -72,7 +74,14 @@ pub struct Settings {
     /// How long a member read by REST counts as current before it is read
     /// again (5 minutes; tests shorten it).
     pub member_max_age: Duration,
+    /// `REDIS_URL`: share event ids and the replay log with every edge (§10).
+    pub redis_url: Option<Secret>,
+    /// Events the shared log in Redis keeps (`REPLAY_CAPACITY`'s default).
+    pub shared_log_capacity: usize,
 }
+
+/// Deadline of each Redis call the gateway makes.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Settings {
     /// The settings of `relay gateway` / `relay all`.
@@ -91,6 +100,8 @@ impl Settings {
             rest_timeout: DEFAULT_REST_TIMEOUT,
             members_intent: cfg.discord_members_intent,
             member_max_age: access::MEMBER_FRESH,
+            redis_url: cfg.redis_url.clone(),
+            shared_log_capacity: relay_protocol::replay::REPLAY_CAPACITY,
         }
     }
 
@@ -114,6 +125,8 @@ impl Settings {
             rest_timeout: DEFAULT_REST_TIMEOUT,
             members_intent: false,
             member_max_age: access::MEMBER_FRESH,
+            redis_url: None,
+            shared_log_capacity: relay_protocol::replay::REPLAY_CAPACITY,
         }
     }
 }
@@ -130,6 +143,8 @@ pub enum StartError {
     },
     /// Discord refused the bot before a session started.
     Discord(FatalError),
+    /// The Redis client could not be set up (`REDIS_URL`).
+    Redis(String),
 }
 
 impl fmt::Display for StartError {
@@ -139,6 +154,7 @@ impl fmt::Display for StartError {
                 write!(f, "cannot listen on GATEWAY_BIND {addr}: {error}")
             }
             StartError::Discord(e) => e.fmt(f),
+            StartError::Redis(e) => f.write_str(e),
         }
     }
 }
@@ -177,7 +193,24 @@ impl Gateway {
         ));
         let ready_translator = translator.clone();
         let guilds_translator = translator.clone();
+        let event_ids = match &settings.redis_url {
+            Some(url) => {
+                let conn = RedisConn::open(url.expose(), REDIS_TIMEOUT)
+                    .map_err(|e| StartError::Redis(format!("REDIS_URL {e}")))?
+                    .with_observer(metrics.redis_observer());
+                info!(
+                    "gateway shares event ids through Redis at {}",
+                    conn.shown_url()
+                );
+                let ids =
+                    event_ids::SharedEventIds::start(Arc::new(conn), settings.shared_log_capacity)
+                        .map_err(|e| StartError::Redis(e.to_string()))?;
+                Some(ids as Arc<dyn relay_runtime::link_server::EventStamper>)
+            }
+            None => None,
+        };
         let link_config = LinkServerConfig {
+            event_ids,
             observer: observer.clone(),
             plain: Some(ops::handler(metrics, discord_up)),
             ready_guilds: Some(Arc::new(move || {

@@ -1,0 +1,150 @@
+//! CONTRACT.md §10 "Event ids are shared": three real edges on one real
+//! gateway and one real redis-server give every event the same id, and a
+//! browser that moves between edges (or comes back to an edge that restarted)
+//! with `Last-Event-ID` gets exactly what it missed, once; an id whose
+//! successors were trimmed from the shared log gets `stream.reset`.
+
+use std::time::Duration;
+
+use relay_tests::redis_rig::RedisRig;
+use relay_tests::sse_client::SseClient;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(10);
+
+/// The next `messageCreate`: (its SSE id, its content).
+fn next_message(s: &mut SseClient) -> (String, String) {
+    loop {
+        let ev = s.next_event(T).expect("an event within 10 s");
+        assert_ne!(ev.event, "stream.reset", "unexpected reset: {}", ev.data);
+        if ev.event == "messageCreate" {
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            return (ev.id, v["data"]["content"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+/// Events up to and including the first `messageCreate` or `stream.reset`.
+fn first_of_replay(s: &mut SseClient) -> (String, String) {
+    loop {
+        let ev = s.next_event(T).expect("an event within 10 s");
+        if ev.event == "stream.reset" {
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            return (
+                "reset".into(),
+                v["data"]["reason"].as_str().unwrap().to_owned(),
+            );
+        }
+        if ev.event == "messageCreate" {
+            let v: Value = serde_json::from_str(&ev.data).unwrap();
+            return (ev.id, v["data"]["content"].as_str().unwrap().to_owned());
+        }
+    }
+}
+
+fn seq_of(id: &str) -> u64 {
+    id.split_once('-').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn every_edge_gives_an_event_the_same_id_and_any_edge_resumes_it() {
+    let rig = RedisRig::start(4096);
+    let a = rig.edge(|_| {});
+    let b = rig.edge(|_| {});
+    let c = rig.edge(|_| {});
+    let mut sa = a.stream("1", None);
+    let mut sb = b.stream("2", None);
+    let mut sc = c.stream("3", None);
+    for s in [&mut sa, &mut sb, &mut sc] {
+        s.wait_for("gateway.status", T).unwrap();
+    }
+
+    for i in 0..5 {
+        rig.post(&format!("m{i}"));
+    }
+    let on_a: Vec<_> = (0..5).map(|_| next_message(&mut sa)).collect();
+    let on_b: Vec<_> = (0..5).map(|_| next_message(&mut sb)).collect();
+    let on_c: Vec<_> = (0..5).map(|_| next_message(&mut sc)).collect();
+    assert_eq!(on_a, on_b, "edge b numbers events as edge a does");
+    assert_eq!(on_a, on_c, "edge c numbers events as edge a does");
+    let seqs: Vec<u64> = on_a.iter().map(|(id, _)| seq_of(id)).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+    // The browser on a saw m0..m2, then moves to b while m5..m7 are posted.
+    let last_seen = on_a[2].0.clone();
+    drop(sa);
+    for i in 5..8 {
+        rig.post(&format!("m{i}"));
+    }
+    // b has them live already; wait so the move happens after the posts.
+    for _ in 5..8 {
+        next_message(&mut sb);
+    }
+    let mut moved = b.stream("1", Some(&last_seen));
+    let got: Vec<String> = (0..5).map(|_| next_message(&mut moved).1).collect();
+    assert_eq!(
+        got,
+        ["m3", "m4", "m5", "m6", "m7"],
+        "exactly what was missed"
+    );
+    rig.post("m8");
+    assert_eq!(
+        next_message(&mut moved).1,
+        "m8",
+        "then live, nothing doubled"
+    );
+
+    // An edge started now has nothing in its ring: the shared log answers.
+    let d = rig.edge(|_| {});
+    let mut fresh = d.stream("1", Some(&last_seen));
+    let got: Vec<String> = (0..6).map(|_| next_message(&mut fresh).1).collect();
+    assert_eq!(got, ["m3", "m4", "m5", "m6", "m7", "m8"]);
+    rig.post("m9");
+    let (id9, text9) = next_message(&mut fresh);
+    assert_eq!(text9, "m9", "live after the replay, nothing doubled");
+    let (id9_on_c, _) = next_message(&mut sc);
+    // c has m5..m8 queued before m9.
+    let mut last_on_c = id9_on_c;
+    for _ in 0..4 {
+        last_on_c = next_message(&mut sc).0;
+    }
+    assert_eq!(id9, last_on_c, "the new edge shares the numbering too");
+
+    let replayed_from_redis = d.metrics.encode();
+    assert!(
+        replayed_from_redis.contains("relay_redis_op_seconds_count{op=\"xrange\"} 1"),
+        "the fresh edge read the shared log once"
+    );
+}
+
+#[test]
+fn an_id_whose_successors_were_trimmed_is_reset_with_gap() {
+    // The shared log and each ring keep 4 events.
+    let rig = RedisRig::start(4);
+    let a = rig.edge(|s| s.replay_capacity = 4);
+    let mut sa = a.stream("1", None);
+    sa.wait_for("gateway.status", T).unwrap();
+    rig.post("first");
+    let (first, _) = next_message(&mut sa);
+    for i in 0..6 {
+        rig.post(&format!("n{i}"));
+    }
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(next_message(&mut sa));
+    }
+    let fresh = rig.edge(|s| s.replay_capacity = 4);
+    // Six events came after `first`, the log holds four: a hole.
+    let mut gone = fresh.stream("1", Some(&first));
+    assert_eq!(first_of_replay(&mut gone), ("reset".into(), "gap".into()));
+    // One just before the oldest held is whole.
+    let mut whole = fresh.stream("1", Some(&held[1].0));
+    let got: Vec<String> = (0..4).map(|_| next_message(&mut whole).1).collect();
+    assert_eq!(got, ["n2", "n3", "n4", "n5"]);
+    // An id of no epoch the deployment knows.
+    let mut foreign = fresh.stream("1", Some("12345-1"));
+    assert_eq!(
+        first_of_replay(&mut foreign),
+        ("reset".into(), "epoch".into())
+    );
+}
