@@ -243,7 +243,7 @@ fn command_stats(redis: &RedisServer) -> Vec<(String, u64)> {
         // The counting itself.
         .filter(|(name, _)| name != "info" && name != "config|resetstat")
         .collect();
-    stats.sort_by(|a, b| b.1.cmp(&a.1));
+    stats.sort_by_key(|s| std::cmp::Reverse(s.1));
     stats
 }
 
