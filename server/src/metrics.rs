@@ -331,7 +331,7 @@ impl Metrics {
         );
         r.register(
             "relay_redis_up",
-            "1 while this process reaches Redis (or runs without it), 0 while it is down",
+            "1 while this process reaches Redis; 0 while it is down (and without REDIS_URL)",
             m.redis_up.clone(),
         );
         r.register(

@@ -62,6 +62,16 @@ fn wait_redis(edge: &RigEdge, want: &str) -> Value {
     }
 }
 
+/// Waits until the gateway's `relay_redis_up` is `want`.
+fn wait_gateway_redis_up(rig: &RedisRig, want: u8) {
+    let deadline = Instant::now() + T;
+    let line = format!("relay_redis_up {want}");
+    while !rig.rig.metrics.encode().lines().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "the gateway never said {line}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn metric(edge: &RigEdge, line_start: &str) -> String {
     edge.metrics
         .encode()
@@ -91,6 +101,7 @@ fn redis_dying_and_returning_costs_no_browser_and_no_event() {
     wait_redis(&a, "down");
     wait_redis(&b, "down");
     assert_eq!(metric(&a, "relay_redis_up "), "relay_redis_up 0");
+    wait_gateway_redis_up(&rig, 0);
 
     // Live events keep flowing, same ids on both edges, the streams stay open.
     let mut during = Vec::new();
@@ -115,6 +126,7 @@ fn redis_dying_and_returning_costs_no_browser_and_no_event() {
     wait_redis(&a, "up");
     wait_redis(&b, "up");
     assert_eq!(metric(&a, "relay_redis_up "), "relay_redis_up 1");
+    wait_gateway_redis_up(&rig, 1);
     // Shared again (the restarted Redis is empty: fresh buckets).
     assert_eq!(
         passed(&[&a, &b], "600", 30),

@@ -64,68 +64,12 @@ pub struct Edge {
     /// `ACCESS=discord`: re-reads access when a timeout runs out; stops on drop.
     _timeouts: Option<access::TimeoutWatch>,
     /// With `REDIS_URL`: keeps `relay_redis_up` current; stops on drop.
-    _health: Option<RedisHealth>,
+    _health: Option<crate::redis_health::RedisHealth>,
 }
 
 /// Deadline of each Redis call the edge makes: a command waits at most this
 /// for its shared rate-limit check before the local buckets decide.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// How often an edge checks on Redis when nothing else calls it.
-const REDIS_HEALTH_EVERY: Duration = Duration::from_millis(500);
-
-/// Pings Redis every [`REDIS_HEALTH_EVERY`] (which also reconnects after the
-/// backoff) and sets `relay_redis_up` from the connection's state.
-struct RedisHealth {
-    stop: Option<crossbeam_channel::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RedisHealth {
-    fn spawn(
-        conn: Arc<relay_runtime::redis_conn::RedisConn>,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<RedisHealth> {
-        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("redis-health".into())
-            .spawn(move || {
-                let mut was_up = true;
-                loop {
-                    conn.ping();
-                    let up = conn.is_up();
-                    metrics.set_redis_up(up);
-                    if up != was_up {
-                        if up {
-                            info!("Redis is back: shared replay and rate limits resume");
-                        } else {
-                            log::warn!("Redis is down: replay and rate limits are this edge's own until it is back");
-                        }
-                        was_up = up;
-                    }
-                    if !matches!(
-                        stopped.recv_timeout(REDIS_HEALTH_EVERY),
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout)
-                    ) {
-                        return;
-                    }
-                }
-            })?;
-        Ok(RedisHealth {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RedisHealth {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Answers a `Last-Event-ID` this edge's ring cannot from the shared log in
 /// Redis: reads the run after the id, checks it is contiguous, and turns each
@@ -266,7 +210,7 @@ impl Edge {
         });
         let health = redis
             .clone()
-            .map(|conn| RedisHealth::spawn(conn, metrics.clone()))
+            .map(|conn| crate::redis_health::RedisHealth::spawn(conn, metrics.clone()))
             .transpose()?;
         let state = Arc::new(AppState {
             redis,

@@ -167,6 +167,8 @@ pub struct Gateway {
     discord: Option<DiscordGateway>,
     /// Re-reads members older than 5 minutes (`ACCESS=discord` edges).
     refresh: Option<access::MemberRefresh>,
+    /// With `REDIS_URL`: keeps `relay_redis_up` current; stops on drop.
+    _redis_health: Option<crate::redis_health::RedisHealth>,
 }
 
 impl Gateway {
@@ -193,21 +195,28 @@ impl Gateway {
         ));
         let ready_translator = translator.clone();
         let guilds_translator = translator.clone();
-        let event_ids = match &settings.redis_url {
+        let (event_ids, redis_health) = match &settings.redis_url {
             Some(url) => {
-                let conn = RedisConn::open(url.expose(), REDIS_TIMEOUT)
-                    .map_err(|e| StartError::Redis(format!("REDIS_URL {e}")))?
-                    .with_observer(metrics.redis_observer());
+                let conn = Arc::new(
+                    RedisConn::open(url.expose(), REDIS_TIMEOUT)
+                        .map_err(|e| StartError::Redis(format!("REDIS_URL {e}")))?
+                        .with_observer(metrics.redis_observer()),
+                );
                 info!(
                     "gateway shares event ids through Redis at {}",
                     conn.shown_url()
                 );
                 let ids =
-                    event_ids::SharedEventIds::start(Arc::new(conn), settings.shared_log_capacity)
+                    event_ids::SharedEventIds::start(conn.clone(), settings.shared_log_capacity)
                         .map_err(|e| StartError::Redis(e.to_string()))?;
-                Some(ids as Arc<dyn relay_runtime::link_server::EventStamper>)
+                let health = crate::redis_health::RedisHealth::spawn(conn, metrics.clone())
+                    .map_err(|e| StartError::Redis(e.to_string()))?;
+                (
+                    Some(ids as Arc<dyn relay_runtime::link_server::EventStamper>),
+                    Some(health),
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let link_config = LinkServerConfig {
             event_ids,
@@ -264,6 +273,7 @@ impl Gateway {
             link: Some(link),
             discord: Some(discord),
             refresh: Some(refresh),
+            _redis_health: redis_health,
         })
     }
 
