@@ -146,11 +146,29 @@ struct Slot {
     floor: Option<EventId>,
 }
 
+/// What a subscriber with a floor does with a live event.
+enum FloorStep {
+    /// No floor, or an item without an id: as usual.
+    Deliver,
+    /// Already in its replay.
+    Skip,
+    /// The event right after the replay: deliver, and the floor is done.
+    Reached,
+    /// A later event, or another epoch: events between the replay (read
+    /// from the shared log) and this edge's first live event are missing.
+    /// The stream is ended so the browser resumes with its last id, which
+    /// the ring or the log can then answer, or resets honestly.
+    Hole,
+}
+
 impl Slot {
-    fn below_floor(&self, item: &Delivery) -> bool {
+    fn floor_step(&self, item: &Delivery) -> FloorStep {
         match (self.floor, item.id) {
-            (Some(floor), Some(id)) => id.epoch == floor.epoch && id.seq <= floor.seq,
-            _ => false,
+            (Some(floor), Some(id)) if id.epoch != floor.epoch => FloorStep::Hole,
+            (Some(floor), Some(id)) if id.seq <= floor.seq => FloorStep::Skip,
+            (Some(floor), Some(id)) if id.seq == floor.seq + 1 => FloorStep::Reached,
+            (Some(_), Some(_)) => FloorStep::Hole,
+            _ => FloorStep::Deliver,
         }
     }
 }
@@ -493,8 +511,18 @@ impl Hub {
         // A state item (no id) the scope changes goes out as each member's copy,
         // made once per distinct channel set.
         let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
-        for (key, slot) in &inner.subs {
-            if !slot.wants(item) || slot.below_floor(item) {
+        let mut holes = Vec::new();
+        for (key, slot) in inner.subs.iter_mut() {
+            match slot.floor_step(item) {
+                FloorStep::Deliver => {}
+                FloorStep::Skip => continue,
+                FloorStep::Reached => slot.floor = None,
+                FloorStep::Hole => {
+                    holes.push(*key);
+                    continue;
+                }
+            }
+            if !slot.wants(item) {
                 continue;
             }
             let personal = match (item.id, &slot.scope) {
@@ -511,6 +539,11 @@ impl Hub {
                 // unsubscribe: not a slow reader, so not counted as one.
                 Err(PushError::Closed) => gone.push(*key),
             }
+        }
+        // Dropping the slot closes its queue: the writer sends what it has
+        // and ends the stream. Not slow, so not counted as such.
+        for key in holes {
+            inner.subs.remove(&key);
         }
         for key in gone {
             if inner.subs.remove(&key).is_some() {
@@ -570,6 +603,56 @@ mod tests {
             .collect();
         assert_eq!(replayed, vec![2, 3]);
         assert_eq!(sub.live.try_recv().unwrap().id.unwrap().seq, 4);
+    }
+
+    fn shared_log_reader(through: u64) -> SharedLog {
+        Box::new(move |after: EventId| {
+            Some(Ok(Fetched {
+                after,
+                items: (after.seq + 1..=through)
+                    .map(|s| Arc::new(delivery(EventId::new(9, s), "x", None)))
+                    .collect(),
+            }))
+        })
+    }
+
+    #[test]
+    fn a_replay_from_the_log_joins_live_without_doubles() {
+        // A fresh edge (nothing of epoch 9 in its ring); the log holds up to 5.
+        let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
+        let sub = hub.subscribe(Filter::default(), Some("9-2"));
+        let replayed: Vec<u64> = sub
+            .replay
+            .unwrap()
+            .iter()
+            .map(|d| d.id.unwrap().seq)
+            .collect();
+        assert_eq!(replayed, [3, 4, 5]);
+        for seq in 4..=7 {
+            hub.publish_as(
+                Some(EventId::new(9, seq)),
+                |id| delivery(id, "x", None),
+                None,
+            );
+        }
+        let live: Vec<u64> = sub.live.try_iter().map(|d| d.id.unwrap().seq).collect();
+        assert_eq!(live, [6, 7], "4 and 5 were in the replay");
+    }
+
+    #[test]
+    fn a_hole_after_a_replay_from_the_log_ends_the_stream() {
+        // The log had up to 5 when read; this edge's first live event is 7:
+        // 6 is nowhere, so the stream ends and the browser resumes.
+        let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
+        let sub = hub.subscribe(Filter::default(), Some("9-2"));
+        hub.publish_as(Some(EventId::new(9, 7)), |id| delivery(id, "x", None), None);
+        assert!(sub.live.try_recv().is_err());
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 0);
+        // Resuming from 5 now: the ring holds 7 only, the log (still at 5)
+        // cannot bridge 6: an honest gap.
+        let again = hub.subscribe(Filter::default(), Some("9-5"));
+        assert_eq!(again.replay.unwrap_err(), ResetReason::Gap);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (against the simulated Discord), for the shared replay log and the shared
 //! rate limits (CONTRACT.md §10).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ pub struct RedisRig {
     pub redis: RedisServer,
     /// The gateway (and the simulated Discord).
     pub rig: GatewayRig,
+    /// Edges started and not stopped.
+    edges: Arc<AtomicUsize>,
 }
 
 /// One edge of the rig.
@@ -31,6 +34,7 @@ pub struct RigEdge {
     pub metrics: Arc<Metrics>,
     /// `http://addr`.
     pub base: String,
+    edges: Arc<AtomicUsize>,
 }
 
 impl RedisRig {
@@ -42,7 +46,30 @@ impl RedisRig {
             s.redis_url = Some(Secret::new(url));
             s.shared_log_capacity = log_capacity;
         });
-        RedisRig { redis, rig }
+        let rig = RedisRig {
+            redis,
+            rig,
+            edges: Arc::default(),
+        };
+        rig.wait_delivering();
+        rig
+    }
+
+    /// Waits until a message posted in the simulator reaches the link: the
+    /// Discord session may be up a moment before the guild's dispatches flow.
+    /// Each attempt posts one message (it takes an id in the log).
+    fn wait_delivering(&self) {
+        let link = self.rig.edge();
+        for attempt in 0..30 {
+            self.post(&format!("warm-up {attempt}"));
+            std::thread::sleep(Duration::from_millis(100));
+            if link.pending().iter().any(|f| f["type"] == "messageCreate") {
+                drop(link);
+                assert!(self.rig.gateway.wait_for_edges(0, Duration::from_secs(10)));
+                return;
+            }
+        }
+        panic!("no message reached the link within 3 s of posting");
     }
 
     /// An edge on the gateway and Redis, its link up; `adjust` changes its settings.
@@ -57,10 +84,50 @@ impl RedisRig {
             edge.wait_link(true, Duration::from_secs(10)),
             "edge links up"
         );
+        // The edge reports the link up at the upgrade; the gateway adds it to
+        // its fan-out a moment later, with its `ready`. Events before that
+        // would not reach it (as in v1.0), so wait for the gateway's side.
+        let n = self.edges.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(
+            self.rig.gateway.wait_for_edges(n, Duration::from_secs(10)),
+            "the gateway fans out to {n} edges"
+        );
         RigEdge {
             base: format!("http://{}", edge.local_addr()),
             edge: Some(edge),
             metrics,
+            edges: self.edges.clone(),
+        }
+    }
+
+    /// Waits until the shared log in Redis holds the event `id` (the gateway
+    /// appends after it broadcasts, so a fresh edge may otherwise read the
+    /// log a moment before it has the newest event).
+    pub fn wait_logged(&self, id: &str) {
+        let (epoch, seq) = id.split_once('-').expect("an event id");
+        let seq: u64 = seq.parse().expect("a seq");
+        let mut conn = self.redis.connection();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let top: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+                .arg(format!("relay:events:{epoch}"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query(&mut conn)
+                .unwrap_or_default();
+            let held = top
+                .first()
+                .and_then(|(id, _)| id.strip_suffix("-0")?.parse::<u64>().ok());
+            if held.is_some_and(|h| h >= seq) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log never reached {id}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -115,6 +182,7 @@ impl RigEdge {
     pub fn stop(&mut self) {
         if let Some(edge) = self.edge.take() {
             edge.shutdown();
+            self.edges.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -14,8 +14,12 @@ const T: Duration = Duration::from_secs(10);
 
 /// The next `messageCreate`: (its SSE id, its content).
 fn next_message(s: &mut SseClient) -> (String, String) {
+    let mut seen = Vec::new();
     loop {
-        let ev = s.next_event(T).expect("an event within 10 s");
+        let Some(ev) = s.next_event(T) else {
+            panic!("no messageCreate within 10 s; saw {seen:?}");
+        };
+        seen.push(format!("{} {} {}", ev.id, ev.event, ev.data));
         assert_ne!(ev.event, "stream.reset", "unexpected reset: {}", ev.data);
         if ev.event == "messageCreate" {
             let v: Value = serde_json::from_str(&ev.data).unwrap();
@@ -88,13 +92,11 @@ fn every_edge_gives_an_event_the_same_id_and_any_edge_resumes_it() {
         "exactly what was missed"
     );
     rig.post("m8");
-    assert_eq!(
-        next_message(&mut moved).1,
-        "m8",
-        "then live, nothing doubled"
-    );
+    let (m8_id, m8) = next_message(&mut moved);
+    assert_eq!(m8, "m8", "then live, nothing doubled");
 
     // An edge started now has nothing in its ring: the shared log answers.
+    rig.wait_logged(&m8_id);
     let d = rig.edge(|_| {});
     let mut fresh = d.stream("1", Some(&last_seen));
     let got: Vec<String> = (0..6).map(|_| next_message(&mut fresh).1).collect();
@@ -133,6 +135,7 @@ fn an_id_whose_successors_were_trimmed_is_reset_with_gap() {
     for _ in 0..6 {
         held.push(next_message(&mut sa));
     }
+    rig.wait_logged(&held[5].0);
     let fresh = rig.edge(|s| s.replay_capacity = 4);
     // Six events came after `first`, the log holds four: a hole.
     let mut gone = fresh.stream("1", Some(&first));
@@ -146,5 +149,64 @@ fn an_id_whose_successors_were_trimmed_is_reset_with_gap() {
     assert_eq!(
         first_of_replay(&mut foreign),
         ("reset".into(), "epoch".into())
+    );
+}
+
+/// With `ACCESS=discord` a replay read back from Redis passes the same
+/// per-stream scope as live events: Ada (no view of `#moderators`) gets only
+/// `#general`'s events, Grace (a moderator) gets both, on an edge whose ring
+/// is empty.
+#[test]
+fn a_replay_from_redis_keeps_to_what_the_member_may_view() {
+    use relay::config::AccessMode;
+    use relay_runtime::sim_discord::ids as sim;
+
+    let rig = RedisRig::start(4096);
+    let a = rig.edge(|s| s.access = AccessMode::Discord);
+    let mut ada = a.stream(sim::ADA, None);
+    let mut grace = a.stream(sim::GRACE, None);
+    ada.wait_for("access", T).expect("Ada's access event");
+    grace.wait_for("access", T).expect("Grace's access event");
+    let post = |channel: &str, text: &str| {
+        rig.rig
+            .sim
+            .post_as(sim::GRACE, channel, text)
+            .expect("the simulator posts");
+    };
+    post(sim::GENERAL, "g1");
+    post(sim::MODERATORS, "m1");
+    post(sim::GENERAL, "g2");
+    let seen: Vec<_> = (0..2).map(|_| next_message(&mut ada)).collect();
+    assert_eq!(
+        seen.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>(),
+        ["g1", "g2"]
+    );
+    let grace_seen: Vec<String> = (0..3).map(|_| next_message(&mut grace).1).collect();
+    assert_eq!(grace_seen, ["g1", "m1", "g2"]);
+    let last = seen[1].0.clone();
+
+    post(sim::MODERATORS, "m2");
+    post(sim::GENERAL, "g3");
+    next_message(&mut grace);
+    let (grace_last, _) = next_message(&mut grace);
+    rig.wait_logged(&grace_last);
+    let d = rig.edge(|s| s.access = AccessMode::Discord);
+    let mut ada_d = d.stream(sim::ADA, Some(&last));
+    assert_eq!(next_message(&mut ada_d).1, "g3", "m2 is not Ada's to see");
+    let mut grace_d = d.stream(sim::GRACE, Some(&last));
+    let got: Vec<String> = (0..2).map(|_| next_message(&mut grace_d).1).collect();
+    assert_eq!(got, ["m2", "g3"]);
+    post(sim::MODERATORS, "m3");
+    post(sim::GENERAL, "g4");
+    assert_eq!(
+        next_message(&mut ada_d).1,
+        "g4",
+        "live, scoped, nothing doubled"
+    );
+    assert!(
+        !d.metrics
+            .encode()
+            .contains("relay_redis_op_seconds_count{op=\"xrange\"} 0"),
+        "the new edge read the shared log"
     );
 }
