@@ -129,6 +129,8 @@ fn last_seq(conn: &RedisConn, epoch: u64) -> Result<Option<u64>, RedisFailure> {
 pub const APPEND_BACKLOG: usize = 16_384;
 /// Most entries sent in one pipelined round trip.
 const APPEND_BATCH: usize = 256;
+/// How long a stopping gateway keeps trying to append what it numbered.
+const FINAL_FLUSH: Duration = Duration::from_secs(3);
 /// How long an old epoch's stream stays after the numbering moved on.
 const OLD_EPOCH_TTL_MS: u64 = 3_600_000;
 
@@ -188,7 +190,22 @@ fn run_appender(conn: &RedisConn, capacity: usize, rx: &Receiver<(EventId, Arc<s
             Ok(item) => pending.push_back(item),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                let _ = flush(conn, capacity, &mut pending, &mut synced_epoch);
+                // A gateway shutting down hands over what it numbered: a
+                // successor continues after the log's last entry, so try
+                // (bounded) to leave none behind.
+                let deadline = std::time::Instant::now() + FINAL_FLUSH;
+                while !pending.is_empty() && std::time::Instant::now() < deadline {
+                    if flush(conn, capacity, &mut pending, &mut synced_epoch).is_err() {
+                        synced_epoch = None;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+                if !pending.is_empty() {
+                    warn!(
+                        "shared event log: {} events never reached Redis before shutdown",
+                        pending.len()
+                    );
+                }
                 return;
             }
         }

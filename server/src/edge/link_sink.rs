@@ -64,6 +64,9 @@ pub struct LinkSink {
     voice: Arc<Mutex<VoiceSnapshot>>,
     /// `ACCESS=discord`: the guild models the gateway sends.
     access: Option<Arc<DiscordAccess>>,
+    /// With `REDIS_URL`: the shared log, to fill in events this edge missed
+    /// (its link was down while the gateway numbered them), and its size.
+    shared_log: Option<(Arc<relay_runtime::redis_conn::RedisConn>, usize)>,
 }
 
 impl LinkSink {
@@ -83,6 +86,7 @@ impl LinkSink {
             link_up,
             voice,
             access,
+            shared_log: None,
         };
         // Subscribers that arrive before the link is up still get both state items.
         sink.hub
@@ -92,6 +96,60 @@ impl LinkSink {
             snapshot_item(&sink.voice.lock(), &clock::new_trace_id()),
         );
         sink
+    }
+
+    /// Fills holes in the gateway's numbering from the shared log (docs/redis.md).
+    pub fn with_shared_log(
+        mut self,
+        conn: Arc<relay_runtime::redis_conn::RedisConn>,
+        capacity: usize,
+    ) -> Self {
+        self.shared_log = Some((conn, capacity));
+        self
+    }
+
+    /// Before an event numbered past what this edge has (its link was down
+    /// while the gateway went on), publishes the events in between from the
+    /// shared log, so browsers on this edge miss nothing. One bounded read on
+    /// the link thread, only when there is a hole; if the log cannot give
+    /// the whole run, the edge goes on from the new event (its ring restarts
+    /// there, and a browser resuming across the hole is reset).
+    fn fill_gap(&mut self, next: EventId) {
+        let Some((conn, capacity)) = &self.shared_log else {
+            return;
+        };
+        let Some(last) = self.hub.latest() else {
+            return;
+        };
+        if last.epoch != next.epoch || next.seq <= last.seq + 1 {
+            return;
+        }
+        let missing = next.seq - last.seq - 1;
+        if missing > *capacity as u64 {
+            return;
+        }
+        let entries = match relay_runtime::redis_shared::read_after(conn, last, missing as usize) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!("{missing} events missed while the link was down; the shared log is unreadable: {e}");
+                return;
+            }
+        };
+        let Ok(Some(frames)) = relay_protocol::shared_log::frames_after(last, &entries) else {
+            return;
+        };
+        let events: Vec<GatewayEvent> = frames
+            .into_iter()
+            .take(missing as usize)
+            .map_while(|f| relay_protocol::frame::parse_event(f).ok())
+            .collect();
+        info!(
+            "filled {} of {missing} events missed while the link was down from the shared log",
+            events.len()
+        );
+        for ev in events {
+            self.publish_numbered(ev);
+        }
     }
 
     /// Gives the sink the link's handle (made after the sink).
@@ -113,7 +171,14 @@ impl LinkSink {
         }
     }
 
-    fn publish(&mut self, mut ev: GatewayEvent) {
+    fn publish(&mut self, ev: GatewayEvent) {
+        if let Some(id) = ev.meta.extra.get().event_id {
+            self.fill_gap(id);
+        }
+        self.publish_numbered(ev);
+    }
+
+    fn publish_numbered(&mut self, mut ev: GatewayEvent) {
         if ev.body.is_link_only() {
             return self.guild_event(&ev);
         }

@@ -180,6 +180,10 @@ impl Edge {
             voice.clone(),
             discord_access.clone(),
         );
+        let sink = match &redis {
+            Some(conn) => sink.with_shared_log(conn.clone(), settings.replay_capacity),
+            None => sink,
+        };
         let link = LinkClient::spawn_with(link_config, |handle| {
             let mut sink = sink;
             sink.set_link(handle);
