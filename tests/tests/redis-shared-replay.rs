@@ -210,3 +210,29 @@ fn a_replay_from_redis_keeps_to_what_the_member_may_view() {
         "the new edge read the shared log"
     );
 }
+
+/// Events the gateway numbered while an edge's link was down are read from
+/// the shared log when it relinks, so its browsers miss nothing (without
+/// Redis they are lost to that edge, as in v1.0).
+#[test]
+fn an_edge_relinking_fills_in_what_it_missed_from_the_log() {
+    let rig = RedisRig::start(4096);
+    let a = rig.edge(|_| {});
+    let mut s = a.stream("1", None);
+    s.wait_for("gateway.status", T).unwrap();
+    rig.post("before");
+    let (before, _) = next_message(&mut s);
+    rig.rig.gateway.kick_edges();
+    assert!(rig.rig.gateway.wait_for_edges(0, T), "the edge is gone");
+    for i in 0..3 {
+        rig.post(&format!("away{i}"));
+    }
+    assert!(rig.rig.gateway.wait_for_edges(1, T), "the edge relinks");
+    rig.post("after");
+    let got: Vec<(String, String)> = (0..4).map(|_| next_message(&mut s)).collect();
+    let texts: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["away0", "away1", "away2", "after"]);
+    let seqs: Vec<u64> = got.iter().map(|(id, _)| seq_of(id)).collect();
+    assert_eq!(seqs[0], seq_of(&before) + 1, "contiguous with what it had");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
