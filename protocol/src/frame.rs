@@ -58,6 +58,7 @@ impl Extra {
             actor_name: None,
             actor_avatar: None,
             attempt: None,
+            event_id: None,
         };
         self.0.as_deref().unwrap_or(&NONE)
     }
@@ -109,6 +110,37 @@ pub struct MetaExtra {
     /// record of the `requestId` uses it to look for an earlier post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// On events from a gateway with `REDIS_URL` (CONTRACT.md §10): the id
+    /// the event has on every edge, `<epoch>-<seq>` (docs/redis.md). Absent:
+    /// the edge numbers the event itself, as in v1.0.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "event_id_text"
+    )]
+    pub event_id: Option<crate::replay::EventId>,
+}
+
+/// `meta.eventId` on the wire: the id's canonical text; anything else is a
+/// malformed frame (the parser names the field).
+mod event_id_text {
+    use crate::replay::EventId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &Option<EventId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.collect_str(id),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<EventId>, D::Error> {
+        let text: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+        text.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Longest `meta.actorName` an edge sends, in Unicode scalar values.
@@ -140,7 +172,7 @@ impl MetaExtra {
         MetaExtra {
             actor_name: name,
             actor_avatar: avatar,
-            attempt: None,
+            ..MetaExtra::default()
         }
     }
 }
@@ -1099,6 +1131,28 @@ mod tests {
             let _ = parse_event(&bytes);
             bytes.truncate(at);
             let _ = parse_event(&bytes);
+        }
+
+        #[test]
+        fn event_id_round_trips_on_any_event(body in event_body(), epoch in any::<u64>(), seq in any::<u64>()) {
+            let mut ev = GatewayEvent { body, meta: meta(None) };
+            ev.meta.extra.get_mut().event_id = Some(crate::replay::EventId::new(epoch, seq));
+            let json = ev.to_json();
+            let want = format!("\"eventId\":\"{epoch}-{seq}\"");
+            prop_assert!(json.contains(&want), "{}", json);
+            prop_assert_eq!(parse_event(json.as_bytes()).unwrap(), ev);
+        }
+
+        #[test]
+        fn only_a_canonical_event_id_is_accepted(text in "\\PC{0,45}|[0-9+ -]{0,45}") {
+            let json = serde_json::json!({"version":"1.0","type":"typingStart",
+                "data":{"channelId":"1","userId":"2","timestamp":"t"},
+                "meta":{"traceId":"t","sentAt":"s","eventId": text}});
+            match (text.parse::<crate::replay::EventId>(), parse_event(json.to_string().as_bytes())) {
+                (Ok(id), Ok(ev)) => prop_assert_eq!(ev.meta.extra.get().event_id, Some(id)),
+                (Err(_), Err(m)) => prop_assert!(m.error.to_string().contains("meta") && m.error.to_string().contains("event id"), "{}", m.error),
+                (want, got) => prop_assert!(false, "{:?} vs {:?}", want, got),
+            }
         }
 
         #[test]

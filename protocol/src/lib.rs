@@ -87,5 +87,6 @@ pub mod queue;
 pub mod replay;
 pub mod sanitize;
 pub mod secret;
+pub mod shared_log;
 pub mod sse;
 pub mod validate;

@@ -247,6 +247,36 @@ impl<T: Clone> ReplayRing<T> {
         EventId::new(self.epoch, self.last_seq)
     }
 
+    /// Stores `item` under an id someone else assigned (the gateway, when ids
+    /// are shared across edges: docs/redis.md). The next id in order is pushed
+    /// as usual; any other id (a new epoch, a jump after events this process
+    /// never got, a step back after a takeover) starts the ring afresh at that
+    /// id, so everything held stays contiguous and a client whose id falls
+    /// before the restart is answered honestly (`gap` or `epoch`).
+    pub fn push_with_id(&mut self, id: EventId, item: T) -> EventId {
+        if id.epoch != self.epoch || id.seq != self.last_seq.wrapping_add(1) || id.seq == 0 {
+            self.items.clear();
+            self.epoch = id.epoch;
+            self.last_seq = id.seq.saturating_sub(1);
+        }
+        let pushed = self.push(item);
+        debug_assert_eq!(pushed.seq, id.seq.max(1));
+        EventId::new(self.epoch, self.last_seq)
+    }
+
+    /// Starts the ring afresh under `epoch` with `last_seq` as the latest id
+    /// (nothing held): the edge going back to numbering events itself.
+    pub fn restart(&mut self, epoch: u64, last_seq: u64) {
+        self.items.clear();
+        self.epoch = epoch;
+        self.last_seq = last_seq;
+    }
+
+    /// The id of the oldest held event, `None` when nothing is held.
+    pub fn first_held(&self) -> Option<EventId> {
+        (!self.items.is_empty()).then(|| EventId::new(self.epoch, self.first_held_seq()))
+    }
+
     /// The id of the most recent event (held or not), `None` before the first.
     pub fn latest(&self) -> Option<EventId> {
         (self.last_seq > 0).then(|| EventId::new(self.epoch, self.last_seq))

@@ -26,6 +26,7 @@ use std::time::Instant;
 use crate::live_queue::{self, Consumer, Producer, PushError};
 use parking_lot::Mutex;
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
+use relay_protocol::shared_log::{self, Fetched};
 
 /// One encoded SSE block, ready to write, plus what filters need.
 #[derive(Debug)]
@@ -140,6 +141,36 @@ struct Slot {
     tx: Producer<Item>,
     filter: Filter,
     scope: Option<Arc<Scope>>,
+    /// Live events up to this id are in the subscriber's replay already (it
+    /// came from the shared log, ahead of this edge's ring): skip them.
+    floor: Option<EventId>,
+}
+
+/// What a subscriber with a floor does with a live event.
+enum FloorStep {
+    /// No floor, or an item without an id: as usual.
+    Deliver,
+    /// Already in its replay.
+    Skip,
+    /// The event right after the replay: deliver, and the floor is done.
+    Reached,
+    /// A later event, or another epoch: events between the replay (read
+    /// from the shared log) and this edge's first live event are missing.
+    /// The stream is ended so the browser resumes with its last id, which
+    /// the ring or the log can then answer, or resets honestly.
+    Hole,
+}
+
+impl Slot {
+    fn floor_step(&self, item: &Delivery) -> FloorStep {
+        match (self.floor, item.id) {
+            (Some(floor), Some(id)) if id.epoch != floor.epoch => FloorStep::Hole,
+            (Some(floor), Some(id)) if id.seq <= floor.seq => FloorStep::Skip,
+            (Some(floor), Some(id)) if id.seq == floor.seq + 1 => FloorStep::Reached,
+            (Some(_), Some(_)) => FloorStep::Hole,
+            _ => FloorStep::Deliver,
+        }
+    }
 }
 
 impl Slot {
@@ -150,6 +181,9 @@ impl Slot {
 
 struct Inner {
     ring: ReplayRing<Item>,
+    /// Seq of the last event this edge numbered itself (in the hub's epoch),
+    /// so numbering resumes after a spell of gateway-assigned ids.
+    own_seq: u64,
     subs: HashMap<u64, Slot>,
     next_key: u64,
     /// Latest state items by name, sent to every new subscriber.
@@ -158,6 +192,13 @@ struct Inner {
     /// writer reports how it ended (`unsubscribe` or `drop_slow`).
     gone: HashSet<u64>,
 }
+
+/// Reads the events after an id from the shared log (Redis), for a client
+/// whose `Last-Event-ID` the ring cannot answer; `None` when the log cannot
+/// vouch for it, `Some(Err)` for a reset it can. Called without the hub lock
+/// (it does IO, bounded).
+pub type SharedLog =
+    Box<dyn Fn(EventId) -> Option<Result<Fetched<Item>, ResetReason>> + Send + Sync>;
 
 /// Called when a subscriber is dropped for falling behind (for metrics).
 pub type DropHook = Box<dyn Fn() + Send + Sync>;
@@ -170,6 +211,7 @@ pub struct Hub {
     stats: Arc<HubStats>,
     on_drop: Option<DropHook>,
     personalize: Option<Personalize>,
+    shared_log: Option<SharedLog>,
 }
 
 impl Hub {
@@ -179,6 +221,7 @@ impl Hub {
         Hub {
             inner: Mutex::new(Inner {
                 ring: ReplayRing::new(epoch, replay_capacity),
+                own_seq: 0,
                 subs: HashMap::new(),
                 next_key: 1,
                 state: Vec::new(),
@@ -189,7 +232,14 @@ impl Hub {
             stats: Arc::new(HubStats::default()),
             on_drop: None,
             personalize: None,
+            shared_log: None,
         }
+    }
+
+    /// Answers a `Last-Event-ID` the ring cannot from `log` (docs/redis.md).
+    pub fn with_shared_log(mut self, log: SharedLog) -> Self {
+        self.shared_log = Some(log);
+        self
     }
 
     /// Makes scoped subscribers' copies of state items with `hook`.
@@ -225,17 +275,54 @@ impl Hub {
         encode: impl FnOnce(EventId) -> Delivery,
         state: Option<(&'static str, Item)>,
     ) -> EventId {
+        self.publish_as(None, encode, state)
+    }
+
+    /// [`Hub::publish`] with the id the gateway assigned (`Some`: ids shared
+    /// by every edge, docs/redis.md) or one the hub assigns (`None`).
+    pub fn publish_as(
+        &self,
+        assigned: Option<EventId>,
+        encode: impl FnOnce(EventId) -> Delivery,
+        state: Option<(&'static str, Item)>,
+    ) -> EventId {
         let mut inner = self.inner.lock();
-        let next = EventId::new(self.epoch, inner.ring.latest().map_or(1, |id| id.seq + 1));
+        let next = match assigned {
+            Some(id) => id,
+            None => {
+                if inner.ring.epoch() != self.epoch {
+                    // Back to numbering events ourselves after gateway ids.
+                    let own = inner.own_seq;
+                    inner.ring.restart(self.epoch, own);
+                }
+                EventId::new(self.epoch, inner.own_seq + 1)
+            }
+        };
         let item: Item = Arc::new(encode(next));
-        let id = inner.ring.push(item.clone());
-        debug_assert_eq!(id, next, "the ring assigns ids in the same order");
+        let id = inner.ring.push_with_id(next, item.clone());
+        if assigned.is_none() {
+            inner.own_seq = id.seq;
+        }
         if let Some((name, state_item)) = state {
             set_state(&mut inner.state, name, state_item);
         }
         self.fan_out(&mut inner, &item);
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         id
+    }
+
+    /// An event of the edge's own (a `malformed_frame` error): sequenced like
+    /// any other while the edge numbers events, but sent without an id while
+    /// the ring follows the gateway's ids, which the edge must not invent.
+    pub fn publish_own(&self, encode: impl FnOnce(Option<EventId>) -> Delivery) {
+        let following = self.inner.lock().ring.epoch() != self.epoch;
+        if following {
+            let item: Item = Arc::new(encode(None));
+            let mut inner = self.inner.lock();
+            self.fan_out(&mut inner, &item);
+        } else {
+            self.publish(|id| encode(Some(id)), None);
+        }
     }
 
     /// Sends an unsequenced state item (no `id:` line) to every subscriber and
@@ -260,16 +347,28 @@ impl Hub {
         last_event_id: Option<&str>,
     ) -> Subscription {
         let (tx, live) = live_queue::bounded(self.channel_capacity);
-        let slot = Slot { tx, filter, scope };
+        let mut slot = Slot {
+            tx,
+            filter,
+            scope,
+            floor: None,
+        };
+        let last = last_event_id.map(|text| text.parse::<EventId>().map_err(|_| ResetReason::Gap));
+        // The shared log is read only when the ring cannot answer, and
+        // without the lock: a slow Redis never holds up the fan-out.
+        let fetched = match (&last, &self.shared_log) {
+            (Some(Ok(id)), Some(log)) if !self.ring_answers(*id) => log(*id),
+            _ => None,
+        };
         let mut inner = self.inner.lock();
-        let replay = match last_event_id {
+        let replay = match last {
             None => Ok(Vec::new()),
-            Some(last) => {
-                let mut out = Vec::new();
-                inner
-                    .ring
-                    .since_into(last, &mut out)
-                    .map(|()| out.into_iter().filter(|d| slot.wants(d)).collect())
+            Some(Err(reason)) => Err(reason),
+            Some(Ok(last)) => {
+                shared_log::join(&inner.ring, last, fetched).map(|(events, floor)| {
+                    slot.floor = floor;
+                    events.into_iter().filter(|d| slot.wants(d)).collect()
+                })
             }
         };
         let state = inner
@@ -286,6 +385,17 @@ impl Hub {
             state,
             live,
         }
+    }
+
+    fn ring_answers(&self, last: EventId) -> bool {
+        let inner = self.inner.lock();
+        let ring = &inner.ring;
+        ring.epoch() == last.epoch
+            && ring.latest().map_or(0, |l| l.seq) >= last.seq
+            && ring
+                .first_held()
+                .map_or(ring.latest().map_or(0, |l| l.seq), |f| f.seq - 1)
+                <= last.seq
     }
 
     /// Gives subscriber `key` a new scope from this moment on: first `lead`
@@ -401,7 +511,17 @@ impl Hub {
         // A state item (no id) the scope changes goes out as each member's copy,
         // made once per distinct channel set.
         let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
-        for (key, slot) in &inner.subs {
+        let mut holes = Vec::new();
+        for (key, slot) in inner.subs.iter_mut() {
+            match slot.floor_step(item) {
+                FloorStep::Deliver => {}
+                FloorStep::Skip => continue,
+                FloorStep::Reached => slot.floor = None,
+                FloorStep::Hole => {
+                    holes.push(*key);
+                    continue;
+                }
+            }
             if !slot.wants(item) {
                 continue;
             }
@@ -419,6 +539,11 @@ impl Hub {
                 // unsubscribe: not a slow reader, so not counted as one.
                 Err(PushError::Closed) => gone.push(*key),
             }
+        }
+        // Dropping the slot closes its queue: the writer sends what it has
+        // and ends the stream. Not slow, so not counted as such.
+        for key in holes {
+            inner.subs.remove(&key);
         }
         for key in gone {
             if inner.subs.remove(&key).is_some() {
@@ -478,6 +603,56 @@ mod tests {
             .collect();
         assert_eq!(replayed, vec![2, 3]);
         assert_eq!(sub.live.try_recv().unwrap().id.unwrap().seq, 4);
+    }
+
+    fn shared_log_reader(through: u64) -> SharedLog {
+        Box::new(move |after: EventId| {
+            Some(Ok(Fetched {
+                after,
+                items: (after.seq + 1..=through)
+                    .map(|s| Arc::new(delivery(EventId::new(9, s), "x", None)))
+                    .collect(),
+            }))
+        })
+    }
+
+    #[test]
+    fn a_replay_from_the_log_joins_live_without_doubles() {
+        // A fresh edge (nothing of epoch 9 in its ring); the log holds up to 5.
+        let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
+        let sub = hub.subscribe(Filter::default(), Some("9-2"));
+        let replayed: Vec<u64> = sub
+            .replay
+            .unwrap()
+            .iter()
+            .map(|d| d.id.unwrap().seq)
+            .collect();
+        assert_eq!(replayed, [3, 4, 5]);
+        for seq in 4..=7 {
+            hub.publish_as(
+                Some(EventId::new(9, seq)),
+                |id| delivery(id, "x", None),
+                None,
+            );
+        }
+        let live: Vec<u64> = sub.live.try_iter().map(|d| d.id.unwrap().seq).collect();
+        assert_eq!(live, [6, 7], "4 and 5 were in the replay");
+    }
+
+    #[test]
+    fn a_hole_after_a_replay_from_the_log_ends_the_stream() {
+        // The log had up to 5 when read; this edge's first live event is 7:
+        // 6 is nowhere, so the stream ends and the browser resumes.
+        let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
+        let sub = hub.subscribe(Filter::default(), Some("9-2"));
+        hub.publish_as(Some(EventId::new(9, 7)), |id| delivery(id, "x", None), None);
+        assert!(sub.live.try_recv().is_err());
+        assert_eq!(hub.subscriber_count(), 0);
+        assert_eq!(hub.stats().dropped_slow.load(Ordering::Relaxed), 0);
+        // Resuming from 5 now: the ring holds 7 only, the log (still at 5)
+        // cannot bridge 6: an honest gap.
+        let again = hub.subscribe(Filter::default(), Some("9-5"));
+        assert_eq!(again.replay.unwrap_err(), ResetReason::Gap);
     }
 
     #[test]

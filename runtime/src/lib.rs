@@ -25,6 +25,7 @@ pub mod link_client;
 pub mod link_server;
 pub mod live_queue;
 pub mod redis_conn;
+pub mod redis_shared;
 pub mod session_store;
 pub mod sim_discord;
 pub mod sse_pool;

@@ -193,6 +193,19 @@ pub struct LinkServerConfig {
     /// With Redis (CONTRACT.md §10): `false` while this gateway stands by, and
     /// upgrades with the right token are then answered 503. `None`: always active.
     pub active: Option<Arc<AtomicBool>>,
+    /// With `REDIS_URL`: gives each broadcast event its shared id (`meta.eventId`)
+    /// and keeps the encoded frame (docs/redis.md). None: edges number events.
+    pub event_ids: Option<Arc<dyn EventStamper>>,
+}
+
+/// Assigns the ids every edge gives events (CONTRACT.md §10). Called under the
+/// fan-out lock, in broadcast order, for each event edges publish (not for
+/// link-only frames): keep both calls to bookkeeping, no IO.
+pub trait EventStamper: Send + Sync {
+    /// The id of the next event.
+    fn next_id(&self) -> relay_protocol::replay::EventId;
+    /// The event as it was sent, with that id in `meta.eventId`.
+    fn sent(&self, id: relay_protocol::replay::EventId, frame: &Arc<str>);
 }
 
 /// Gives each forwarded guild's permission model for a `ready` frame.
@@ -215,6 +228,7 @@ impl LinkServerConfig {
             plain: None,
             ready_guilds: None,
             active: None,
+            event_ids: None,
         }
     }
 }
@@ -350,6 +364,7 @@ struct Shared {
     ready: ReadyFn,
     ready_guilds: Option<ReadyGuildsFn>,
     active: Option<Arc<AtomicBool>>,
+    event_ids: Option<Arc<dyn EventStamper>>,
     observer: Arc<dyn LinkObserver>,
     plain: Option<PlainHandler>,
     fanout: Mutex<Fanout>,
@@ -388,8 +403,9 @@ impl Broadcaster {
     pub fn broadcast(&self, event: &GatewayEvent) -> usize {
         match self.0.upgrade() {
             Some(shared) => {
-                let frame: Arc<str> = event.to_json().into();
-                shared.fan_out(&mut shared.fanout.lock(), frame)
+                let mut fanout = shared.fanout.lock();
+                let frame = shared.encode(event);
+                shared.fan_out(&mut fanout, frame)
             }
             None => 0,
         }
@@ -404,7 +420,10 @@ impl Broadcaster {
         };
         let mut fanout = shared.fanout.lock();
         match update() {
-            Some(event) => shared.fan_out(&mut fanout, event.to_json().into()),
+            Some(event) => {
+                let frame = shared.encode(&event);
+                shared.fan_out(&mut fanout, frame)
+            }
             None => 0,
         }
     }
@@ -421,7 +440,10 @@ impl Broadcaster {
         let mut fanout = shared.fanout.lock();
         update()
             .iter()
-            .map(|event| shared.fan_out(&mut fanout, event.to_json().into()))
+            .map(|event| {
+                let frame = shared.encode(event);
+                shared.fan_out(&mut fanout, frame)
+            })
             .sum()
     }
 
@@ -499,6 +521,7 @@ impl LinkServer {
             ready,
             ready_guilds: cfg.ready_guilds,
             active: cfg.active,
+            event_ids: cfg.event_ids,
             observer: cfg.observer,
             plain: cfg.plain,
             fanout: Mutex::new(Fanout {
@@ -663,6 +686,24 @@ impl Drop for LinkServer {
 }
 
 impl Shared {
+    /// Encodes a broadcast event once; with shared ids, stamps it first. Runs
+    /// under the fan-out lock, so ids follow the order edges receive events.
+    fn encode(&self, event: &GatewayEvent) -> Arc<str> {
+        let Some(stamper) = self
+            .event_ids
+            .as_ref()
+            .filter(|_| !event.body.is_link_only())
+        else {
+            return event.to_json().into();
+        };
+        let id = stamper.next_id();
+        let mut stamped = event.clone();
+        stamped.meta.extra.get_mut().event_id = Some(id);
+        let frame: Arc<str> = stamped.to_json().into();
+        stamper.sent(id, &frame);
+        frame
+    }
+
     /// Queues `frame` to every edge; closes edges whose queue is full.
     fn fan_out(&self, fanout: &mut Fanout, frame: Arc<str>) -> usize {
         bump(&self.counters.broadcasts);

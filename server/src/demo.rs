@@ -111,6 +111,7 @@ impl Demo {
             demo: Some(Arc::new(demo_info())),
             http: HttpConfig::default(),
             allowed_origins: Default::default(),
+            redis_url: None,
             signin: SignInSettings {
                 client: Some(DiscordClient {
                     id: sim.oauth_client_id().to_owned(),

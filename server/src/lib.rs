@@ -22,4 +22,5 @@ pub mod edge;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod redis_health;
 pub mod secret;

@@ -126,14 +126,37 @@ pub struct Metrics {
     // Redis (CONTRACT.md §10).
     gateway_leader: Gauge,
     redis_up: Gauge,
-    redis_op: Family<Label1, Histogram, fn() -> Histogram>,
+    redis_ops: Family<Label1, Histogram, fn() -> Histogram>,
 }
+
+/// `op` values of `relay_redis_op_seconds` (docs/redis.md): the edge's, then the
+/// gateway's (lease, stored session, shared replies, guild models); anything
+/// else counts as `other`.
+pub const REDIS_OPS: [&str; 17] = [
+    "ping",
+    "xadd",
+    "sync",
+    "xrange",
+    "limit",
+    "read_limit",
+    "lease",
+    "lease_release",
+    "session_load",
+    "session_ready",
+    "session_seq",
+    "session_reset",
+    "reply_claim",
+    "reply_get",
+    "reply_store",
+    "guilds_load",
+    "guilds_save",
+];
 
 /// Buckets of `relay_redis_op_seconds`: loopback calls take well under a
 /// millisecond; the top buckets catch the connection deadline.
 fn redis_op_histogram() -> Histogram {
     Histogram::new([
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     ])
 }
 
@@ -199,7 +222,7 @@ impl Metrics {
             commands_deduplicated: Counter::default(),
             gateway_leader: Gauge::default(),
             redis_up: Gauge::default(),
-            redis_op: Family::new_with_constructor(redis_op_histogram as fn() -> Histogram),
+            redis_ops: Family::new_with_constructor(redis_op_histogram as fn() -> Histogram),
             registry: Registry::default(),
         };
 
@@ -214,6 +237,9 @@ impl Metrics {
         }
         for s in RATE_LIMIT_SCOPES {
             let _ = m.rate_limited.get_or_create(&[("scope", s)]);
+        }
+        for op in REDIS_OPS {
+            let _ = m.redis_ops.get_or_create(&[("op", op)]);
         }
 
         let r = &mut registry;
@@ -334,13 +360,13 @@ impl Metrics {
         );
         r.register(
             "relay_redis_up",
-            "1 while the last Redis call got an answer, else 0",
+            "1 while this process reaches Redis; 0 while it is down (and without REDIS_URL)",
             m.redis_up.clone(),
         );
         r.register(
             "relay_redis_op_seconds",
-            "Duration of Redis calls, by operation",
-            m.redis_op.clone(),
+            "Duration of Redis calls by operation, failures included",
+            m.redis_ops.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -546,13 +572,31 @@ impl Metrics {
         self.gateway_leader.get() == 1
     }
 
-    /// One Redis call: its name (a fixed `'static` list in the callers), how
-    /// long it took, whether Redis answered (`relay_redis_op_seconds`, `relay_redis_up`).
+    /// One Redis call that also says whether Redis answered
+    /// (`relay_redis_op_seconds`, `relay_redis_up`).
     pub fn redis_op(&self, op: &'static str, took: Duration, answered: bool) {
-        self.redis_op
-            .get_or_create(&[("op", op)])
+        self.observe_redis_op(op, took);
+        self.set_redis_up(answered);
+    }
+
+    /// Records whether Redis answered the last call (`relay_redis_up`).
+    pub fn set_redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
+    }
+
+    /// Records one Redis call (`relay_redis_op_seconds{op}`).
+    pub fn observe_redis_op(&self, op: &str, took: Duration) {
+        self.redis_ops
+            .get_or_create(&[("op", bounded(op, &REDIS_OPS))])
             .observe(took.as_secs_f64());
-        self.redis_up.set(i64::from(answered));
+    }
+
+    /// A [`RedisConn`](relay_runtime::redis_conn::RedisConn) observer for
+    /// `relay_redis_op_seconds` (`relay_redis_up` follows the connection's
+    /// own state: an error reply is not Redis being down).
+    pub fn redis_observer(self: &std::sync::Arc<Self>) -> relay_runtime::redis_conn::OpObserver {
+        let m = self.clone();
+        Box::new(move |op, took, _ok| m.observe_redis_op(op, took))
     }
 }
 

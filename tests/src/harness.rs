@@ -36,6 +36,7 @@ pub fn settings(gateway_url: &str) -> EdgeSettings {
         http: HttpConfig::default(),
         signin: SignInSettings::default(),
         allowed_origins: Default::default(),
+        redis_url: None,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod history_rig;
 pub mod hostile;
 pub mod loadgen;
 pub mod oauth;
+pub mod redis_rig;
 pub mod redis_server;
 pub mod sse_client;
 pub mod test_gateway;

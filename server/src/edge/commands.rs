@@ -3,10 +3,10 @@
 //! from the gateway's reply (200 / 429 / 502 / 504) or queued while the link is
 //! down (202). A rejected call never reaches the gateway.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::{info, warn};
-use relay_protocol::bucket::{Decision, RateLimiter, Scope};
+use relay_protocol::bucket::{Decision, Scope};
 use relay_protocol::frame::{Extra, GatewayCommand, MetaExtra, Reply as LinkReply, TraceMeta};
 use relay_protocol::link_session::{SubmitError, Submitted};
 use relay_protocol::payload::CommandBody;
@@ -77,10 +77,7 @@ pub fn handle(state: &AppState, endpoint: Endpoint, req: &mut Request, query: &s
             );
         }
     }
-    let decision = state
-        .limiter
-        .lock()
-        .check(&session.sub, command.limit_key(), Instant::now());
+    let decision = state.check_limits(&session.sub, command.limit_key());
     if let Decision::Limited { scope, retry_after } = decision {
         let scope = match scope {
             Scope::User => "user",

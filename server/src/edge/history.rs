@@ -9,7 +9,7 @@
 //! after a reconnect would be stale and nobody would wait for it). Then the
 //! gateway's reply: 200 `{"messages":[…]}`, 429 / 502 / 504 as commands.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use log::info;
 use parking_lot::Mutex;
@@ -78,11 +78,7 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
             );
         }
     }
-    if let Decision::Limited { retry_after, .. } = state
-        .read_limiter
-        .lock()
-        .check_user(&session.sub, Instant::now())
-    {
+    if let Decision::Limited { retry_after, .. } = state.check_read_limit(&session.sub) {
         state.metrics.rate_limited("user");
         state.metrics.command_rejected(kind, "rate_limited");
         return rate_limited(

@@ -64,6 +64,9 @@ pub struct LinkSink {
     voice: Arc<Mutex<VoiceSnapshot>>,
     /// `ACCESS=discord`: the guild models the gateway sends.
     access: Option<Arc<DiscordAccess>>,
+    /// With `REDIS_URL`: the shared log, to fill in events this edge missed
+    /// (its link was down while the gateway numbered them), and its size.
+    shared_log: Option<(Arc<relay_runtime::redis_conn::RedisConn>, usize)>,
 }
 
 impl LinkSink {
@@ -83,6 +86,7 @@ impl LinkSink {
             link_up,
             voice,
             access,
+            shared_log: None,
         };
         // Subscribers that arrive before the link is up still get both state items.
         sink.hub
@@ -92,6 +96,60 @@ impl LinkSink {
             snapshot_item(&sink.voice.lock(), &clock::new_trace_id()),
         );
         sink
+    }
+
+    /// Fills holes in the gateway's numbering from the shared log (docs/redis.md).
+    pub fn with_shared_log(
+        mut self,
+        conn: Arc<relay_runtime::redis_conn::RedisConn>,
+        capacity: usize,
+    ) -> Self {
+        self.shared_log = Some((conn, capacity));
+        self
+    }
+
+    /// Before an event numbered past what this edge has (its link was down
+    /// while the gateway went on), publishes the events in between from the
+    /// shared log, so browsers on this edge miss nothing. One bounded read on
+    /// the link thread, only when there is a hole; if the log cannot give
+    /// the whole run, the edge goes on from the new event (its ring restarts
+    /// there, and a browser resuming across the hole is reset).
+    fn fill_gap(&mut self, next: EventId) {
+        let Some((conn, capacity)) = &self.shared_log else {
+            return;
+        };
+        let Some(last) = self.hub.latest() else {
+            return;
+        };
+        if last.epoch != next.epoch || next.seq <= last.seq + 1 {
+            return;
+        }
+        let missing = next.seq - last.seq - 1;
+        if missing > *capacity as u64 {
+            return;
+        }
+        let entries = match relay_runtime::redis_shared::read_after(conn, last, missing as usize) {
+            Ok(entries) => entries,
+            Err(e) => {
+                warn!("{missing} events missed while the link was down; the shared log is unreadable: {e}");
+                return;
+            }
+        };
+        let Ok(Some(frames)) = relay_protocol::shared_log::frames_after(last, &entries) else {
+            return;
+        };
+        let events: Vec<GatewayEvent> = frames
+            .into_iter()
+            .take(missing as usize)
+            .map_while(|f| relay_protocol::frame::parse_event(f).ok())
+            .collect();
+        info!(
+            "filled {} of {missing} events missed while the link was down from the shared log",
+            events.len()
+        );
+        for ev in events {
+            self.publish_numbered(ev);
+        }
     }
 
     /// Gives the sink the link's handle (made after the sink).
@@ -113,7 +171,14 @@ impl LinkSink {
         }
     }
 
-    fn publish(&mut self, mut ev: GatewayEvent) {
+    fn publish(&mut self, ev: GatewayEvent) {
+        if let Some(id) = ev.meta.extra.get().event_id {
+            self.fill_gap(id);
+        }
+        self.publish_numbered(ev);
+    }
+
+    fn publish_numbered(&mut self, mut ev: GatewayEvent) {
         if ev.body.is_link_only() {
             return self.guild_event(&ev);
         }
@@ -147,14 +212,31 @@ impl LinkSink {
         }
         let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
         let channel = ev.body.channel_id().map(Arc::from);
-        let id = self.hub.publish(
-            |id| Delivery {
-                actor,
-                ..sequenced(id, kind, channel, &json, received_at)
-            },
-            state,
-        );
-        debug!(traceId = trace_id.as_str(), eventId = id.to_string().as_str(); "relayed {kind}");
+        let encode = |id: Option<EventId>| {
+            let d = match id {
+                Some(id) => sequenced(id, kind, channel, &json, received_at),
+                None => Delivery {
+                    channel_id: channel,
+                    received_at,
+                    ..unsequenced_delivery(kind, &json)
+                },
+            };
+            Delivery { actor, ..d }
+        };
+        // With REDIS_URL the gateway numbers events for every edge
+        // (docs/redis.md); without, this edge does, as in v1.0. An event
+        // that comes to this edge alone (a command's error) gets no id
+        // while the edge follows the gateway's numbering.
+        match ev.meta.extra.get().event_id {
+            Some(id) => {
+                self.hub.publish_as(Some(id), |id| encode(Some(id)), state);
+            }
+            None if state.is_some() => {
+                self.hub.publish(|id| encode(Some(id)), state);
+            }
+            None => self.hub.publish_own(encode),
+        }
+        debug!(traceId = trace_id.as_str(); "relayed {kind}");
     }
 
     fn malformed(&mut self, m: MalformedFrame) {
@@ -172,10 +254,10 @@ impl LinkSink {
             request_id: m.request_id,
         });
         let json = sse_json(&body, &trace_id, &clock::now_rfc3339());
-        self.hub.publish(
-            |id| sequenced(id, "error", None, &json, Instant::now()),
-            None,
-        );
+        self.hub.publish_own(|id| match id {
+            Some(id) => sequenced(id, "error", None, &json, Instant::now()),
+            None => unsequenced_delivery("error", &json),
+        });
     }
 
     fn completed(&mut self, c: Completion) {
@@ -295,6 +377,45 @@ pub fn sequenced(
         bytes: buf.into(),
         json: json.into(),
         received_at,
+        actor: None,
+    }
+}
+
+/// An event read back from the shared log (docs/redis.md) as this edge
+/// would have published it live: cleaned, encoded, with the same id and, for
+/// errors, the same actor. `None` for what never reaches a browser or lacks an id.
+pub fn replay_item(mut ev: GatewayEvent, access: Option<&DiscordAccess>) -> Option<Item> {
+    if ev.body.is_link_only() {
+        return None;
+    }
+    let id = ev.meta.extra.get().event_id?;
+    ev.body.clean_text(sanitize_for_broadcast);
+    let kind = ev.body.type_name();
+    let actor = match (&ev.body, access) {
+        (EventBody::Error(e), Some(access)) => {
+            e.request_id.as_deref().and_then(|r| access.actor_of(r))
+        }
+        _ => None,
+    };
+    let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
+    let channel = ev.body.channel_id().map(Arc::from);
+    Some(Arc::new(Delivery {
+        actor,
+        ..sequenced(id, kind, channel, &json, Instant::now())
+    }))
+}
+
+/// A live event without an `id:` line (not replayable).
+fn unsequenced_delivery(kind: &str, json: &str) -> Delivery {
+    let mut buf = Vec::with_capacity(json.len() + 32);
+    let _ = encode_event(&mut buf, &SseFrame::new(json).with_event(kind));
+    Delivery {
+        id: None,
+        event_type: kind.into(),
+        channel_id: None,
+        bytes: buf.into(),
+        json: json.into(),
+        received_at: Instant::now(),
         actor: None,
     }
 }

@@ -63,6 +63,56 @@ pub struct Edge {
     state: Arc<AppState>,
     /// `ACCESS=discord`: re-reads access when a timeout runs out; stops on drop.
     _timeouts: Option<access::TimeoutWatch>,
+    /// With `REDIS_URL`: keeps `relay_redis_up` current; stops on drop.
+    _health: Option<crate::redis_health::RedisHealth>,
+}
+
+/// Deadline of each Redis call the edge makes: a command waits at most this
+/// for its shared rate-limit check before the local buckets decide.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Answers a `Last-Event-ID` this edge's ring cannot from the shared log in
+/// Redis: reads the run after the id, checks it is contiguous, and turns each
+/// frame into the item live delivery would have made. `None` (the client is
+/// reset) when Redis is down or the run cannot be trusted.
+fn shared_log_reader(
+    conn: Arc<relay_runtime::redis_conn::RedisConn>,
+    capacity: usize,
+    access: Arc<std::sync::OnceLock<Arc<access::DiscordAccess>>>,
+) -> relay_runtime::hub::SharedLog {
+    use relay_protocol::replay::ResetReason;
+    use relay_protocol::shared_log::{frames_after, Fetched};
+    Box::new(move |after| {
+        let entries = relay_runtime::redis_shared::read_after(&conn, after, capacity)
+            .map_err(|e| log::warn!("shared log unreadable, the client is reset: {e}"))
+            .ok()?;
+        let frames = match frames_after(after, &entries) {
+            Ok(Some(frames)) => frames,
+            Ok(None) => return None,
+            Err(reason) => return Some(Err(reason)),
+        };
+        let mut items = Vec::with_capacity(frames.len());
+        for frame in frames {
+            // A frame must read, and carry the id its entry has, or the run is
+            // not what it claims: the client is reset rather than misled.
+            let Ok(ev) = relay_protocol::frame::parse_event(frame) else {
+                return Some(Err(ResetReason::Gap));
+            };
+            let want = relay_protocol::replay::EventId::new(
+                after.epoch,
+                after.seq + 1 + items.len() as u64,
+            );
+            if ev.meta.extra.get().event_id != Some(want) {
+                return Some(Err(ResetReason::Gap));
+            }
+            match link_sink::replay_item(ev, access.get().map(|a| &**a)) {
+                Some(item) => items.push(item),
+                // A link-only frame never gets an id; one here is not ours.
+                None => return Some(Err(ResetReason::Gap)),
+            }
+        }
+        Some(Ok(Fetched { after, items }))
+    })
 }
 
 impl Edge {
@@ -71,18 +121,46 @@ impl Edge {
         let listener = http_server::listen(settings.bind, settings.http.backlog)?;
         let addr = listener.local_addr()?;
         let dropped = metrics.clone();
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                let conn = relay_runtime::redis_conn::RedisConn::open(url.expose(), REDIS_TIMEOUT)
+                    .map_err(|e| {
+                        io::Error::new(io::ErrorKind::InvalidInput, format!("REDIS_URL {e}"))
+                    })?
+                    .with_observer(metrics.redis_observer());
+                info!(
+                    "edge shares replay and rate limits through Redis at {}",
+                    conn.shown_url()
+                );
+                Some(Arc::new(conn))
+            }
+            None => None,
+        };
+        // Filled once the access model exists (the shared log reads need it
+        // for error events' actors); the hub is made first.
+        let log_access: Arc<std::sync::OnceLock<Arc<access::DiscordAccess>>> = Arc::default();
         let mut hub = Hub::new(
             clock::new_epoch(),
             settings.replay_capacity,
             SUBSCRIBER_BUFFER,
         )
         .with_drop_hook(Box::new(move || dropped.sse_dropped_slow()));
+        if let Some(conn) = &redis {
+            hub = hub.with_shared_log(shared_log_reader(
+                conn.clone(),
+                settings.replay_capacity,
+                log_access.clone(),
+            ));
+        }
         if settings.access == AccessMode::Discord {
             hub = hub.with_personalize(Box::new(access::personal_voice_snapshot));
         }
         let hub = Arc::new(hub);
         let discord_access = (settings.access == AccessMode::Discord)
             .then(|| Arc::new(access::DiscordAccess::new(hub.clone())));
+        if let Some(access) = &discord_access {
+            let _ = log_access.set(access.clone());
+        }
         let voice = Arc::new(Mutex::new(VoiceSnapshot::default()));
         let waiters = Arc::new(Mutex::new(Default::default()));
         let mut link_config = LinkConfig::new(
@@ -102,6 +180,10 @@ impl Edge {
             voice.clone(),
             discord_access.clone(),
         );
+        let sink = match &redis {
+            Some(conn) => sink.with_shared_log(conn.clone(), settings.replay_capacity),
+            None => sink,
+        };
         let link = LinkClient::spawn_with(link_config, |handle| {
             let mut sink = sink;
             sink.set_link(handle);
@@ -124,7 +206,20 @@ impl Edge {
             Arc::new(stream::StreamMetrics(metrics.clone())),
         )?;
         let oauth = oauth::SignIn::new(&settings.signin, &settings.session_secret, addr);
+        let shared_limiter = redis.as_ref().and_then(|conn| {
+            relay_runtime::redis_shared::RedisLimiter::commands(conn.clone(), &settings.limits)
+        });
+        let shared_read_limiter = redis.as_ref().and_then(|conn| {
+            relay_runtime::redis_shared::RedisLimiter::reads(conn.clone(), &history::READ_LIMITS)
+        });
+        let health = redis
+            .clone()
+            .map(|conn| crate::redis_health::RedisHealth::spawn(conn, metrics.clone()))
+            .transpose()?;
         let state = Arc::new(AppState {
+            redis,
+            shared_limiter,
+            shared_read_limiter,
             oauth,
             keys: SessionKeys::new(&settings.session_secret),
             settings,
@@ -152,6 +247,7 @@ impl Edge {
             link_up,
             state,
             _timeouts: timeouts,
+            _health: health,
         })
     }
 

@@ -115,13 +115,15 @@ fn with_headers(reply: Reply, headers: Vec<(&'static str, String)>) -> Reply {
 /// 200 when the link is up, else 503, with what an operator needs to know.
 fn readyz(state: &AppState) -> Reply {
     let connected = state.link.is_connected();
-    json_reply(
-        if connected { 200 } else { 503 },
-        &json!({
-            "ready": connected,
-            "link": if connected { "connected" } else { "disconnected" },
-            "queueDepth": state.link.queue_len(),
-            "sseClients": state.hub.subscriber_count(),
-        }),
-    )
+    let mut body = json!({
+        "ready": connected,
+        "link": if connected { "connected" } else { "disconnected" },
+        "queueDepth": state.link.queue_len(),
+        "sseClients": state.hub.subscriber_count(),
+    });
+    // With REDIS_URL: a down Redis is a degraded mode, not unreadiness (§10).
+    if let Some(redis) = &state.redis {
+        body["redis"] = json!(if redis.is_up() { "up" } else { "down" });
+    }
+    json_reply(if connected { 200 } else { 503 }, &body)
 }

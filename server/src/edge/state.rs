@@ -58,6 +58,8 @@ pub struct EdgeSettings {
     pub signin: SignInSettings,
     /// `ALLOWED_ORIGINS`: origins that may call the API cross-origin (empty: none, no CORS headers).
     pub allowed_origins: super::cors::AllowedOrigins,
+    /// `REDIS_URL`: shared replay and rate limits (CONTRACT.md §10).
+    pub redis_url: Option<Secret>,
 }
 
 /// Sign in with Discord (CONTRACT.md §8). `Default`: off (no client), the
@@ -180,6 +182,41 @@ pub struct AppState {
     pub voice: Arc<Mutex<VoiceSnapshot>>,
     /// Sign in with Discord.
     pub oauth: super::oauth::SignIn,
+    /// `REDIS_URL`: the connection shared state goes through.
+    pub redis: Option<Arc<relay_runtime::redis_conn::RedisConn>>,
+    /// Command buckets in Redis, shared by every edge; `limiter` stands in
+    /// while Redis is away.
+    pub shared_limiter: Option<relay_runtime::redis_shared::RedisLimiter>,
+    /// History read buckets in Redis; `read_limiter` stands in while it is away.
+    pub shared_read_limiter: Option<relay_runtime::redis_shared::RedisLimiter>,
+}
+
+impl AppState {
+    /// A command's rate-limit decision: the shared buckets when Redis answers,
+    /// else this edge's own (degraded mode, CONTRACT.md §10).
+    pub fn check_limits(&self, user: &str, channel: &str) -> relay_protocol::bucket::Decision {
+        use relay_protocol::bucket::RateLimiter;
+        if let Some(shared) = &self.shared_limiter {
+            if let Ok(decision) = shared.check(user, Some(channel)) {
+                return decision;
+            }
+        }
+        self.limiter
+            .lock()
+            .check(user, channel, std::time::Instant::now())
+    }
+
+    /// A history read's decision (per-user bucket), shared when Redis answers.
+    pub fn check_read_limit(&self, user: &str) -> relay_protocol::bucket::Decision {
+        if let Some(shared) = &self.shared_read_limiter {
+            if let Ok(decision) = shared.check(user, None) {
+                return decision;
+            }
+        }
+        self.read_limiter
+            .lock()
+            .check_user(user, std::time::Instant::now())
+    }
 }
 
 impl EdgeSettings {
@@ -201,6 +238,7 @@ impl EdgeSettings {
             http: HttpConfig::default(),
             signin: SignInSettings::from_config(&cfg.signin),
             allowed_origins: cfg.allowed_origins.clone(),
+            redis_url: cfg.redis_url.clone(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! edge's `/metrics` shows the same series.
 
 mod access;
+mod event_ids;
 pub mod guild_store;
 pub mod leader;
 mod observe;
@@ -85,6 +86,8 @@ pub struct Settings {
     /// `REDIS_URL` and `GATEWAY_LEASE_MS` (CONTRACT.md §10); `None`: v1.0, the
     /// session lives in this process.
     pub redis: Option<RedisSettings>,
+    /// Events the shared log in Redis keeps (`REPLAY_CAPACITY`'s default).
+    pub shared_log_capacity: usize,
 }
 
 /// How the gateway shares its Discord session (CONTRACT.md §10).
@@ -130,6 +133,7 @@ impl Settings {
                 lease: cfg.gateway_lease,
                 timeout: REDIS_TIMEOUT,
             }),
+            shared_log_capacity: relay_protocol::replay::REPLAY_CAPACITY,
         }
     }
 
@@ -154,6 +158,7 @@ impl Settings {
             members_intent: false,
             member_max_age: access::MEMBER_FRESH,
             redis: None,
+            shared_log_capacity: relay_protocol::replay::REPLAY_CAPACITY,
         }
     }
 }
@@ -202,6 +207,8 @@ pub struct Gateway {
     active: Option<Arc<AtomicBool>>,
     /// Re-reads members older than 5 minutes (`ACCESS=discord` edges).
     refresh: Option<access::MemberRefresh>,
+    /// With `REDIS_URL`: keeps `relay_redis_up` current; stops on drop.
+    _redis_health: Option<crate::redis_health::RedisHealth>,
 }
 
 /// What starting a Discord driver needs, kept so the lease thread can start
@@ -284,7 +291,30 @@ impl Gateway {
             .map(|_| Arc::new(AtomicBool::new(false)));
         let ready_translator = translator.clone();
         let guilds_translator = translator.clone();
+        let (event_ids, redis_health) = match settings.redis.as_ref().map(|r| &r.url) {
+            Some(url) => {
+                let conn = Arc::new(
+                    RedisConn::open(url.expose(), REDIS_TIMEOUT)
+                        .map_err(StartError::Redis)?
+                        .with_observer(metrics.redis_observer()),
+                );
+                info!(
+                    "gateway shares event ids through Redis at {}",
+                    conn.shown_url()
+                );
+                let ids =
+                    event_ids::SharedEventIds::start(conn.clone(), settings.shared_log_capacity)
+                        .map_err(|e| StartError::Redis(e.to_string()))?;
+                let health = crate::redis_health::RedisHealth::spawn(conn, metrics.clone())
+                    .map_err(|e| StartError::Redis(e.to_string()))?;
+                (Some(ids), Some(health))
+            }
+            None => (None, None),
+        };
         let link_config = LinkServerConfig {
+            event_ids: event_ids
+                .clone()
+                .map(|ids| ids as Arc<dyn relay_runtime::link_server::EventStamper>),
             observer: observer.clone(),
             plain: Some(ops::handler(metrics.clone(), discord_up)),
             ready_guilds: Some(Arc::new(move || {
@@ -346,6 +376,7 @@ impl Gateway {
                     metrics.clone(),
                     session_conn,
                     owner.clone(),
+                    event_ids.clone(),
                 );
                 Some(
                     leader::Leader::spawn(
@@ -383,6 +414,7 @@ impl Gateway {
             leader,
             active,
             refresh: Some(refresh),
+            _redis_health: redis_health,
         })
     }
 
@@ -523,6 +555,7 @@ fn role_changer(
     metrics: Arc<Metrics>,
     session_conn: Arc<RedisConn>,
     owner: String,
+    event_ids: Option<Arc<event_ids::SharedEventIds>>,
 ) -> leader::OnChange {
     let mut saver: Option<guild_store::GuildSaver> = None;
     Box::new(move |change| match change {
@@ -530,6 +563,10 @@ fn role_changer(
             // What the last leader knew of guilds and voice, before the
             // RESUME's replayed dispatches update it.
             guild_store::load_into(&session_conn, &starter.translator);
+            // Event ids go on after the last leader's, before any event of ours.
+            if let Some(ids) = &event_ids {
+                ids.continue_log(&session_conn);
+            }
             // Open before resuming: Discord replays at once, edges arrive
             // over the next seconds (their 503 round is about 1 s).
             broadcaster.open_backlog(TAKEOVER_BACKLOG, TAKEOVER_BACKLOG_MAX);

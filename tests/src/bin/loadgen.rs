@@ -33,7 +33,7 @@ const SCENARIOS: [&str; 7] = [
     "access",
 ];
 
-const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|access|access-fanout|access-recompute|compare|all] [--against nchan] [--duration-secs N] [--quick]
+const USAGE: &str = "usage: loadgen [--scenario fanout|max-rate|commands|commands-max|sc005|idle-rss|access|access-fanout|access-recompute|redis|compare|all] [--against nchan] [--duration-secs N] [--quick]
 
   --scenario       which scenario to run (default: all, which leaves out compare);
                    access-fanout and access-recompute are the two halves of access
@@ -81,7 +81,7 @@ fn main() {
     let chosen: Vec<&str> = if scenario == "all" {
         SCENARIOS.to_vec()
     } else if SCENARIOS.contains(&scenario.as_str())
-        || ["compare", "access-fanout", "access-recompute"].contains(&scenario.as_str())
+        || ["compare", "access-fanout", "access-recompute", "redis"].contains(&scenario.as_str())
     {
         vec![scenario.as_str()]
     } else {
@@ -123,6 +123,7 @@ fn main() {
             "access" => scenarios::access::run(&mut ctx),
             "access-fanout" => scenarios::access::fanout(&mut ctx),
             "access-recompute" => scenarios::access::recompute(&mut ctx),
+            "redis" => scenarios::redis::run(&mut ctx),
             "compare" => match &nchan {
                 Some(setup) => scenarios::compare(&mut ctx, setup, nofile),
                 None => unreachable!("nchan is found before any scenario runs"),

@@ -24,6 +24,7 @@ use super::sys::{self, ProcSample};
 use crate::test_gateway::{message, ReplyMode, TestGateway};
 
 pub mod access;
+pub mod redis;
 
 /// Threads that poll the SSE subscribers.
 const SSE_THREADS: usize = 2;
