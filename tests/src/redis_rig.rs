@@ -43,7 +43,11 @@ impl RedisRig {
         let redis = RedisServer::start();
         let url = redis.url();
         let rig = GatewayRig::start_with(sim_config(), |s| {
-            s.redis_url = Some(Secret::new(url));
+            s.redis = Some(relay::gateway::RedisSettings {
+                url: Secret::new(url),
+                lease: std::time::Duration::from_secs(10),
+                timeout: relay::gateway::REDIS_TIMEOUT,
+            });
             s.shared_log_capacity = log_capacity;
         });
         let rig = RedisRig {

@@ -926,7 +926,11 @@ fn soak_with_faults() {
     let redis = (env_u64("SOAK_REDIS") == Some(1)).then(RedisServer::start);
     if let Some(r) = &redis {
         eprintln!("soak: with Redis at {}", r.url());
-        gateway_settings.redis_url = Some(Secret::new(r.url()));
+        gateway_settings.redis = Some(relay::gateway::RedisSettings {
+            url: Secret::new(r.url()),
+            lease: Duration::from_secs(10),
+            timeout: relay::gateway::REDIS_TIMEOUT,
+        });
     }
     let gateway =
         Gateway::start(gateway_settings.clone(), Arc::new(Metrics::new())).expect("gateway starts");

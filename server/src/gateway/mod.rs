@@ -219,6 +219,8 @@ struct DiscordStarter {
     broadcaster: Broadcaster,
     observer: Arc<observe::MetricsObserver>,
     fatal_tx: Sender<FatalError>,
+    /// With Redis: the shared event ids, which continue the log on takeover.
+    event_ids: Option<Arc<event_ids::SharedEventIds>>,
 }
 
 impl DiscordStarter {
@@ -356,6 +358,7 @@ impl Gateway {
             broadcaster: link.broadcaster(),
             observer,
             fatal_tx,
+            event_ids: event_ids.clone(),
         };
         let discord = Arc::new(Mutex::new(None));
         let leader = match (&settings.redis, &active) {
@@ -376,7 +379,6 @@ impl Gateway {
                     metrics.clone(),
                     session_conn,
                     owner.clone(),
-                    event_ids.clone(),
                 );
                 Some(
                     leader::Leader::spawn(
@@ -555,7 +557,6 @@ fn role_changer(
     metrics: Arc<Metrics>,
     session_conn: Arc<RedisConn>,
     owner: String,
-    event_ids: Option<Arc<event_ids::SharedEventIds>>,
 ) -> leader::OnChange {
     let mut saver: Option<guild_store::GuildSaver> = None;
     Box::new(move |change| match change {
@@ -564,7 +565,7 @@ fn role_changer(
             // RESUME's replayed dispatches update it.
             guild_store::load_into(&session_conn, &starter.translator);
             // Event ids go on after the last leader's, before any event of ours.
-            if let Some(ids) = &event_ids {
+            if let Some(ids) = &starter.event_ids {
                 ids.continue_log(&session_conn);
             }
             // Open before resuming: Discord replays at once, edges arrive
