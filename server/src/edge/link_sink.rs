@@ -173,6 +173,18 @@ impl LinkSink {
 
     fn publish(&mut self, ev: GatewayEvent) {
         if let Some(id) = ev.meta.extra.get().event_id {
+            // A gateway that took over re-sends its first moments to each
+            // edge that joins (its takeover backlog), and an edge that filled a
+            // gap from the log may then hear those events again: an id this
+            // edge already holds is a duplicate, never a new event.
+            if self
+                .hub
+                .latest()
+                .is_some_and(|last| last.epoch == id.epoch && id.seq <= last.seq)
+            {
+                debug!("dropped event {id}: this edge already has it");
+                return;
+            }
             self.fill_gap(id);
         }
         self.publish_numbered(ev);

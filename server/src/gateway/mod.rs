@@ -568,14 +568,18 @@ fn role_changer(
             if let Some(ids) = &starter.event_ids {
                 ids.continue_log(&session_conn);
             }
-            // Open before resuming: Discord replays at once, edges arrive
-            // over the next seconds (their 503 round is about 1 s).
-            broadcaster.open_backlog(TAKEOVER_BACKLOG, TAKEOVER_BACKLOG_MAX);
-            active.store(true, Ordering::SeqCst);
             let store = Arc::new(session_store::RedisSessionStore::new(
                 session_conn.clone(),
                 owner.clone(),
             ));
+            // Open before resuming: Discord replays at once, edges arrive
+            // over the next seconds (their 503 round is about 1 s). Only a
+            // RESUME replays anything: after a fresh identify a backlog would
+            // just repeat the first events to every edge that joins.
+            if store.load().is_some() {
+                broadcaster.open_backlog(TAKEOVER_BACKLOG, TAKEOVER_BACKLOG_MAX);
+            }
+            active.store(true, Ordering::SeqCst);
             match starter.start(store) {
                 Ok(d) => {
                     *discord.lock() = Some(d);
