@@ -400,3 +400,30 @@ fn an_error_goes_to_the_member_whose_command_caused_it() {
     rig.gateway.shutdown();
     rig.sim.shutdown();
 }
+
+#[test]
+fn a_change_to_the_bots_own_member_reaches_every_members_stream() {
+    // Every member's access is cut to the bot's own permissions: a change to
+    // the bot's member (here a timeout) must rescope every stream, not only
+    // the bot's own (the edge once recomputed just the member that changed).
+    let rig = Rig::start_with(true, None);
+    let (mut ada, before) = rig.member_stream(ids::ADA);
+    assert!(
+        can(&before, ids::GENERAL).contains(&"send".to_string()),
+        "{before}"
+    );
+    let until = relay_runtime::clock::unix_ms() + 60_000;
+    assert!(rig.sim.timeout_member(ids::BOT_USER, Some(until)));
+    let after = data(
+        &ada.wait_for("access", WAIT)
+            .expect("access after the bot's timeout"),
+    );
+    assert_eq!(
+        can(&after, ids::GENERAL),
+        vec!["view", "history"],
+        "{after}"
+    );
+    rig.edge.shutdown();
+    rig.gateway.shutdown();
+    rig.sim.shutdown();
+}

@@ -97,6 +97,11 @@ struct Inner {
     streams: HashMap<u64, (Arc<str>, Arc<View>)>,
     /// Views of members with open streams, dropped when the model changes.
     views: HashMap<Arc<str>, Arc<View>>,
+    /// Classes by key, shared by every view made since the guild models last
+    /// changed (a class depends only on its key and the models). Without it
+    /// each subscribe made its own class, and the first role change after
+    /// 10,000 subscribes compared and freed 10,000 of them.
+    classes: Classes,
     /// Each member's open streams (hub keys): a member's change rescopes
     /// theirs, and the last one ending drops the view, without a scan of every
     /// stream (10,000 members learned one by one made that quadratic).
@@ -238,7 +243,13 @@ impl DiscordAccess {
             .guilds
             .get(&guild)
             .and_then(|g| g.next_change_at(user, clock::unix_ms()));
-        self.recompute(&mut inner, Some(&m.user_id));
+        // Every class is cut to the bot's own permissions: the bot's member
+        // changing changes everybody's access, not only its own streams'.
+        let is_bot = inner
+            .guilds
+            .get(&guild)
+            .is_some_and(|g| g.bot_user_id() == user);
+        self.recompute(&mut inner, (!is_bot).then_some(m.user_id.as_str()));
         self.changed.notify_all();
         if times_out.is_some() {
             self.timeouts.notify_all();
@@ -376,7 +387,12 @@ impl DiscordAccess {
                 .map(|(k, (u, _))| (*k, u.clone()))
                 .collect(),
         };
-        let mut classes = Classes::new();
+        // A member's own change keeps the models, so classes stay valid;
+        // anything else (roles, channels, a timeout running out) does not.
+        if only.is_none() {
+            inner.classes.clear();
+        }
+        let mut classes = std::mem::take(&mut inner.classes);
         let mut batch = Vec::new();
         for (key, user) in keys {
             let view = self.view_with(inner, &user, &mut classes);
@@ -390,6 +406,8 @@ impl DiscordAccess {
             entry.1 = view.clone();
             batch.push((key, view.scope.clone(), view.class.items.clone()));
         }
+        let made = classes.len();
+        inner.classes = classes;
         if batch.is_empty() {
             return;
         }
@@ -405,12 +423,15 @@ impl DiscordAccess {
             "access recomputed: {} streams rescoped in {} µs ({} classes)",
             keys.len(),
             started.elapsed().as_micros(),
-            classes.len()
+            made
         );
     }
 
     fn view_of(&self, inner: &mut Inner, user: &str) -> Arc<View> {
-        self.view_with(inner, user, &mut Classes::new())
+        let mut classes = std::mem::take(&mut inner.classes);
+        let view = self.view_with(inner, user, &mut classes);
+        inner.classes = classes;
+        view
     }
 
     /// `user`'s view, from the cache or made with `classes` (shared between
