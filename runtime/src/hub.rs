@@ -512,6 +512,7 @@ impl Hub {
         // made once per distinct channel set.
         let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
         let mut holes = Vec::new();
+        let mut in_view = ViewMemo::default();
         for (key, slot) in inner.subs.iter_mut() {
             match slot.floor_step(item) {
                 FloorStep::Deliver => {}
@@ -522,7 +523,9 @@ impl Hub {
                     continue;
                 }
             }
-            if !slot.wants(item) {
+            if !slot.filter.matches(item)
+                || !slot.scope.as_ref().is_none_or(|s| in_view.admits(s, item))
+            {
                 continue;
             }
             let personal = match (item.id, &slot.scope) {
@@ -561,6 +564,40 @@ impl Hub {
                 }
             }
         }
+    }
+}
+
+/// [`Scope::admits`] for one event across many subscribers. Members of one
+/// access class share one channel set, so the event's channel is looked up
+/// once per set (a string hash each) rather than once per subscriber; a few
+/// sets are remembered, the rest are looked up directly.
+#[derive(Default)]
+struct ViewMemo {
+    sets: Vec<(*const HashSet<Arc<str>>, bool)>,
+}
+
+impl ViewMemo {
+    const KEPT: usize = 8;
+
+    fn admits(&mut self, scope: &Scope, d: &Delivery) -> bool {
+        let Some(channel) = d
+            .channel_id
+            .as_deref()
+            .filter(|_| &*d.event_type != "error")
+        else {
+            return scope.admits(d);
+        };
+        // The sets outlive this memo: every slot holds its scope while the
+        // hub lock is held, so no address is reused during one fan-out.
+        let set = Arc::as_ptr(&scope.channels);
+        if let Some((_, yes)) = self.sets.iter().find(|(s, _)| *s == set) {
+            return *yes;
+        }
+        let yes = scope.channels.contains(channel);
+        if self.sets.len() < Self::KEPT {
+            self.sets.push((set, yes));
+        }
+        yes
     }
 }
 
@@ -741,6 +778,51 @@ mod tests {
             channels: Arc::new(channels.iter().map(|c| Arc::from(*c)).collect()),
             all_errors,
         })
+    }
+
+    #[test]
+    fn the_view_memo_answers_as_each_scope_would() {
+        // Scopes sharing a channel set (one class), scopes of their own, more
+        // sets than the memo keeps, and errors, which never use the memo.
+        let shared = scope("1", &["a", "b"], false);
+        let mut scopes = vec![shared.clone()];
+        for i in 0..3 {
+            scopes.push(Arc::new(Scope {
+                user: format!("s{i}").into(),
+                ..(*shared).clone()
+            }));
+        }
+        for i in 0..12 {
+            let chans: Vec<String> = (0..i % 4)
+                .map(|c| ["a", "b", "c"][c % 3].to_string())
+                .collect();
+            let refs: Vec<&str> = chans.iter().map(String::as_str).collect();
+            scopes.push(scope(&format!("u{i}"), &refs, i % 5 == 0));
+        }
+        let id = EventId::new(1, 1);
+        let events = [
+            delivery(id, "messageCreate", Some("a")),
+            delivery(id, "messageCreate", Some("c")),
+            delivery(id, "voice.snapshot", None),
+            error_from(id, Some("u3")),
+            Delivery {
+                channel_id: Some("a".into()),
+                ..error_from(id, None)
+            },
+        ];
+        for d in &events {
+            let mut memo = ViewMemo::default();
+            for sc in &scopes {
+                assert_eq!(
+                    memo.admits(sc, d),
+                    sc.admits(d),
+                    "{} on {:?} for {}",
+                    d.event_type,
+                    d.channel_id,
+                    sc.user
+                );
+            }
+        }
     }
 
     fn error_from(id: EventId, actor: Option<&str>) -> Delivery {
