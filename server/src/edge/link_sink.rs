@@ -435,17 +435,7 @@ fn unsequenced_delivery(kind: &str, json: &str) -> Delivery {
 /// Frames an unsequenced state event (no `id:` line).
 pub fn unsequenced(kind: &'static str, data: &serde_json::Value, trace_id: &str) -> Item {
     let json = sse_json_raw(kind, data, trace_id, &clock::now_rfc3339());
-    let mut buf = Vec::with_capacity(json.len() + 32);
-    let _ = encode_event(&mut buf, &SseFrame::new(&json).with_event(kind));
-    Arc::new(Delivery {
-        id: None,
-        event_type: kind.into(),
-        channel_id: None,
-        bytes: buf.into(),
-        json: json.into(),
-        received_at: Instant::now(),
-        actor: None,
-    })
+    Arc::new(unsequenced_delivery(kind, &json))
 }
 
 fn status_item(connected: bool) -> Item {
