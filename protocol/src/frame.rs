@@ -439,7 +439,11 @@ struct MessagesFrame {
 /// other frame, or one this pass refuses, takes the general path, which
 /// accepts the same frames and gives the detailed errors.
 fn parse_messages_fast(bytes: &[u8]) -> Option<GatewayEvent> {
-    let f: MessagesFrame = serde_json::from_slice(bytes).ok()?;
+    // from_str, not from_slice: serde_json skips the strings of unknown
+    // fields without checking their UTF-8, and the general path (a `Value`)
+    // refuses such a frame (a fuzz find). Validating first keeps them agreed.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let f: MessagesFrame = serde_json::from_str(text).ok()?;
     (f.kind == "messages" && is_supported_version(&f.version)).then_some(GatewayEvent {
         body: EventBody::Messages(f.data),
         meta: f.meta,
@@ -682,6 +686,20 @@ mod tests {
 
     use super::*;
     use crate::payload::*;
+
+    #[test]
+    fn invalid_utf8_in_an_unknown_field_fails_both_paths() {
+        // A fuzz find: serde_json skips an unknown field's string without
+        // checking its UTF-8, so the typed pass once accepted what the general
+        // one refuses.
+        let bytes: &[u8] = include_bytes!(
+            "../../fuzz/corpus/seed-link_frame/messages-invalid-utf8-in-unknown-field.json"
+        );
+        assert_eq!(parse_messages_fast(bytes), None);
+        assert!(parse_event(bytes).is_err());
+        #[cfg(feature = "fuzzing")]
+        fuzz_parse(bytes);
+    }
 
     #[test]
     fn the_large_reply_seed_takes_the_fast_path_and_reads_as_the_general_one() {
