@@ -398,7 +398,24 @@ function renderChannels() {
     for (const t of threads) if (t.parentId === c.id) items.push(channelItem(t));
   }
   for (const t of threads) if (!text.some((c) => c.id === t.parentId)) items.push(channelItem(t));
-  $('channel-list').replaceChildren(...items);
+  const list = $('channel-list');
+  const old = [...list.children];
+  const id = (/** @type {Element} */ li) => li.firstElementChild?.getAttribute('data-channel-id');
+  // Same channels in the same order (an unread count changed, say): update the
+  // buttons in place rather than replace them on every message elsewhere, so
+  // what the user (or a test) is about to click stays put. The old button's
+  // click listener selects the same channel id, so it is kept.
+  if (old.length === items.length && old.every((li, i) => id(li) === id(items[i]))) {
+    old.forEach((li, i) => {
+      const [was, now] = [li.firstElementChild, items[i].firstElementChild];
+      if (!was || !now) return;
+      for (const a of [...was.attributes]) if (!now.hasAttribute(a.name)) was.removeAttribute(a.name);
+      for (const a of [...now.attributes]) was.setAttribute(a.name, a.value);
+      was.replaceChildren(...now.childNodes);
+    });
+    return;
+  }
+  list.replaceChildren(...items);
 }
 
 /** @param {Channel} c */
