@@ -459,23 +459,40 @@ fn invalid_form(field: &str, code: &str, message: &str) -> Reply {
     )
 }
 
+/// A message body's `content` as Discord checks it (Create Message and
+/// Execute Webhook alike): absent or null is empty, else a string of at most
+/// 2000 characters; anything else is a 50035 Invalid Form Body.
+fn message_content(body: &serde_json::Map<String, Value>) -> Result<&str, Reply> {
+    let content = match body.get("content") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return Err(invalid_form(
+                "content",
+                "BASE_TYPE_STRING",
+                "Must be a string.",
+            ))
+        }
+    };
+    if content.chars().count() > 2000 {
+        return Err(invalid_form(
+            "content",
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 2000 or fewer in length.",
+        ));
+    }
+    Ok(content)
+}
+
 fn create_message(shared: &Shared, channel_id: &str, req: &RecordedRequest) -> Reply {
     let body = match parse_body(req) {
         Ok(b) => b,
         Err(reply) => return reply,
     };
-    let content = match body.get("content") {
-        None | Some(Value::Null) => "",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return invalid_form("content", "BASE_TYPE_STRING", "Must be a string."),
+    let content = match message_content(&body) {
+        Ok(c) => c,
+        Err(reply) => return reply,
     };
-    if content.chars().count() > 2000 {
-        return invalid_form(
-            "content",
-            "BASE_TYPE_MAX_LENGTH",
-            "Must be 2000 or fewer in length.",
-        );
-    }
     let mut st = shared.state.lock();
     if let Err(reply) = bot_may(&st, channel_id, Need::Send) {
         return reply;

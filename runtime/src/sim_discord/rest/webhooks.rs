@@ -29,7 +29,8 @@ use serde_json::{json, Value};
 use super::super::guild::{ChannelKind, StoredMessage};
 use super::super::{ids, perms, rfc3339, unix_ms, Shared};
 use super::{
-    invalid_form, missing_permissions, parse_body, unknown_channel, RecordedRequest, Reply,
+    invalid_form, message_content, missing_permissions, parse_body, unknown_channel,
+    RecordedRequest, Reply,
 };
 
 /// Most webhooks Discord allows in one channel.
@@ -233,18 +234,10 @@ pub(super) fn execute(shared: &Shared, hook_id: &str, token: &str, req: &Recorde
         Ok(b) => b,
         Err(reply) => return reply,
     };
-    let content = match body.get("content") {
-        None | Some(Value::Null) => "",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return invalid_form("content", "BASE_TYPE_STRING", "Must be a string."),
+    let content = match message_content(&body) {
+        Ok(c) => c,
+        Err(reply) => return reply,
     };
-    if content.chars().count() > 2000 {
-        return invalid_form(
-            "content",
-            "BASE_TYPE_MAX_LENGTH",
-            "Must be 2000 or fewer in length.",
-        );
-    }
     let username = match body.get("username") {
         None | Some(Value::Null) => hook.name.clone(),
         Some(Value::String(u)) => {
