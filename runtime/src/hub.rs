@@ -12,8 +12,9 @@
 //! gap-free, duplicate-free sequence.
 //!
 //! With `ACCESS=discord` a subscriber also has a [`Scope`]: the channels its
-//! Discord member may view. The scope is checked per delivery (one hash lookup),
-//! applies to replay too, and is swapped with [`Hub::rescope`] under the same
+//! Discord member may view. Subscribers are grouped by the channel set of their
+//! scope, so an event's channel is looked up once per group and a group that
+//! cannot see it is passed over whole (`subscribers`); the scope applies to replay too, and is swapped with [`Hub::rescope`] under the same
 //! lock as publishing, so "a channel taken away sends nothing more from that
 //! moment". State items that depend on the scope (the voice snapshot) are made
 //! per subscriber by the hub's [`Personalize`] hook.
@@ -23,10 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::live_queue::{self, Consumer, Producer, PushError};
+use crate::live_queue::{self, Consumer, PushError};
 use parking_lot::Mutex;
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
 use relay_protocol::shared_log::{self, Fetched};
+
+mod subscribers;
+use subscribers::{FloorStep, Slot, Subscribers};
 
 /// One encoded SSE block, ready to write, plus what filters need.
 #[derive(Debug)]
@@ -137,54 +141,12 @@ pub struct Subscription {
     pub live: Consumer<Item>,
 }
 
-struct Slot {
-    tx: Producer<Item>,
-    filter: Filter,
-    scope: Option<Arc<Scope>>,
-    /// Live events up to this id are in the subscriber's replay already (it
-    /// came from the shared log, ahead of this edge's ring): skip them.
-    floor: Option<EventId>,
-}
-
-/// What a subscriber with a floor does with a live event.
-enum FloorStep {
-    /// No floor, or an item without an id: as usual.
-    Deliver,
-    /// Already in its replay.
-    Skip,
-    /// The event right after the replay: deliver, and the floor is done.
-    Reached,
-    /// A later event, or another epoch: events between the replay (read
-    /// from the shared log) and this edge's first live event are missing.
-    /// The stream is ended so the browser resumes with its last id, which
-    /// the ring or the log can then answer, or resets honestly.
-    Hole,
-}
-
-impl Slot {
-    fn floor_step(&self, item: &Delivery) -> FloorStep {
-        match (self.floor, item.id) {
-            (Some(floor), Some(id)) if id.epoch != floor.epoch => FloorStep::Hole,
-            (Some(floor), Some(id)) if id.seq <= floor.seq => FloorStep::Skip,
-            (Some(floor), Some(id)) if id.seq == floor.seq + 1 => FloorStep::Reached,
-            (Some(_), Some(_)) => FloorStep::Hole,
-            _ => FloorStep::Deliver,
-        }
-    }
-}
-
-impl Slot {
-    fn wants(&self, item: &Delivery) -> bool {
-        self.filter.matches(item) && self.scope.as_ref().is_none_or(|s| s.admits(item))
-    }
-}
-
 struct Inner {
     ring: ReplayRing<Item>,
     /// Seq of the last event this edge numbered itself (in the hub's epoch),
     /// so numbering resumes after a spell of gateway-assigned ids.
     own_seq: u64,
-    subs: HashMap<u64, Slot>,
+    subs: Subscribers,
     next_key: u64,
     /// Latest state items by name, sent to every new subscriber.
     state: Vec<(&'static str, Item)>,
@@ -222,7 +184,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 ring: ReplayRing::new(epoch, replay_capacity),
                 own_seq: 0,
-                subs: HashMap::new(),
+                subs: Subscribers::default(),
                 next_key: 1,
                 state: Vec::new(),
                 gone: HashSet::new(),
@@ -417,7 +379,7 @@ impl Hub {
         let mut slow = Vec::new();
         let mut alive = Vec::with_capacity(batch.len());
         for (key, scope, lead) in batch {
-            if !inner.subs.contains_key(&key) {
+            if !inner.subs.contains(key) {
                 alive.push(false);
                 continue;
             }
@@ -432,11 +394,10 @@ impl Hub {
                         .collect();
                     (scope.channels.clone(), items)
                 });
-            let Some(slot) = inner.subs.get_mut(&key) else {
+            let Some(slot) = inner.subs.rescope(key, scope) else {
                 alive.push(false);
                 continue;
             };
-            slot.scope = Some(scope);
             let mut ok = true;
             for item in lead.into_iter().chain(state.iter().cloned()) {
                 match slot.tx.push(item) {
@@ -463,7 +424,7 @@ impl Hub {
 
     /// The scope subscriber `key` has now, if it is still subscribed.
     pub fn scope_of(&self, key: u64) -> Option<Arc<Scope>> {
-        self.inner.lock().subs.get(&key)?.scope.clone()
+        self.inner.lock().subs.get(key)?.scope.clone()
     }
 
     fn personal(&self, slot: &Slot, item: &Item) -> Option<Item> {
@@ -475,7 +436,7 @@ impl Hub {
     pub fn unsubscribe(&self, key: u64) {
         let mut inner = self.inner.lock();
         inner.gone.remove(&key);
-        inner.subs.remove(&key);
+        inner.subs.remove(key);
     }
 
     /// Removes a subscriber its writer found too slow (its unwritten bytes grew
@@ -486,7 +447,7 @@ impl Hub {
         // The writer may have closed its queue a moment before, and a publish
         // in between removed the slot as gone; it still counts as dropped slow.
         let was_gone = inner.gone.remove(&key);
-        if inner.subs.remove(&key).is_some() || was_gone {
+        if inner.subs.remove(key).is_some() || was_gone {
             self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
             drop(inner);
             if let Some(hook) = &self.on_drop {
@@ -508,48 +469,61 @@ impl Hub {
     fn fan_out(&self, inner: &mut Inner, item: &Item) {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
-        // A state item (no id) the scope changes goes out as each member's copy,
-        // made once per distinct channel set.
-        let mut copies: HashMap<*const HashSet<Arc<str>>, Option<Item>> = HashMap::new();
         let mut holes = Vec::new();
-        let mut in_view = ViewMemo::default();
-        for (key, slot) in inner.subs.iter_mut() {
-            match slot.floor_step(item) {
-                FloorStep::Deliver => {}
-                FloorStep::Skip => continue,
-                FloorStep::Reached => slot.floor = None,
-                FloorStep::Hole => {
-                    holes.push(*key);
-                    continue;
-                }
-            }
-            if !slot.filter.matches(item)
-                || !slot.scope.as_ref().is_none_or(|s| in_view.admits(s, item))
-            {
+        for group in inner.subs.groups_mut() {
+            // Whether the event's channel is in the group's view, asked once
+            // for all its members; a group that cannot see it is passed over.
+            let sees = group.sees(item);
+            if !group.must_visit(sees) {
                 continue;
             }
-            let personal = match (item.id, &slot.scope) {
-                (None, Some(scope)) => copies
-                    .entry(Arc::as_ptr(&scope.channels))
-                    .or_insert_with(|| self.personal(slot, item))
-                    .clone(),
-                _ => None,
-            };
-            match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
-                Ok(()) => {}
-                Err(PushError::Full) => slow.push(*key),
-                // The writer already ended (its client went away) and is about to
-                // unsubscribe: not a slow reader, so not counted as one.
-                Err(PushError::Closed) => gone.push(*key),
+            // A state item (no id) the scope changes goes out as the group's
+            // copy, made once for the whole group.
+            let mut copy: Option<Option<Item>> = None;
+            let mut reached = 0;
+            for (key, slot) in group.slots.iter_mut() {
+                match slot.floor_step(item) {
+                    FloorStep::Deliver => {}
+                    FloorStep::Skip => continue,
+                    FloorStep::Reached => {
+                        slot.floor = None;
+                        reached += 1;
+                    }
+                    FloorStep::Hole => {
+                        holes.push(*key);
+                        continue;
+                    }
+                }
+                let in_view = match sees {
+                    Some(yes) => yes,
+                    None => slot.scope.as_ref().is_none_or(|s| s.admits(item)),
+                };
+                if !in_view || !slot.filter.matches(item) {
+                    continue;
+                }
+                let personal = match item.id {
+                    None if slot.scope.is_some() => copy
+                        .get_or_insert_with(|| self.personal(slot, item))
+                        .clone(),
+                    _ => None,
+                };
+                match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
+                    Ok(()) => {}
+                    Err(PushError::Full) => slow.push(*key),
+                    // The writer already ended (its client went away) and is about to
+                    // unsubscribe: not a slow reader, so not counted as one.
+                    Err(PushError::Closed) => gone.push(*key),
+                }
             }
+            group.floors_reached(reached);
         }
         // Dropping the slot closes its queue: the writer sends what it has
         // and ends the stream. Not slow, so not counted as such.
         for key in holes {
-            inner.subs.remove(&key);
+            inner.subs.remove(key);
         }
         for key in gone {
-            if inner.subs.remove(&key).is_some() {
+            if inner.subs.remove(key).is_some() {
                 // Its writer will still call unsubscribe or drop_slow.
                 inner.gone.insert(key);
             }
@@ -557,47 +531,13 @@ impl Hub {
         for key in slow {
             // Dropping the sender closes the channel: the writer drains what it has,
             // then ends the stream so the browser reconnects with Last-Event-ID.
-            if inner.subs.remove(&key).is_some() {
+            if inner.subs.remove(key).is_some() {
                 self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
                 if let Some(hook) = &self.on_drop {
                     hook();
                 }
             }
         }
-    }
-}
-
-/// [`Scope::admits`] for one event across many subscribers. Members of one
-/// access class share one channel set, so the event's channel is looked up
-/// once per set (a string hash each) rather than once per subscriber; a few
-/// sets are remembered, the rest are looked up directly.
-#[derive(Default)]
-struct ViewMemo {
-    sets: Vec<(*const HashSet<Arc<str>>, bool)>,
-}
-
-impl ViewMemo {
-    const KEPT: usize = 8;
-
-    fn admits(&mut self, scope: &Scope, d: &Delivery) -> bool {
-        let Some(channel) = d
-            .channel_id
-            .as_deref()
-            .filter(|_| &*d.event_type != "error")
-        else {
-            return scope.admits(d);
-        };
-        // The sets outlive this memo: every slot holds its scope while the
-        // hub lock is held, so no address is reused during one fan-out.
-        let set = Arc::as_ptr(&scope.channels);
-        if let Some((_, yes)) = self.sets.iter().find(|(s, _)| *s == set) {
-            return *yes;
-        }
-        let yes = scope.channels.contains(channel);
-        if self.sets.len() < Self::KEPT {
-            self.sets.push((set, yes));
-        }
-        yes
     }
 }
 
@@ -780,49 +720,155 @@ mod tests {
         })
     }
 
-    #[test]
-    fn the_view_memo_answers_as_each_scope_would() {
-        // Scopes sharing a channel set (one class), scopes of their own, more
-        // sets than the memo keeps, and errors, which never use the memo.
-        let shared = scope("1", &["a", "b"], false);
-        let mut scopes = vec![shared.clone()];
-        for i in 0..3 {
-            scopes.push(Arc::new(Scope {
-                user: format!("s{i}").into(),
-                ..(*shared).clone()
-            }));
-        }
-        for i in 0..12 {
-            let chans: Vec<String> = (0..i % 4)
-                .map(|c| ["a", "b", "c"][c % 3].to_string())
+    /// One step of the grouped fan-out property: publish an event, or move a
+    /// subscriber to another scope, or drop one.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Publish {
+            kind: u8,
+            channel: Option<u8>,
+            actor: Option<u8>,
+        },
+        Rescope {
+            sub: u8,
+            set: u8,
+        },
+        Unsubscribe {
+            sub: u8,
+        },
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0u8..3, proptest::option::of(0u8..4), proptest::option::of(0u8..6))
+                .prop_map(|(kind, channel, actor)| Step::Publish { kind, channel, actor }),
+            2 => (0u8..12, 0u8..5).prop_map(|(sub, set)| Step::Rescope { sub, set }),
+            1 => (0u8..12).prop_map(|sub| Step::Unsubscribe { sub }),
+        ]
+    }
+
+    use proptest::{prop_assert, prop_assert_eq};
+
+    proptest::proptest! {
+        /// Groups by channel set must deliver exactly what each subscriber's
+        /// own filter and scope admit, in order, through rescopes (which move
+        /// a subscriber between groups) and unsubscribes (which empty them).
+        #[test]
+        fn grouped_fan_out_delivers_what_each_subscriber_wants(
+            members in proptest::collection::vec((proptest::option::of(0u8..5), proptest::bool::ANY, proptest::bool::ANY), 1..12),
+            steps in proptest::collection::vec(step(), 1..40),
+        ) {
+            let channels = ["a", "b", "c", "d"];
+            // Five shared sets, as members of five access classes would hold.
+            let sets: Vec<Arc<HashSet<Arc<str>>>> = [&[][..], &["a"], &["a", "b"], &["c"], &["a", "b", "c", "d"]]
+                .iter()
+                .map(|names| Arc::new(names.iter().map(|c| Arc::from(*c)).collect()))
                 .collect();
-            let refs: Vec<&str> = chans.iter().map(String::as_str).collect();
-            scopes.push(scope(&format!("u{i}"), &refs, i % 5 == 0));
-        }
-        let id = EventId::new(1, 1);
-        let events = [
-            delivery(id, "messageCreate", Some("a")),
-            delivery(id, "messageCreate", Some("c")),
-            delivery(id, "voice.snapshot", None),
-            error_from(id, Some("u3")),
-            Delivery {
-                channel_id: Some("a".into()),
-                ..error_from(id, None)
-            },
-        ];
-        for d in &events {
-            let mut memo = ViewMemo::default();
-            for sc in &scopes {
-                assert_eq!(
-                    memo.admits(sc, d),
-                    sc.admits(d),
-                    "{} on {:?} for {}",
-                    d.event_type,
-                    d.channel_id,
-                    sc.user
-                );
+            let scope_of = |user: usize, set: usize, all_errors: bool| Arc::new(Scope {
+                user: format!("u{user}").into(),
+                channels: sets[set].clone(),
+                all_errors,
+            });
+            let hub = Hub::new(1, 64, 64);
+            let mut subs = Vec::new();
+            for (i, (set, only_b, all_errors)) in members.iter().enumerate() {
+                let filter = Filter {
+                    types: None,
+                    channels: only_b.then(|| ["b".to_string()].into()),
+                };
+                let scope = set.map(|s| scope_of(i, s as usize, *all_errors));
+                let sub = hub.subscribe_scoped(filter.clone(), scope.clone(), None);
+                subs.push(Some((sub, filter, scope, Vec::new())));
+            }
+            for step in steps {
+                match step {
+                    Step::Publish { kind, channel, actor } => {
+                        let kind = ["messageCreate", "error", "typingStart"][kind as usize];
+                        let d = |id| Delivery {
+                            channel_id: channel.map(|c| Arc::from(channels[c as usize])),
+                            actor: actor.map(|a| Arc::from(format!("u{a}").as_str())),
+                            ..delivery(id, kind, None)
+                        };
+                        let id = hub.publish(d, None);
+                        let probe = d(id);
+                        for (_, filter, scope, expected) in subs.iter_mut().flatten() {
+                            if filter.matches(&probe) && scope.as_ref().is_none_or(|s| s.admits(&probe)) {
+                                expected.push(id.seq);
+                            }
+                        }
+                    }
+                    Step::Rescope { sub, set } => {
+                        let n = subs.len();
+                        if let Some((s, _, scope, _)) = subs[sub as usize % n].as_mut() {
+                            let new = scope_of(sub as usize % n, set as usize, false);
+                            prop_assert!(hub.rescope(s.key, new.clone(), Vec::new()));
+                            *scope = Some(new);
+                        }
+                    }
+                    Step::Unsubscribe { sub } => {
+                        let n = subs.len();
+                        if let Some((s, ..)) = subs[sub as usize % n].take() {
+                            hub.unsubscribe(s.key);
+                        }
+                    }
+                }
+            }
+            let open = subs.iter().flatten().count();
+            prop_assert_eq!(hub.subscriber_count(), open);
+            prop_assert!(hub.inner.lock().subs.group_count() <= open);
+            for (sub, _, _, expected) in subs.iter().flatten() {
+                let got: Vec<u64> = sub.live.try_iter().filter_map(|d| d.id.map(|i| i.seq)).collect();
+                prop_assert_eq!(&got, expected);
             }
         }
+    }
+
+    #[test]
+    fn a_floor_moves_on_events_its_subscriber_does_not_see() {
+        // Replayed from the log up to 5; the next event (6) is out of view, so
+        // the group passes it over, yet the floor must be reached by it, or 7
+        // would look like a hole and end the stream.
+        let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
+        let sub = hub.subscribe_scoped(
+            Filter::default(),
+            Some(scope("u1", &["a"], false)),
+            Some("9-2"),
+        );
+        assert_eq!(sub.replay.as_ref().map(Vec::len), Ok(3));
+        for (seq, channel) in [(5, "a"), (6, "b"), (7, "a")] {
+            hub.publish_as(
+                Some(EventId::new(9, seq)),
+                |id| Delivery {
+                    channel_id: Some(channel.into()),
+                    ..delivery(id, "messageCreate", None)
+                },
+                None,
+            );
+        }
+        let live: Vec<u64> = sub.live.try_iter().map(|d| d.id.unwrap().seq).collect();
+        assert_eq!(live, [7]);
+        assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn members_sharing_a_channel_set_share_a_group() {
+        let hub = Hub::new(1, 16, 16);
+        let set = scope("u1", &["10"], false);
+        let other_member = Arc::new(Scope {
+            user: "u2".into(),
+            ..(*set).clone()
+        });
+        let a = hub.subscribe_scoped(Filter::default(), Some(set), None);
+        let b = hub.subscribe_scoped(Filter::default(), Some(other_member), None);
+        let _plain = hub.subscribe(Filter::default(), None);
+        assert_eq!(hub.inner.lock().subs.group_count(), 2);
+        // Moving one member to a set of its own makes a third group; removing
+        // the last member of a group removes the group.
+        hub.rescope(b.key, scope("u2", &["10"], false), Vec::new());
+        assert_eq!(hub.inner.lock().subs.group_count(), 3);
+        hub.unsubscribe(a.key);
+        assert_eq!(hub.inner.lock().subs.group_count(), 2);
     }
 
     fn error_from(id: EventId, actor: Option<&str>) -> Delivery {
