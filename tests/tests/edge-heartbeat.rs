@@ -23,6 +23,12 @@ fn idle_streams_get_a_ping_comment_on_time() {
                 assert_eq!(c, "ping");
                 pings += 1;
             }
+            // The link's `ready` may land after the stream opened: its state
+            // items (no id) are not traffic, and writing them only moves the
+            // next ping later, which the bound below allows.
+            SseItem::Event(e)
+                if e.id.is_empty() && ["voice.snapshot", "gateway.status"].contains(&&*e.event) => {
+            }
             other => panic!("only heartbeats expected, got {other:?}"),
         }
     }
