@@ -147,7 +147,6 @@ struct Inner {
     /// so numbering resumes after a spell of gateway-assigned ids.
     own_seq: u64,
     subs: Subscribers,
-    next_key: u64,
     /// Latest state items by name, sent to every new subscriber.
     state: Vec<(&'static str, Item)>,
     /// Subscribers removed because their writer had already gone, until that
@@ -185,7 +184,6 @@ impl Hub {
                 ring: ReplayRing::new(epoch, replay_capacity),
                 own_seq: 0,
                 subs: Subscribers::default(),
-                next_key: 1,
                 state: Vec::new(),
                 gone: HashSet::new(),
             }),
@@ -338,9 +336,7 @@ impl Hub {
             .iter()
             .map(|(_, item)| self.personal(&slot, item).unwrap_or_else(|| item.clone()))
             .collect();
-        let key = inner.next_key;
-        inner.next_key += 1;
-        inner.subs.insert(key, slot);
+        let key = inner.subs.insert(slot);
         Subscription {
             key,
             replay,
@@ -377,6 +373,8 @@ impl Hub {
         type Memo = HashMap<*const HashSet<Arc<str>>, (Arc<HashSet<Arc<str>>>, Vec<Item>)>;
         let mut personal: Memo = HashMap::new();
         let mut slow = Vec::new();
+        let mut wakes = Vec::new();
+        let mut retired = Vec::with_capacity(batch.len());
         let mut alive = Vec::with_capacity(batch.len());
         for (key, scope, lead) in batch {
             if !inner.subs.contains(key) {
@@ -394,14 +392,14 @@ impl Hub {
                         .collect();
                     (scope.channels.clone(), items)
                 });
-            let Some(slot) = inner.subs.rescope(key, scope) else {
+            let Some(slot) = inner.subs.rescope(key, scope, &mut retired) else {
                 alive.push(false);
                 continue;
             };
             let mut ok = true;
             for item in lead.into_iter().chain(state.iter().cloned()) {
-                match slot.tx.push(item) {
-                    Ok(()) => {}
+                match slot.tx.push_deferred(item) {
+                    Ok(owed) => wakes.extend(owed),
                     Err(PushError::Full) => {
                         slow.push(key);
                         ok = false;
@@ -416,6 +414,13 @@ impl Hub {
             alive.push(ok);
         }
         drop(inner);
+        drop(retired);
+        // Writers are woken once the whole batch is queued, outside the hub
+        // lock: waking one per stream as it went preempted this thread
+        // thousands of times (docs/access-performance.md).
+        for wake in wakes {
+            wake.wake();
+        }
         for key in slow {
             self.drop_slow(key);
         }
@@ -470,7 +475,8 @@ impl Hub {
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         let mut holes = Vec::new();
-        for group in inner.subs.groups_mut() {
+        let (groups, mut slab) = inner.subs.groups_and_slab();
+        for group in groups {
             // Whether the event's channel is in the group's view, asked once
             // for all its members; a group that cannot see it is passed over.
             let sees = group.sees(item);
@@ -481,7 +487,10 @@ impl Hub {
             // copy, made once for the whole group.
             let mut copy: Option<Option<Item>> = None;
             let mut reached = 0;
-            for (key, slot) in group.slots.iter_mut() {
+            for &index in group.members() {
+                let Some((key, slot)) = slab.member(index) else {
+                    continue;
+                };
                 match slot.floor_step(item) {
                     FloorStep::Deliver => {}
                     FloorStep::Skip => continue,
@@ -490,7 +499,7 @@ impl Hub {
                         reached += 1;
                     }
                     FloorStep::Hole => {
-                        holes.push(*key);
+                        holes.push(key);
                         continue;
                     }
                 }
@@ -509,10 +518,10 @@ impl Hub {
                 };
                 match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
                     Ok(()) => {}
-                    Err(PushError::Full) => slow.push(*key),
+                    Err(PushError::Full) => slow.push(key),
                     // The writer already ended (its client went away) and is about to
                     // unsubscribe: not a slow reader, so not counted as one.
-                    Err(PushError::Closed) => gone.push(*key),
+                    Err(PushError::Closed) => gone.push(key),
                 }
             }
             group.floors_reached(reached);

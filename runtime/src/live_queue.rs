@@ -104,9 +104,36 @@ pub fn bounded<T>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     )
 }
 
+/// A wake-up that [`Producer::push_deferred`] owes the consumer: make it with
+/// [`Wake::wake`] once the batch of pushes is done.
+#[must_use = "the consumer may sleep until woken"]
+pub struct Wake<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Wake<T> {
+    /// Wakes the consumer (its waker, or the condition variable).
+    pub fn wake(self) {
+        self.shared.wake();
+    }
+}
+
 impl<T> Producer<T> {
     /// Queues `item`, waking the consumer if it may be asleep. Never blocks.
     pub fn push(&self, item: T) -> Result<(), PushError> {
+        if let Some(wake) = self.push_deferred(item)? {
+            wake.wake();
+        }
+        Ok(())
+    }
+
+    /// [`Producer::push`], except that the wake-up it owes (the queue went
+    /// from empty to non-empty) is returned instead of made. A publisher that
+    /// fills thousands of queues in one go (an access recompute) wakes their
+    /// consumers after the batch, outside its lock, instead of waking a
+    /// writer thread, and being preempted by it, once per queue. A queue that
+    /// overflows closes and wakes its consumer at once, as `push` does.
+    pub fn push_deferred(&self, item: T) -> Result<Option<Wake<T>>, PushError> {
         let mut state = self.shared.state.lock();
         if state.closed {
             return Err(PushError::Closed);
@@ -120,10 +147,9 @@ impl<T> Producer<T> {
         let was_empty = state.items.is_empty();
         state.items.push_back(item);
         drop(state);
-        if was_empty {
-            self.shared.wake();
-        }
-        Ok(())
+        Ok(was_empty.then(|| Wake {
+            shared: self.shared.clone(),
+        }))
     }
 }
 
@@ -306,6 +332,30 @@ mod tests {
         let d = rx.drain_status(&mut out, 10);
         assert_eq!((d.taken, d.left, d.closed), (2, 0, true));
         assert_eq!(out, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_deferred_push_wakes_only_when_told() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (tx, rx) = bounded::<u32>(8);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        rx.set_waker(Arc::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        }));
+        let owed = tx.push_deferred(1).unwrap().expect("empty -> non-empty");
+        assert!(
+            tx.push_deferred(2).unwrap().is_none(),
+            "not empty: no wake owed"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        owed.wake();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A thread-based consumer is woken through the condvar too.
+        let (tx, rx) = bounded::<u32>(8);
+        let t = thread::spawn(move || rx.recv_timeout(Duration::from_secs(10)));
+        tx.push_deferred(7).unwrap().expect("owed").wake();
+        assert_eq!(t.join().unwrap(), Ok(7));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `guild.member` event, the list of members for refreshing, and carrying the
 //! members an edge knows over to a new `guild.state`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{parse, GuildModel, Member};
@@ -36,7 +38,7 @@ pub struct AccessKey {
     /// Not a member: no access at all.
     member: bool,
     /// The member's roles, sorted.
-    roles: Vec<u64>,
+    roles: Arc<[u64]>,
     /// Timed out now (and not exempt: the model decides that from the roles).
     timed_out: bool,
     /// The guild's owner.
@@ -69,7 +71,7 @@ impl GuildModel {
         let member = self.members.get(&user);
         AccessKey {
             member: member.is_some(),
-            roles: member.map(|m| m.roles.clone()).unwrap_or_default(),
+            roles: member.map_or_else(|| Arc::from([]), |m| m.roles.clone()),
             timed_out: member.is_some_and(|m| m.timed_out(now_ms)),
             owner: user == self.owner_id,
             own: (overwritten.contains(&user) || user == self.bot_user_id).then_some(user),

@@ -49,6 +49,7 @@ mod parse;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -205,7 +206,9 @@ impl Channel {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Role ids, sorted, without repeats (`@everyone` is implied, not listed).
-    pub roles: Vec<u64>,
+    /// Shared (`Arc`) with the access keys made from it, which every
+    /// recompute makes for every member.
+    pub roles: Arc<[u64]>,
     /// End of a timeout, Unix ms; in the past means none.
     pub communication_disabled_until: Option<u64>,
     /// When relay read this member by REST (Unix ms); `None` when the gateway's
@@ -311,7 +314,7 @@ impl GuildModel {
             members.insert(
                 m.user_id,
                 Member {
-                    roles: m.roles,
+                    roles: m.roles.into(),
                     communication_disabled_until: m.timeout.flatten(),
                     fetched_at_ms: m.fetched_at_ms,
                 },
@@ -418,8 +421,8 @@ impl GuildModel {
                 // The role is nobody's any more; Discord need not tell each member.
                 let mut held = false;
                 for m in self.members.values_mut() {
-                    if let Ok(at) = m.roles.binary_search(&id) {
-                        m.roles.remove(at);
+                    if m.roles.binary_search(&id).is_ok() {
+                        m.roles = m.roles.iter().copied().filter(|r| *r != id).collect();
                         held = true;
                     }
                 }
@@ -514,7 +517,7 @@ impl GuildModel {
             None => old.and_then(|o| o.communication_disabled_until),
         };
         let new = Member {
-            roles: m.roles,
+            roles: m.roles.into(),
             communication_disabled_until: timeout,
             fetched_at_ms: fetched_at,
         };
@@ -566,7 +569,7 @@ impl GuildModel {
             .roles
             .get(&self.guild_id)
             .map_or(Permissions::NONE, |r| r.permissions);
-        for role in &member.roles {
+        for role in member.roles.iter() {
             if let Some(r) = self.roles.get(role) {
                 p |= r.permissions;
             }
