@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::live_queue::{self, Consumer, PushError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use relay_protocol::replay::{EventId, ReplayRing, ResetReason};
 use relay_protocol::shared_log::{self, Fetched};
 
@@ -266,7 +266,7 @@ impl Hub {
         if let Some((name, state_item)) = state {
             set_state(&mut inner.state, name, state_item);
         }
-        self.fan_out(&mut inner, &item);
+        self.fan_out(inner, &item);
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         id
     }
@@ -278,8 +278,7 @@ impl Hub {
         let following = self.inner.lock().ring.epoch() != self.epoch;
         if following {
             let item: Item = Arc::new(encode(None));
-            let mut inner = self.inner.lock();
-            self.fan_out(&mut inner, &item);
+            self.fan_out(self.inner.lock(), &item);
         } else {
             self.publish(|id| encode(Some(id)), None);
         }
@@ -290,7 +289,7 @@ impl Hub {
     pub fn broadcast_state(&self, name: &'static str, item: Item) {
         let mut inner = self.inner.lock();
         set_state(&mut inner.state, name, item.clone());
-        self.fan_out(&mut inner, &item);
+        self.fan_out(inner, &item);
     }
 
     /// Registers a subscriber. `last_event_id` is the client's `Last-Event-ID`.
@@ -418,9 +417,7 @@ impl Hub {
         // Writers are woken once the whole batch is queued, outside the hub
         // lock: waking one per stream as it went preempted this thread
         // thousands of times (docs/access-performance.md).
-        for wake in wakes {
-            wake.wake();
-        }
+        live_queue::wake_all(wakes);
         for key in slow {
             self.drop_slow(key);
         }
@@ -471,7 +468,13 @@ impl Hub {
         self.inner.lock().ring.latest()
     }
 
-    fn fan_out(&self, inner: &mut Inner, item: &Item) {
+    /// Queues `item` for every subscriber that wants it, then releases the
+    /// hub lock and wakes their writers, one call per writer thread: woken
+    /// per push, a writer took its list while the rest were still being
+    /// queued and was woken again and again, the more so the less it had
+    /// to do (docs/access-performance.md).
+    fn fan_out(&self, mut inner: MutexGuard<'_, Inner>, item: &Item) {
+        let mut wakes = Vec::new();
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         let mut holes = Vec::new();
@@ -516,8 +519,11 @@ impl Hub {
                         .clone(),
                     _ => None,
                 };
-                match slot.tx.push(personal.unwrap_or_else(|| item.clone())) {
-                    Ok(()) => {}
+                match slot
+                    .tx
+                    .push_deferred(personal.unwrap_or_else(|| item.clone()))
+                {
+                    Ok(owed) => wakes.extend(owed),
                     Err(PushError::Full) => slow.push(key),
                     // The writer already ended (its client went away) and is about to
                     // unsubscribe: not a slow reader, so not counted as one.
@@ -547,6 +553,8 @@ impl Hub {
                 }
             }
         }
+        drop(inner);
+        live_queue::wake_all(wakes);
     }
 }
 

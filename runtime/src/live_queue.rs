@@ -28,10 +28,43 @@ struct State<T> {
     closed: bool,
 }
 
+/// What a consumer that serves many queues (one writer thread) is woken
+/// through: `token` says which of its queues has items or closed. Called on
+/// the producer's thread, under no lock of the queue: keep it short and never
+/// block in it.
+pub trait WakeTarget: Send + Sync {
+    /// Queue `token` needs the consumer.
+    fn wake(&self, token: usize);
+
+    /// Several of the target's queues at once ([`wake_all`]): a target can
+    /// take them under one lock and signal its thread once.
+    fn wake_many(&self, tokens: &[usize]) {
+        for &token in tokens {
+            self.wake(token);
+        }
+    }
+}
+
+impl<F: Fn(usize) + Send + Sync> WakeTarget for F {
+    fn wake(&self, token: usize) {
+        self(token)
+    }
+}
+
 /// Called by the producer when the queue goes from empty to non-empty and when
-/// it closes (see [`Consumer::set_waker`]). It runs on the producer's thread,
-/// under no lock of the queue: keep it short and never block in it.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+/// it closes (see [`Consumer::set_waker`]): a target and the queue's token.
+#[derive(Clone)]
+pub struct Waker {
+    target: Arc<dyn WakeTarget>,
+    token: usize,
+}
+
+impl Waker {
+    /// Wakes `target` with `token`.
+    pub fn new(target: Arc<dyn WakeTarget>, token: usize) -> Waker {
+        Waker { target, token }
+    }
+}
 
 struct Shared<T> {
     state: Mutex<State<T>>,
@@ -45,7 +78,7 @@ impl<T> Shared<T> {
     /// Wakes the consumer, by its waker if it set one, else by the condvar.
     fn wake(&self) {
         match self.waker.get() {
-            Some(waker) => waker(),
+            Some(waker) => waker.target.wake(waker.token),
             None => {
                 self.ready.notify_one();
             }
@@ -115,6 +148,26 @@ impl<T> Wake<T> {
     /// Wakes the consumer (its waker, or the condition variable).
     pub fn wake(self) {
         self.shared.wake();
+    }
+}
+
+/// Makes every wake-up in `owed`, with one [`WakeTarget::wake_many`] per
+/// target for the queues that share one: after a fan-out to a thousand
+/// queues served by two writer threads, two calls instead of a thousand.
+pub fn wake_all<T>(owed: Vec<Wake<T>>) {
+    let mut by_target: Vec<(*const (), &Arc<dyn WakeTarget>, usize)> = Vec::new();
+    for wake in &owed {
+        match wake.shared.waker.get() {
+            Some(w) => by_target.push((Arc::as_ptr(&w.target) as *const (), &w.target, w.token)),
+            None => wake.shared.wake(),
+        }
+    }
+    by_target.sort_unstable_by_key(|(at, _, _)| *at as usize);
+    let mut tokens = Vec::new();
+    for run in by_target.chunk_by(|a, b| a.0 == b.0) {
+        tokens.clear();
+        tokens.extend(run.iter().map(|(_, _, token)| *token));
+        run[0].1.wake_many(&tokens);
     }
 }
 
@@ -312,9 +365,12 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         // Already non-empty: called once at once.
-        rx.set_waker(Arc::new(move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        }));
+        rx.set_waker(Waker::new(
+            Arc::new(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+            }),
+            0,
+        ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tx.push(2).unwrap(); // was not empty: no call
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -340,9 +396,12 @@ mod tests {
         let (tx, rx) = bounded::<u32>(8);
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        rx.set_waker(Arc::new(move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        }));
+        rx.set_waker(Waker::new(
+            Arc::new(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+            }),
+            0,
+        ));
         let owed = tx.push_deferred(1).unwrap().expect("empty -> non-empty");
         assert!(
             tx.push_deferred(2).unwrap().is_none(),
@@ -356,6 +415,41 @@ mod tests {
         let t = thread::spawn(move || rx.recv_timeout(Duration::from_secs(10)));
         tx.push_deferred(7).unwrap().expect("owed").wake();
         assert_eq!(t.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn wake_all_calls_each_target_once_with_its_tokens() {
+        use std::sync::Mutex as StdMutex;
+        #[derive(Default)]
+        struct Target(StdMutex<Vec<Vec<usize>>>);
+        impl WakeTarget for Target {
+            fn wake(&self, token: usize) {
+                self.0.lock().unwrap().push(vec![token]);
+            }
+            fn wake_many(&self, tokens: &[usize]) {
+                let mut sorted = tokens.to_vec();
+                sorted.sort();
+                self.0.lock().unwrap().push(sorted);
+            }
+        }
+        let (a, b) = (Arc::new(Target::default()), Arc::new(Target::default()));
+        let mut owed = Vec::new();
+        let mut keep = Vec::new();
+        for token in 0..6 {
+            let (tx, rx) = bounded::<u32>(4);
+            let target: Arc<dyn WakeTarget> = if token % 2 == 0 { a.clone() } else { b.clone() };
+            rx.set_waker(Waker::new(target, token));
+            owed.push(tx.push_deferred(1).unwrap().expect("owed"));
+            keep.push((tx, rx));
+        }
+        // A thread-based consumer in the same batch is woken by its condvar.
+        let (tx, rx) = bounded::<u32>(4);
+        let t = thread::spawn(move || rx.recv_timeout(Duration::from_secs(10)));
+        owed.push(tx.push_deferred(9).unwrap().expect("owed"));
+        wake_all(owed);
+        assert_eq!(*a.0.lock().unwrap(), vec![vec![0, 2, 4]]);
+        assert_eq!(*b.0.lock().unwrap(), vec![vec![1, 3, 5]]);
+        assert_eq!(t.join().unwrap(), Ok(9));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! which gives it to the writer thread with the fewest subscribers. Each writer
 //! thread owns a [`Poller`], its subscribers in a slab, and a ready list:
 //!
-//! - the hub's push calls the queue's [waker](crate::live_queue::Consumer::set_waker)
-//!   when a queue goes from empty to non-empty (or closes); the waker puts the
-//!   subscriber's slot on its thread's ready list and, if that list was empty,
+//! - the hub's push makes a queue's [waker](crate::live_queue::Consumer::set_waker)
+//!   due when the queue goes from empty to non-empty (or closes); once a
+//!   publish has queued the event for everyone, the hub hands each writer
+//!   thread all of its due slots in one call ([`crate::live_queue::wake_all`]),
+//!   which puts them on the thread's ready list and, if that list was empty,
 //!   notifies the poller. One publish to a thousand subscribers thus costs each
 //!   writer thread one wake-up, and a thread that is already busy is not woken
 //!   again until it has taken the list.
@@ -47,7 +49,7 @@ use parking_lot::Mutex;
 use polling::{Event, Events, PollMode, Poller};
 
 use crate::hub::Item;
-use crate::live_queue::Consumer;
+use crate::live_queue::{Consumer, WakeTarget, Waker};
 
 /// Writer threads, limits and timings of an [`SsePool`].
 #[derive(Debug, Clone)]
@@ -146,11 +148,17 @@ struct NewSub {
     on_end: OnEnd,
 }
 
-impl Worker {
+impl WakeTarget for Worker {
     fn wake(&self, slot: usize) {
+        self.wake_many(&[slot]);
+    }
+
+    /// The hub's fan-out hands over all of this thread's ready subscribers
+    /// at once: one lock of the ready list, at most one notify.
+    fn wake_many(&self, slots: &[usize]) {
         let mut ready = self.ready.lock();
         let was_empty = ready.is_empty();
-        ready.push(slot);
+        ready.extend_from_slice(slots);
         drop(ready);
         if was_empty {
             let _ = self.poller.notify();
@@ -500,7 +508,7 @@ impl Writer {
         let worker = self.worker.clone();
         if let Some(sub) = &self.subs[slot] {
             // Items queued between the subscription and now make it call at once.
-            sub.live.set_waker(Arc::new(move || worker.wake(slot)));
+            sub.live.set_waker(Waker::new(worker, slot));
         }
         Some(slot)
     }
