@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::payload::{CommandBody, EventBody, HistoryMessage};
+use crate::payload::{CommandBody, EventBody};
 
 /// The link protocol version relay speaks.
 pub const LINK_VERSION: &str = "1.0";
@@ -59,6 +59,7 @@ impl Extra {
             actor_avatar: None,
             attempt: None,
             event_id: None,
+            rev: None,
         };
         self.0.as_deref().unwrap_or(&NONE)
     }
@@ -119,6 +120,12 @@ pub struct MetaExtra {
         with = "event_id_text"
     )]
     pub event_id: Option<crate::replay::EventId>,
+    /// On message events (create, update, delete, reactions): the gateway
+    /// window's revision once the event is in it. A history answer with
+    /// `rev` ≥ this already counts the event (docs/history.md); the edge
+    /// passes it to browsers as `meta.rev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
 }
 
 /// `meta.eventId` on the wire: the id's canonical text; anything else is a
@@ -214,8 +221,9 @@ pub enum Reply {
         /// Safe, human-readable text.
         message: String,
     },
-    /// `messages`: a read (`fetchMessages`) ran and found these, newest first.
-    Messages(Vec<HistoryMessage>),
+    /// `messages`: a read (`fetchMessages`) ran and found these, newest
+    /// first, as of a window revision.
+    Messages(crate::payload::Messages),
 }
 
 impl GatewayEvent {
@@ -232,7 +240,7 @@ impl GatewayEvent {
                 code: e.code.clone(),
                 message: e.message.clone(),
             },
-            EventBody::Messages(m) => Reply::Messages(m.messages.clone()),
+            EventBody::Messages(m) => Reply::Messages(m.clone()),
             _ => return None,
         };
         Some((request_id, reply))
@@ -274,8 +282,9 @@ fn encode<B: Serialize>(body: &B, meta: &TraceMeta) -> String {
 }
 
 /// Encodes the `data:` payload of an SSE event (CONTRACT.md §4): the `SseEvent`
-/// envelope `{"version","event","data","meta":{"traceId","sentAt"}}`, one line.
-pub fn sse_json(body: &EventBody, trace_id: &str, sent_at: &str) -> String {
+/// envelope `{"version","event","data","meta":{"traceId","sentAt"}}`, one line;
+/// a message event's window revision goes in as `meta.rev`.
+pub fn sse_json(body: &EventBody, trace_id: &str, sent_at: &str, rev: Option<u64>) -> String {
     // Re-tag the adjacently tagged body as {"event":…,"data":…} by serializing it once
     // to a Value; this runs once per event, not once per subscriber.
     let tagged = serde_json::to_value(body).unwrap_or(Value::Null);
@@ -283,17 +292,29 @@ pub fn sse_json(body: &EventBody, trace_id: &str, sent_at: &str) -> String {
         Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
         _ => Value::Null,
     };
-    sse_json_raw(body.type_name(), &data, trace_id, sent_at)
+    sse_envelope(body.type_name(), &data, trace_id, sent_at, rev)
 }
 
 /// As [`sse_json`] for the edge's own events (`gateway.status`, `voice.snapshot`,
 /// `stream.reset`), whose data is not a link event body.
 pub fn sse_json_raw(event: &str, data: &Value, trace_id: &str, sent_at: &str) -> String {
+    sse_envelope(event, data, trace_id, sent_at, None)
+}
+
+fn sse_envelope(
+    event: &str,
+    data: &Value,
+    trace_id: &str,
+    sent_at: &str,
+    rev: Option<u64>,
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Meta<'a> {
         trace_id: &'a str,
         sent_at: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rev: Option<u64>,
     }
     #[derive(Serialize)]
     struct SseEvent<'a> {
@@ -306,7 +327,11 @@ pub fn sse_json_raw(event: &str, data: &Value, trace_id: &str, sent_at: &str) ->
         version: LINK_VERSION,
         event,
         data,
-        meta: Meta { trace_id, sent_at },
+        meta: Meta {
+            trace_id,
+            sent_at,
+            rev,
+        },
     })
     .unwrap_or_default()
 }
@@ -908,7 +933,7 @@ mod tests {
             channel_id: Some("2".into()),
             user_id: "3".into(),
         });
-        let v: Value = serde_json::from_str(&sse_json(&body, "t", "s")).unwrap();
+        let v: Value = serde_json::from_str(&sse_json(&body, "t", "s", None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"version":"1.0","event":"voice.left","data":{"guildId":"1","channelId":"2","userId":"3"},"meta":{"traceId":"t","sentAt":"s"}})
@@ -1002,14 +1027,21 @@ mod tests {
                     guild_id: None,
                 })
             }),
-            proptest::collection::vec((id(), text(), proptest::option::of(text()), 1u32..9), 0..4)
-                .prop_map(|list| EventBody::Messages(Messages {
+            (
+                proptest::collection::vec(
+                    (id(), text(), proptest::option::of(text()), 1u32..9),
+                    0..4
+                ),
+                proptest::option::of(any::<u64>()),
+            )
+                .prop_map(|(list, rev)| EventBody::Messages(Messages {
                     messages: list
                         .into_iter()
                         .map(|(i, content, edited, count)| history_message(
                             &i, &content, edited, count
                         ))
-                        .collect()
+                        .collect(),
+                    rev,
                 })),
         ]
     }
@@ -1041,8 +1073,9 @@ mod tests {
         let Some(("r7", Reply::Messages(list))) = ev.as_reply() else {
             panic!("{ev:?}")
         };
-        assert_eq!(list[0].message.content, "hi");
-        assert_eq!(list[0].reactions[0].count, 2);
+        assert_eq!(list.messages[0].message.content, "hi");
+        assert_eq!(list.messages[0].reactions[0].count, 2);
+        assert_eq!(list.rev, None, "an older gateway sends no revision");
         let again: Value = serde_json::from_str(&ev.to_json()).unwrap();
         let sent: Value = serde_json::from_str(json).unwrap();
         assert_eq!(again["data"], sent["data"]);
@@ -1113,11 +1146,12 @@ mod tests {
         #[test]
         fn the_messages_fast_path_agrees_with_the_general_path(
             list in proptest::collection::vec((id(), text(), proptest::option::of(text()), 1u32..9), 30..60),
+            rev in proptest::option::of(any::<u64>()),
             cut in 0usize..4096,
             byte in any::<u8>(),
         ) {
             let messages = list.into_iter().map(|(i, c, e, n)| history_message(&i, &c, e, n)).collect();
-            let ev = GatewayEvent { body: EventBody::Messages(Messages { messages }), meta: meta(Some("r")) };
+            let ev = GatewayEvent { body: EventBody::Messages(Messages { messages, rev }), meta: meta(Some("r")) };
             let bytes = ev.to_json().into_bytes();
             prop_assert!(bytes.len() >= FAST_MESSAGES_BYTES);
             let general = |b: &[u8]| parse_envelope::<EventBody>(b, &EventBody::TYPES)

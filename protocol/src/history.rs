@@ -358,6 +358,11 @@ pub struct History {
     limits: HistoryLimits,
     windows: HashMap<u64, Window>,
     tick: u64,
+    /// The window's revision: raised by every message event applied (held
+    /// or not), so an answer made at revision `r` reflects exactly the events
+    /// numbered up to `r`. Events and answers carry it (`meta.rev`, `rev`):
+    /// a client skips an event its page already counts (docs/history.md).
+    rev: u64,
 }
 
 impl History {
@@ -367,7 +372,22 @@ impl History {
             limits,
             windows: HashMap::new(),
             tick: 0,
+            rev: 0,
         }
+    }
+
+    /// The revision of what the windows hold now: every message event
+    /// applied so far is in it, none after.
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// Starts numbering above `floor`. The gateway passes its start time in
+    /// microseconds, so a restarted gateway numbers above anything its
+    /// predecessor gave out (a million events a second would be needed to
+    /// catch up with the clock).
+    pub fn raise_rev(&mut self, floor: u64) {
+        self.rev = self.rev.max(floor);
     }
 
     /// The bounds in force.
@@ -392,6 +412,9 @@ impl History {
 
     /// Applies a link event the gateway publishes; other events are ignored.
     pub fn apply(&mut self, event: &EventBody) {
+        if event.is_message_event() {
+            self.rev += 1;
+        }
         match event {
             EventBody::MessageCreate(m) => self.created(m),
             EventBody::MessageUpdate(u) => {
@@ -447,6 +470,7 @@ impl History {
     /// MESSAGE_REACTION_REMOVE_ALL (`emoji: None`) or MESSAGE_REACTION_REMOVE_EMOJI:
     /// no link event, but the counts change.
     pub fn remove_reactions(&mut self, channel: &str, message: &str, emoji: Option<&Emoji>) {
+        self.rev += 1;
         if let Some(held) = self.held_mut(channel, message) {
             match emoji {
                 None => held.reactions.clear(),

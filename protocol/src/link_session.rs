@@ -1368,7 +1368,7 @@ mod tests {
         s.handle_text(t0, r#"{"version":"1.0","type":"messages","data":{"messages":[]},"meta":{"traceId":"t","sentAt":"s"}}"#);
         let outs = drain(&mut s);
         assert!(
-            matches!(&completed(&outs)[..], [(id, Outcome::Replied(Reply::Messages(m)))] if id == "r2" && m.is_empty())
+            matches!(&completed(&outs)[..], [(id, Outcome::Replied(Reply::Messages(m)))] if id == "r2" && m.messages.is_empty())
         );
         assert!(outs.iter().any(|o| matches!(o, LinkOutput::Malformed(_))));
         assert!(!outs.iter().any(|o| matches!(o, LinkOutput::Publish(_))));

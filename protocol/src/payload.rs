@@ -171,6 +171,11 @@ pub struct Messages {
     /// The messages, newest first.
     #[serde(default)]
     pub messages: Vec<HistoryMessage>,
+    /// The gateway window's revision the answer reflects: every message
+    /// event whose `meta.rev` is at most this is in it (docs/history.md).
+    /// Absent from an older gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rev: Option<u64>,
 }
 
 /// `typingStart`.
@@ -649,6 +654,21 @@ impl CommandBody {
             CommandBody::VoiceMove(_) | CommandBody::VoiceMute(_) => "voice:moderate",
             _ => "chat:write",
         }
+    }
+}
+
+impl EventBody {
+    /// Whether this event changes a channel's message history (create,
+    /// update, delete, reactions): those carry the window revision.
+    pub fn is_message_event(&self) -> bool {
+        matches!(
+            self,
+            EventBody::MessageCreate(_)
+                | EventBody::MessageUpdate(_)
+                | EventBody::MessageDelete(_)
+                | EventBody::ReactionAdd(_)
+                | EventBody::ReactionRemove(_)
+        )
     }
 }
 

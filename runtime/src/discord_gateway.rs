@@ -63,7 +63,14 @@ pub type SharedTranslator = Arc<Mutex<Translator>>;
 
 /// A new translator for `guild_filter` (`DISCORD_GUILD_ID`), ready to share.
 pub fn shared_translator(guild_filter: Option<String>) -> SharedTranslator {
-    Arc::new(Mutex::new(Translator::new(guild_filter)))
+    let mut translator = Translator::new(guild_filter);
+    // Window revisions start at the process's start time in µs, above any a
+    // gateway before it (this one restarted, or a standby's predecessor) gave
+    // out, so a page read from it never seems to count a later event.
+    translator
+        .history_mut()
+        .raise_rev(clock::unix_ms().saturating_mul(1000));
+    Arc::new(Mutex::new(translator))
 }
 
 /// Where translated events go (the link server's fan-out).
@@ -650,16 +657,27 @@ impl Driver {
     fn publish(&self, event: &str, data: &serde_json::Value) {
         let translator = &self.translator;
         self.sink.publish(&mut || {
-            let translated = {
+            let (translated, rev) = {
                 let mut t = translator.lock();
                 let translated = t.handle_dispatch(event, data);
                 if let Some(skipped) = t.take_guild_error() {
                     warn!("discord: permission model of {skipped}; its voice states were read");
                 }
-                translated
+                (translated, t.history().rev())
             };
             match translated {
-                Translated::Events(bodies) => bodies.into_iter().map(wrap).collect(),
+                Translated::Events(bodies) => bodies
+                    .into_iter()
+                    .map(|body| {
+                        let is_message_event = body.is_message_event();
+                        let mut ev = wrap(body);
+                        // One dispatch, one message event: the revision after it.
+                        if is_message_event {
+                            ev.meta.extra.get_mut().rev = Some(rev);
+                        }
+                        ev
+                    })
+                    .collect(),
                 Translated::Skipped(skipped) => {
                     warn!("discord: {skipped}");
                     self.observer.on_dispatch_skipped(&skipped);

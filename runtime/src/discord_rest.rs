@@ -345,6 +345,6 @@ fn describe(reply: &Reply) -> String {
             global,
         } => format!("rate limited for {retry_after_ms} ms (global: {global})"),
         Reply::Error { code, message } => format!("{code}: {message}"),
-        Reply::Messages(m) => format!("{} messages", m.len()),
+        Reply::Messages(m) => format!("{} messages", m.messages.len()),
     }
 }

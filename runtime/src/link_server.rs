@@ -84,7 +84,7 @@ use relay_protocol::dedupe::{self, Begin, ReplyCache};
 use relay_protocol::frame::{parse_command, GatewayCommand, GatewayEvent, Reply, TraceMeta};
 use relay_protocol::ids;
 use relay_protocol::payload::{
-    Ack, CommandBody, ErrorData, EventBody, Messages, RateLimited, Ready, VoiceSnapshot,
+    Ack, CommandBody, ErrorData, EventBody, RateLimited, Ready, VoiceSnapshot,
 };
 use relay_protocol::secret::Secret;
 use tungstenite::error::ProtocolError;
@@ -1398,9 +1398,7 @@ fn reply_event(request_id: &str, trace_id: &str, reply: &Reply) -> GatewayEvent 
             message: message.clone(),
             request_id: Some(request_id.to_owned()),
         }),
-        Reply::Messages(messages) => EventBody::Messages(Messages {
-            messages: messages.clone(),
-        }),
+        Reply::Messages(messages) => EventBody::Messages(messages.clone()),
     };
     GatewayEvent {
         body,

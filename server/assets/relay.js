@@ -108,6 +108,7 @@ function parseEvent(name, text, id) {
     sentAt: typeof m.sentAt === "string" ? m.sentAt : ""
   };
   if (id) meta.id = id;
+  if (typeof m.rev === "number" && Number.isSafeInteger(m.rev)) meta.rev = m.rev;
   if (!isEventType(type)) return { known: false, event: { type, data, meta } };
   if (!isObj(data) || !REQUIRED[type](data)) return null;
   if (type === "voice.left" && data.channelId === void 0) data.channelId = null;
@@ -354,7 +355,9 @@ var RelayClient = class {
     for (const k of anchors) q.set(k, String(query[k]));
     const json = await this._request("GET", `/api/channels/${encodeURIComponent(channelId)}/messages?${q}`);
     const list = json && typeof json === "object" && Array.isArray(json.messages) ? json.messages : [];
-    return list.filter(isMessageLike).map((m) => ({ ...m, reactions: Array.isArray(m.reactions) ? m.reactions : [] }));
+    const rev = json && typeof json === "object" ? json.rev : void 0;
+    const asOf = typeof rev === "number" && Number.isSafeInteger(rev) ? { rev } : {};
+    return list.filter(isMessageLike).map((m) => ({ ...m, reactions: Array.isArray(m.reactions) ? m.reactions : [], ...asOf }));
   }
   // ---- internals -----------------------------------------------------------
   async _post(path, body) {
@@ -607,17 +610,23 @@ function compareIds(a, b) {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 var emojiKey = (e) => e.id ? `${e.name ?? ""}:${e.id}` : e.name ?? "";
+function alreadyIn(old, ev) {
+  const rev = ev.meta?.rev;
+  return old?.rev !== void 0 && rev !== void 0 && rev <= old.rev;
+}
+var revAfter = (ev) => ev.meta?.rev !== void 0 ? { rev: ev.meta.rev } : {};
 function applyChannelEvent(byId, ev) {
   switch (ev.type) {
     case "messageCreate": {
       const old = byId.get(ev.data.id);
-      byId.set(ev.data.id, { ...ev.data, reactions: old?.reactions ?? [], ...old?.editedTimestamp ? { editedTimestamp: old.editedTimestamp } : {} });
+      if (alreadyIn(old, ev)) return false;
+      byId.set(ev.data.id, { ...ev.data, reactions: old?.reactions ?? [], ...old?.editedTimestamp ? { editedTimestamp: old.editedTimestamp } : {}, ...revAfter(ev) });
       return true;
     }
     case "messageUpdate": {
       const old = byId.get(ev.data.id);
-      if (!old) return false;
-      const next = { ...old };
+      if (!old || alreadyIn(old, ev)) return false;
+      const next = { ...old, ...revAfter(ev) };
       if (typeof ev.data.content === "string") next.content = ev.data.content;
       if (ev.data.editedTimestamp !== void 0) next.editedTimestamp = ev.data.editedTimestamp;
       byId.set(old.id, next);
@@ -628,7 +637,7 @@ function applyChannelEvent(byId, ev) {
     case "reactionAdd":
     case "reactionRemove": {
       const old = byId.get(ev.data.messageId);
-      if (!old) return false;
+      if (!old || alreadyIn(old, ev)) return false;
       const key = emojiKey(ev.data.emoji);
       const delta = ev.type === "reactionAdd" ? 1 : -1;
       let found = false;
@@ -638,7 +647,7 @@ function applyChannelEvent(byId, ev) {
         return { ...r, count: r.count + delta };
       }).filter((r) => r.count > 0);
       if (!found && delta > 0) reactions.push({ emoji: { ...ev.data.emoji }, count: 1 });
-      byId.set(old.id, { ...old, reactions });
+      byId.set(old.id, { ...old, reactions, ...revAfter(ev) });
       return true;
     }
   }
@@ -654,6 +663,8 @@ var ChannelFeed = class {
     this._gen = 0;
     /** Live events since the first page was asked for; replayed on top of it. */
     this._buffer = null;
+    /** Live events since an older page was asked for; replayed on its messages. */
+    this._olderBuffer = null;
     this._client = client;
     this.channelId = channelId;
     this._limit = options.limit ?? 50;
@@ -675,6 +686,7 @@ var ChannelFeed = class {
     const live = (ev) => {
       if (ev.data.channelId !== this.channelId) return;
       this._buffer?.push(ev);
+      this._olderBuffer?.push(ev);
       if (applyChannelEvent(this._byId, ev)) this._publish({});
     };
     this._offs = [
@@ -688,6 +700,7 @@ var ChannelFeed = class {
       c.on("stream.reset", () => {
         this._gen++;
         this._buffer = null;
+        this._olderBuffer = null;
         this._publish({ loading: true });
       }),
       c.on("relay.resync", (r) => {
@@ -702,6 +715,7 @@ var ChannelFeed = class {
     this._running = false;
     this._gen++;
     this._buffer = null;
+    this._olderBuffer = null;
     for (const off of this._offs.splice(0)) off();
   }
   /** Loads the page before the oldest message held (scroll-up). */
@@ -711,15 +725,24 @@ var ChannelFeed = class {
     const oldest = s.messages[0];
     if (!oldest) return this._loadLatest();
     const gen = this._gen;
+    this._olderBuffer = [];
     this._publish({ loadingOlder: true });
     try {
       const page = await this._client.fetchMessages(this.channelId, { limit: this._limit, before: oldest.id });
       if (gen !== this._gen || !this._running) return;
-      for (const m of page) if (!this._byId.has(m.id)) this._byId.set(m.id, m);
+      const added = /* @__PURE__ */ new Map();
+      for (const m of page) if (!this._byId.has(m.id)) added.set(m.id, m);
+      for (const ev of this._olderBuffer ?? []) {
+        const target = ev.type === "reactionAdd" || ev.type === "reactionRemove" ? ev.data.messageId : ev.data.id;
+        if (ev.meta?.rev !== void 0 && added.get(target)?.rev !== void 0) applyChannelEvent(added, ev);
+      }
+      for (const [id, m] of added) this._byId.set(id, m);
       this._publish({ loadingOlder: false, hasMore: page.length >= this._limit, error: null });
     } catch (error) {
       if (gen !== this._gen || !this._running) return;
       this._publish({ loadingOlder: false, error });
+    } finally {
+      if (gen === this._gen) this._olderBuffer = null;
     }
   }
   async _loadLatest() {
@@ -744,6 +767,7 @@ var ChannelFeed = class {
     if (!this._running) return;
     this._gen++;
     this._buffer = null;
+    this._olderBuffer = null;
     if (r.error !== void 0) {
       for (const ev of r.events) applyChannelEvent(this._byId, ev);
       this._publish({ loading: false, error: r.error });

@@ -341,3 +341,43 @@ fn with_the_link_down_reads_answer_503_and_are_not_queued() {
     let ready = relay_tests::harness::get(&rig.base(), "/readyz");
     assert_eq!(ready.json()["queueDepth"], 0, "nothing was queued");
 }
+
+/// The window revision (docs/history.md): a page says which message events
+/// it already counts, so a client skips a reaction made while the page was
+/// on its way instead of counting it twice.
+#[test]
+fn pages_and_message_events_carry_window_revisions_that_order_them() {
+    let rig = HistoryRig::start(AccessMode::Roles);
+    let t = rig.token(ids::ADA);
+    let s = seed(&rig, 2);
+    let rev_of = |r: &relay_tests::harness::Response| {
+        r.json()["rev"].as_u64().expect("a page says its revision")
+    };
+    let first = rig.read(Some(&t), ids::GENERAL, "");
+    let p0 = rev_of(&first);
+    // Numbered from the gateway's start time in µs: above any earlier gateway's.
+    assert!(p0 > 1_700_000_000_000_000, "{p0}");
+    let mut stream = rig.stream(ids::ADA);
+    let mut reacted = |user: &str| {
+        assert!(rig.sim.react_as(user, ids::GENERAL, &s[1], "🔥"));
+        let ev = stream.wait_for("reactionAdd", WAIT).expect("reactionAdd");
+        let ev: Value = serde_json::from_str(&ev.data).unwrap();
+        ev["meta"]["rev"]
+            .as_u64()
+            .expect("a message event says its revision")
+    };
+    let r1 = reacted(ids::GRACE);
+    assert!(r1 > p0, "{r1} after {p0}");
+    let page = rig.read(Some(&t), ids::GENERAL, "");
+    let p1 = rev_of(&page);
+    assert!(p1 >= r1, "the page counts the reaction: {p1} >= {r1}");
+    assert_eq!(messages(&page)[0]["reactions"][0]["count"], 1);
+    assert_eq!(
+        rev_of(&rig.read(Some(&t), ids::GENERAL, "")),
+        p1,
+        "reads alone do not move it"
+    );
+    let r2 = reacted(ids::LINUS);
+    assert!(r2 > p1, "a later event is above the page: {r2} > {p1}");
+    assert_eq!(rig.discord_reads(), 1, "all but the first from the window");
+}

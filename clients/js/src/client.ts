@@ -293,7 +293,10 @@ export class RelayClient {
     const json = await this._request('GET', `/api/channels/${encodeURIComponent(channelId)}/messages?${q}`);
     const list = json && typeof json === 'object' && Array.isArray((json as { messages?: unknown }).messages)
       ? (json as { messages: unknown[] }).messages : [];
-    return list.filter(isMessageLike).map((m) => ({ ...m, reactions: Array.isArray(m.reactions) ? m.reactions : [] }));
+    // The page is as of this window revision: live events at or below it are in it.
+    const rev = json && typeof json === 'object' ? (json as { rev?: unknown }).rev : undefined;
+    const asOf = typeof rev === 'number' && Number.isSafeInteger(rev) ? { rev } : {};
+    return list.filter(isMessageLike).map((m) => ({ ...m, reactions: Array.isArray(m.reactions) ? m.reactions : [], ...asOf }));
   }
 
   // ---- internals -----------------------------------------------------------

@@ -29,18 +29,32 @@ export function compareIds(a: string, b: string): number {
 
 const emojiKey = (e: Emoji) => (e.id ? `${e.name ?? ''}:${e.id}` : e.name ?? '');
 
-/** Applies one live event to a message map (in place). Returns whether anything changed. */
+/** Whether `old` already reflects `ev`: both carry window revisions and the event's is not newer. */
+function alreadyIn(old: Message | undefined, ev: ChannelEvent): boolean {
+  const rev = ev.meta?.rev;
+  return old?.rev !== undefined && rev !== undefined && rev <= old.rev;
+}
+
+/** The revision a message has once `ev` is applied to it. */
+const revAfter = (ev: ChannelEvent) => (ev.meta?.rev !== undefined ? { rev: ev.meta.rev } : {});
+
+/**
+ * Applies one live event to a message map (in place). Returns whether anything changed.
+ * An event a message's copy already reflects (its `rev` is at least the event's
+ * `meta.rev`) changes nothing: a page fetched while it happened counts it already.
+ */
 export function applyChannelEvent(byId: Map<string, Message>, ev: ChannelEvent): boolean {
   switch (ev.type) {
     case 'messageCreate': {
       const old = byId.get(ev.data.id);
-      byId.set(ev.data.id, { ...ev.data, reactions: old?.reactions ?? [], ...(old?.editedTimestamp ? { editedTimestamp: old.editedTimestamp } : {}) });
+      if (alreadyIn(old, ev)) return false;
+      byId.set(ev.data.id, { ...ev.data, reactions: old?.reactions ?? [], ...(old?.editedTimestamp ? { editedTimestamp: old.editedTimestamp } : {}), ...revAfter(ev) });
       return true;
     }
     case 'messageUpdate': {
       const old = byId.get(ev.data.id);
-      if (!old) return false;
-      const next: Message = { ...old };
+      if (!old || alreadyIn(old, ev)) return false;
+      const next: Message = { ...old, ...revAfter(ev) };
       if (typeof ev.data.content === 'string') next.content = ev.data.content;
       if (ev.data.editedTimestamp !== undefined) next.editedTimestamp = ev.data.editedTimestamp;
       byId.set(old.id, next);
@@ -51,7 +65,7 @@ export function applyChannelEvent(byId: Map<string, Message>, ev: ChannelEvent):
     case 'reactionAdd':
     case 'reactionRemove': {
       const old = byId.get(ev.data.messageId);
-      if (!old) return false;
+      if (!old || alreadyIn(old, ev)) return false;
       const key = emojiKey(ev.data.emoji);
       const delta = ev.type === 'reactionAdd' ? 1 : -1;
       let found = false;
@@ -63,7 +77,7 @@ export function applyChannelEvent(byId: Map<string, Message>, ev: ChannelEvent):
         })
         .filter((r) => r.count > 0);
       if (!found && delta > 0) reactions.push({ emoji: { ...ev.data.emoji }, count: 1 });
-      byId.set(old.id, { ...old, reactions });
+      byId.set(old.id, { ...old, reactions, ...revAfter(ev) });
       return true;
     }
   }
@@ -82,6 +96,8 @@ export class ChannelFeed {
   private _gen = 0;
   /** Live events since the first page was asked for; replayed on top of it. */
   private _buffer: ChannelEvent[] | null = null;
+  /** Live events since an older page was asked for; replayed on its messages. */
+  private _olderBuffer: ChannelEvent[] | null = null;
 
   constructor(client: RelayClient, channelId: string, options: FeedOptions = {}) {
     this._client = client;
@@ -104,6 +120,7 @@ export class ChannelFeed {
     const live = (ev: ChannelEvent) => {
       if (ev.data.channelId !== this.channelId) return;
       this._buffer?.push(ev);
+      this._olderBuffer?.push(ev);
       if (applyChannelEvent(this._byId, ev)) this._publish({});
     };
     this._offs = [
@@ -114,7 +131,7 @@ export class ChannelFeed {
       c.on('reactionAdd', (data, meta) => live({ type: 'reactionAdd', data, meta })),
       c.on('reactionRemove', (data, meta) => live({ type: 'reactionRemove', data, meta })),
       // The client refetches this channel by itself; until it answers, the list is stale.
-      c.on('stream.reset', () => { this._gen++; this._buffer = null; this._publish({ loading: true }); }),
+      c.on('stream.reset', () => { this._gen++; this._buffer = null; this._olderBuffer = null; this._publish({ loading: true }); }),
       c.on('relay.resync', (r) => { if (r.channelId === this.channelId) this._resync(r); }),
     ];
     void this._loadLatest();
@@ -126,6 +143,7 @@ export class ChannelFeed {
     this._running = false;
     this._gen++;
     this._buffer = null;
+    this._olderBuffer = null;
     for (const off of this._offs.splice(0)) off();
   }
 
@@ -136,15 +154,28 @@ export class ChannelFeed {
     const oldest = s.messages[0];
     if (!oldest) return this._loadLatest();
     const gen = this._gen;
+    this._olderBuffer = [];
     this._publish({ loadingOlder: true });
     try {
       const page = await this._client.fetchMessages(this.channelId, { limit: this._limit, before: oldest.id });
       if (gen !== this._gen || !this._running) return;
-      for (const m of page) if (!this._byId.has(m.id)) this._byId.set(m.id, m);
+      const added = new Map<string, Message>();
+      for (const m of page) if (!this._byId.has(m.id)) added.set(m.id, m);
+      // A reaction to one of these messages while the page was on its way was
+      // dropped (the message was not held yet); those the page does not count
+      // are applied now. Events on messages held before were applied live.
+      // Only with revisions on both sides can it be known; without, as before.
+      for (const ev of this._olderBuffer ?? []) {
+        const target = ev.type === 'reactionAdd' || ev.type === 'reactionRemove' ? ev.data.messageId : ev.data.id;
+        if (ev.meta?.rev !== undefined && added.get(target)?.rev !== undefined) applyChannelEvent(added, ev);
+      }
+      for (const [id, m] of added) this._byId.set(id, m);
       this._publish({ loadingOlder: false, hasMore: page.length >= this._limit, error: null });
     } catch (error) {
       if (gen !== this._gen || !this._running) return;
       this._publish({ loadingOlder: false, error });
+    } finally {
+      if (gen === this._gen) this._olderBuffer = null;
     }
   }
 
@@ -172,6 +203,7 @@ export class ChannelFeed {
     if (!this._running) return;
     this._gen++;
     this._buffer = null;
+    this._olderBuffer = null;
     if (r.error !== undefined) {
       for (const ev of r.events) applyChannelEvent(this._byId, ev);
       this._publish({ loading: false, error: r.error });

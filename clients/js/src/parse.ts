@@ -60,6 +60,7 @@ export function parseEvent(name: string, text: string, id?: string):
     sentAt: typeof m.sentAt === 'string' ? m.sentAt : '',
   };
   if (id) meta.id = id;
+  if (typeof m.rev === 'number' && Number.isSafeInteger(m.rev)) meta.rev = m.rev;
   if (!isEventType(type)) return { known: false, event: { type, data, meta } };
   if (!isObj(data) || !REQUIRED[type](data)) return null;
   if (type === 'voice.left' && data.channelId === undefined) data.channelId = null;

@@ -6,6 +6,12 @@ export interface Meta {
   traceId: string;
   sentAt: string;
   id?: string;
+  /**
+   * On message events (create, update, delete, reactions): the gateway window's
+   * revision once the event is in it. A history page whose `rev` is at least this
+   * already counts the event (docs/history.md).
+   */
+  rev?: number;
 }
 
 export interface Author {
@@ -41,6 +47,12 @@ export interface MessageCreate {
 export interface Message extends MessageCreate {
   editedTimestamp?: string | null;
   reactions: ReactionCount[];
+  /**
+   * The window revision this copy reflects: the history answer's `rev`, then
+   * the `meta.rev` of each live event applied to it. Events at or below it are
+   * already counted and are skipped (a reaction made while the page was fetched).
+   */
+  rev?: number;
 }
 
 export interface MessageUpdate {

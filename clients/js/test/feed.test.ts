@@ -66,6 +66,49 @@ describe('ChannelFeed', () => {
     expect(ids(feed)).toEqual(['8', '9', '10', '11']);
   });
 
+  it('a reaction the page already counts is not counted again (window revisions)', async () => {
+    const { f, feed, es } = setup();
+    feed.start();
+    await flush();
+    const meta = (rev: number) => ({ traceId: 't', sentAt: 's', rev });
+    const like = (user: string) => ({ channelId: '10', messageId: '9', userId: user, emoji: { id: null, name: '👍' } });
+    // Two reactions while the first page is on its way: the gateway's window
+    // had the first (rev 101) when it answered at rev 101, not the second.
+    es.send('reactionAdd', like('7'), '', meta(101));
+    es.send('reactionAdd', like('8'), '', meta(102));
+    f.pending[0].resolve({
+      status: 200,
+      body: { rev: 101, messages: [{ ...msg(9), reactions: [{ emoji: { id: null, name: '👍' }, count: 1 }] }, msg(8)] },
+    });
+    await flush();
+    expect(feed.getState().messages[1].reactions).toEqual([{ emoji: { id: null, name: '👍' }, count: 2 }]);
+    // A late copy of an event the page counts (the stream behind the HTTP answer) changes nothing.
+    es.send('reactionRemove', like('7'), '', meta(100));
+    expect(feed.getState().messages[1].reactions[0].count).toBe(2);
+    es.send('reactionRemove', like('7'), '', meta(103));
+    expect(feed.getState().messages[1].reactions[0].count).toBe(1);
+  });
+
+  it('a reaction to an older message made while its page loads is applied once', async () => {
+    const { f, feed, es } = setup();
+    feed.start();
+    await flush();
+    f.pending[0].resolve({ status: 200, body: { rev: 50, messages: [msg(9), msg(8), msg(7)] } });
+    await flush();
+    const older = feed.loadOlder();
+    const like = (rev: number) => es.send('reactionAdd', { channelId: '10', messageId: '5', userId: String(rev), emoji: { id: null, name: '🔥' } }, '', { traceId: 't', sentAt: 's', rev });
+    like(60); // before the window answered: in the page
+    like(61); // after: not in it
+    f.pending[1].resolve({
+      status: 200,
+      body: { rev: 60, messages: [msg(6), { ...msg(5), reactions: [{ emoji: { id: null, name: '🔥' }, count: 1 }] }] },
+    });
+    await older;
+    const five = feed.getState().messages.find((m) => m.id === '5');
+    expect(five?.reactions).toEqual([{ emoji: { id: null, name: '🔥' }, count: 2 }]);
+    expect(five?.rev).toBe(61);
+  });
+
   it('loadOlder pages backwards until a short page', async () => {
     const { f, feed } = setup();
     feed.start();

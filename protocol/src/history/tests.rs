@@ -521,3 +521,30 @@ fn a_relay_dispatch_names_the_sender_of_a_webhook_post_read_first() {
     };
     assert_eq!(found[0].message.content, "m5");
 }
+
+#[test]
+fn the_revision_counts_every_message_event_and_nothing_else() {
+    let mut h = History::default();
+    h.raise_rev(1_000);
+    h.raise_rev(10); // never lowered
+    assert_eq!(h.rev(), 1_000);
+    live(&mut h, 1, 3);
+    assert_eq!(h.rev(), 1_003, "three creates");
+    // A reaction on a message no window holds still counts: a page read
+    // later must say it came after it.
+    h.apply(&event(
+        json!({"type":"reactionAdd","data":{"channelId":"99","messageId":"5","userId":"1","emoji":{"id":null,"name":"x"}}}),
+    ));
+    h.apply(&event(
+        json!({"type":"typingStart","data":{"channelId":"7","userId":"1","timestamp":1}}),
+    ));
+    assert_eq!(h.rev(), 1_004, "typing is no message event");
+    h.remove_reactions("7", "1", None);
+    assert_eq!(h.rev(), 1_005);
+    // A lookup reads, it does not change the revision.
+    let _ = h.lookup(&q(2, Anchor::Latest));
+    assert_eq!(h.rev(), 1_005);
+    // A new Discord session clears the windows, never the numbering.
+    h.clear();
+    assert_eq!(h.rev(), 1_005);
+}

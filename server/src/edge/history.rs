@@ -17,7 +17,7 @@ use relay_protocol::bucket::{Decision, KeyedLimiter, LimitConfig};
 use relay_protocol::frame::{GatewayCommand, Reply as LinkReply, TraceMeta};
 use relay_protocol::history_request::parse_history_request;
 use relay_protocol::link_session::SubmitError;
-use relay_protocol::payload::{CommandBody, EventBody, Messages};
+use relay_protocol::payload::{CommandBody, EventBody};
 use relay_protocol::queue::Outcome;
 use relay_protocol::sanitize::sanitize_for_broadcast;
 use relay_runtime::clock;
@@ -131,13 +131,18 @@ pub fn handle(state: &AppState, channel: &str, req: &Request, query: &str) -> Re
     match completion.map(|c| c.outcome) {
         Ok(Outcome::Replied(LinkReply::Messages(messages))) => {
             // User text is cleaned as it is for live events.
-            let mut body = EventBody::Messages(Messages { messages });
+            let mut body = EventBody::Messages(messages);
             body.clean_text(sanitize_for_broadcast);
             let EventBody::Messages(list) = body else {
                 unreachable!("cleaning keeps the variant")
             };
             info!(traceId = trace_id.as_str(), requestId = request_id.as_str(); "history: {} messages of channel {}", list.messages.len(), q.channel);
-            json_reply(200, &json!({ "messages": list.messages }))
+            // `rev`: the window revision the page reflects; a client skips
+            // live events whose `meta.rev` is not above it (docs/history.md).
+            json_reply(
+                200,
+                &serde_json::to_value(&list).unwrap_or_else(|_| json!({ "messages": [] })),
+            )
         }
         Ok(Outcome::Replied(LinkReply::Ack)) => json_reply(200, &json!({ "messages": [] })),
         // As for commands: the gateway's own refusal (its second permission

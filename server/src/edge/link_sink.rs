@@ -222,7 +222,12 @@ impl LinkSink {
         if let (EventBody::Error(e), Some(access)) = (&ev.body, &self.access) {
             actor = e.request_id.as_deref().and_then(|r| access.actor_of(r));
         }
-        let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
+        let json = sse_json(
+            &ev.body,
+            &ev.meta.trace_id,
+            &ev.meta.sent_at,
+            ev.meta.extra.get().rev,
+        );
         let channel = ev.body.channel_id().map(Arc::from);
         let encode = |id: Option<EventId>| {
             let d = match id {
@@ -265,7 +270,7 @@ impl LinkSink {
             message: sanitize_for_broadcast(&m.error.to_string()).into_owned(),
             request_id: m.request_id,
         });
-        let json = sse_json(&body, &trace_id, &clock::now_rfc3339());
+        let json = sse_json(&body, &trace_id, &clock::now_rfc3339(), None);
         self.hub.publish_own(|id| match id {
             Some(id) => sequenced(id, "error", None, &json, Instant::now()),
             None => unsequenced_delivery("error", &json),
@@ -275,7 +280,9 @@ impl LinkSink {
     fn completed(&mut self, c: Completion) {
         let (result, detail) = match &c.outcome {
             Outcome::Replied(Reply::Ack) => ("ok", String::new()),
-            Outcome::Replied(Reply::Messages(m)) => ("ok", format!("{} messages", m.len())),
+            Outcome::Replied(Reply::Messages(m)) => {
+                ("ok", format!("{} messages", m.messages.len()))
+            }
             Outcome::Replied(Reply::RateLimited { retry_after_ms, .. }) => {
                 ("rate_limited", format!("retry after {retry_after_ms} ms"))
             }
@@ -409,7 +416,12 @@ pub fn replay_item(mut ev: GatewayEvent, access: Option<&DiscordAccess>) -> Opti
         }
         _ => None,
     };
-    let json = sse_json(&ev.body, &ev.meta.trace_id, &ev.meta.sent_at);
+    let json = sse_json(
+        &ev.body,
+        &ev.meta.trace_id,
+        &ev.meta.sent_at,
+        ev.meta.extra.get().rev,
+    );
     let channel = ev.body.channel_id().map(Arc::from);
     Some(Arc::new(Delivery {
         actor,

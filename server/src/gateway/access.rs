@@ -34,7 +34,9 @@ use relay_protocol::discord::command_access::{check_command, command_guild};
 use relay_protocol::discord::messages::parse_message_list_attributed;
 use relay_protocol::frame::{GatewayCommand, Reply, TraceMeta, MAX_FRAME_BYTES};
 use relay_protocol::history::{HistoryQuery, Lookup};
-use relay_protocol::payload::{CommandBody, EventBody, FetchMember, FetchMessages, HistoryMessage};
+use relay_protocol::payload::{
+    CommandBody, EventBody, FetchMember, FetchMessages, HistoryMessage, Messages,
+};
 use relay_runtime::clock;
 use relay_runtime::discord_gateway::{wrap, SharedTranslator};
 use relay_runtime::discord_rest::RestExecutor;
@@ -201,9 +203,22 @@ impl GuildGate {
                 }
             }
         };
-        if let Lookup::Hit(found) = self.translator.lock().history_mut().lookup(&query) {
+        // The revision is read with the lookup, under the translator's lock,
+        // which every message event is applied under: the answer holds
+        // exactly the events up to it. A read from Discord is as of the
+        // moment it was asked: an event applied while it is in flight may or
+        // may not be in Discord's answer (docs/history.md, "Known limits").
+        let (lookup, rev) = {
+            let mut t = self.translator.lock();
+            let lookup = t.history_mut().lookup(&query);
+            (lookup, t.history().rev())
+        };
+        if let Lookup::Hit(found) = lookup {
             debug!(traceId = command.meta.trace_id.as_str(), requestId = command.request_id(); "history: {} messages of channel {} from the window", found.len(), query.channel);
-            return Reply::Messages(fit_frame(found));
+            return Reply::Messages(Messages {
+                messages: fit_frame(found),
+                rev: Some(rev),
+            });
         }
         match self.rest.read(command) {
             (Reply::Ack, Some(body)) => {
@@ -218,7 +233,10 @@ impl GuildGate {
                         if guild.is_some() {
                             t.history_mut().merge(&query, &list);
                         }
-                        Reply::Messages(fit_frame(list))
+                        Reply::Messages(Messages {
+                            messages: fit_frame(list),
+                            rev: Some(rev),
+                        })
                     }
                     Err(e) => {
                         warn!(traceId = command.meta.trace_id.as_str(); "discord: {e}");
