@@ -12,7 +12,7 @@
 //   CHROMIUM         browser binary (default /usr/bin/chromium)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launchChromium, watchedPage } from './chromium.mjs';
 
 const APP_URL = (process.env.APP_URL || '').replace(/\/$/, '');
 const SIM = (process.env.SIM_CONTROL_URL || '').replace(/\/$/, '');
@@ -29,9 +29,8 @@ const LOBBY = '820675388375040001';
 
 /** @type {import('playwright-core').Browser} */ let browser;
 /** @type {import('playwright-core').Page} */ let page;
-const seen = { stream: /** @type {string[]} */ ([]), ws: /** @type {string[]} */ ([]), sockets: 0, errors: /** @type {string[]} */ ([]) };
+/** @type {{ stream: string[], ws: string[], sockets: number, errors: string[] }} */ let seen;
 const uniq = (/** @type {string} */ p) => `${p} ${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-const pathOf = (/** @type {string} */ url) => new URL(url).pathname;
 
 /** POSTs JSON to the simulated Discord's control API. @param {string} what @param {object} body */
 async function sim(what, body) {
@@ -59,20 +58,8 @@ before(async () => {
     body: JSON.stringify({ userId: HEDY, channelId: LOBBY }), signal: AbortSignal.timeout(T),
   });
   assert.ok(join.ok, `sim voice-join: HTTP ${join.status}`); // ok:false when she is there already
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-  page.on('request', (r) => {
-    if (pathOf(r.url()) === '/api/stream') seen.stream.push(r.url());
-    if (pathOf(r.url()) === '/api/ws') seen.ws.push(r.url());
-  });
-  page.on('websocket', () => { seen.sockets++; });
-  page.on('pageerror', (e) => seen.errors.push(String(e)));
+  browser = await launchChromium();
+  ({ page, seen } = await watchedPage(browser, { width: 1280, height: 800 }));
 });
 
 after(async () => { await browser?.close(); });

@@ -9,7 +9,7 @@
 // Each test has its own browser context (its own cookies). Every wait is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const RELAY_URL = (process.env.RELAY_URL || '').replace(/\/$/, '');
 if (!RELAY_URL) throw new Error('RELAY_URL must be set (see the header of this file)');
@@ -18,12 +18,7 @@ const T = 15_000;
 /** @type {import('playwright-core').Browser} */ let browser;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => { await browser?.close(); });
 

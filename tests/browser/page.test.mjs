@@ -30,7 +30,7 @@ import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import net from 'node:net';
-import { chromium } from 'playwright-core';
+import { launchChromium, pathOf, watchedPage } from './chromium.mjs';
 
 const RELAY_URL = (process.env.RELAY_URL || 'http://127.0.0.1:3000').replace(/\/$/, '');
 const SIM = (process.env.SIM_CONTROL_URL || '').replace(/\/$/, '');
@@ -48,10 +48,9 @@ const ROLE_MODERATOR = '820675891691520001';
 /** @type {import('playwright-core').Browser} */ let browser;
 /** @type {import('playwright-core').BrowserContext} */ let context;
 /** @type {import('playwright-core').Page} */ let page;
-const seen = { stream: /** @type {string[]} */ ([]), ws: /** @type {string[]} */ ([]), sockets: 0, errors: /** @type {string[]} */ ([]) };
+/** @type {{ stream: string[], ws: string[], sockets: number, errors: string[] }} */ let seen;
 let me = '';
 
-const pathOf = (/** @type {string} */ url) => new URL(url).pathname;
 const uniq = (/** @type {string} */ p) => `${p} ${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** POSTs JSON to the simulated Discord's control API. @param {string} what @param {object} [body] */
@@ -84,20 +83,8 @@ async function joinFirstVoiceChannel() {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
-  context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
-  page = await context.newPage();
-  page.on('request', (r) => {
-    if (pathOf(r.url()) === '/api/stream') seen.stream.push(r.url());
-    if (pathOf(r.url()) === '/api/ws') seen.ws.push(r.url());
-  });
-  page.on('websocket', () => { seen.sockets++; });
-  page.on('pageerror', (e) => seen.errors.push(String(e)));
+  browser = await launchChromium();
+  ({ context, page, seen } = await watchedPage(browser, { width: 1280, height: 760 }));
 });
 
 after(async () => { await browser?.close(); });
