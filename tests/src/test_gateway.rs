@@ -26,6 +26,7 @@ use relay_protocol::payload::{
     Timestamp, VoiceSnapshot,
 };
 use relay_runtime::clock;
+use relay_runtime::discord_gateway::wrap;
 use relay_runtime::ws_io::{Incoming, Waker, WsConn};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
@@ -197,22 +198,9 @@ impl TestGateway {
 
     /// Sends an event frame to every connected edge.
     pub fn send_event(&self, body: EventBody) -> TraceMeta {
-        let meta = TraceMeta {
-            trace_id: clock::new_trace_id(),
-            sent_at: clock::now_rfc3339(),
-            request_id: None,
-            actor: None,
-            access: None,
-            extra: Default::default(),
-        };
-        self.send_raw(
-            GatewayEvent {
-                body,
-                meta: meta.clone(),
-            }
-            .to_json(),
-        );
-        meta
+        let ev = wrap(body);
+        self.send_raw(ev.to_json());
+        ev.meta
     }
 
     /// Sends raw text (malformed frames included) to every connected edge.

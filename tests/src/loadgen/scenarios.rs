@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use relay_protocol::frame::{GatewayEvent, TraceMeta};
-use relay_runtime::clock;
+use relay_runtime::discord_gateway::wrap;
 
 use super::commands::{self, CmdRun, CmdSpec, GwCollector, MakeCmd};
 use super::edge_proc::{EdgeProc, Tokens, LINK_TOKEN};
@@ -514,18 +513,7 @@ fn publish(
 
 /// The link frame relay's probe `s` travels in: a `messageCreate`.
 fn gateway_frame(s: u64, content: &str) -> String {
-    GatewayEvent {
-        body: message(&(s + 1).to_string(), "100", content),
-        meta: TraceMeta {
-            trace_id: clock::new_trace_id(),
-            sent_at: clock::now_rfc3339(),
-            request_id: None,
-            actor: None,
-            access: None,
-            extra: Default::default(),
-        },
-    }
-    .to_json()
+    wrap(message(&(s + 1).to_string(), "100", content)).to_json()
 }
 
 /// Calls `send(seq, probe content)` at `rate`/s for `dur` as `phase`,

@@ -163,18 +163,7 @@ fn probe_frame(s: u64, content: &str) -> String {
         m.channel_id = channel_id(s % CHANNELS).to_string();
         m.guild_id = Some(GUILD.to_string());
     }
-    GatewayEvent {
-        body,
-        meta: TraceMeta {
-            trace_id: clock::new_trace_id(),
-            sent_at: clock::now_rfc3339(),
-            request_id: None,
-            actor: None,
-            access: None,
-            extra: Default::default(),
-        },
-    }
-    .to_json()
+    wrap(body).to_json()
 }
 
 /// The fan-out rows: 1,000 subscribers × 50 events/s under `ACCESS=roles`,

@@ -14,10 +14,10 @@
 
 use std::io;
 
-use relay_protocol::frame::{GatewayEvent, TraceMeta};
 use relay_protocol::replay::EventId;
 use relay_protocol::shared_log;
 use relay_runtime::clock;
+use relay_runtime::discord_gateway::wrap;
 
 use super::{ms, progress, publish, publish_with, target, Ctx, SseRow, Window, LINK_TOKEN};
 use crate::harness;
@@ -200,20 +200,9 @@ pub fn run(ctx: &mut Ctx) -> io::Result<()> {
 
 /// The probe frame with its shared id, as the active gateway sends it.
 fn stamped_frame(id: EventId, s: u64, content: &str) -> String {
-    let mut meta = TraceMeta {
-        trace_id: clock::new_trace_id(),
-        sent_at: clock::now_rfc3339(),
-        request_id: None,
-        actor: None,
-        access: None,
-        extra: Default::default(),
-    };
-    meta.extra.get_mut().event_id = Some(id);
-    GatewayEvent {
-        body: message(&(s + 1).to_string(), "100", content),
-        meta,
-    }
-    .to_json()
+    let mut ev = wrap(message(&(s + 1).to_string(), "100", content));
+    ev.meta.extra.get_mut().event_id = Some(id);
+    ev.to_json()
 }
 
 fn reset_stats(redis: &RedisServer) {
