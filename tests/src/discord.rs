@@ -58,6 +58,18 @@ pub fn discord_config(sim: &SimDiscord) -> DiscordConfig {
     }
 }
 
+/// `relay gateway`'s settings for `sim` on a loopback port of its own, with
+/// `link_token`; the caller adjusts the rest (backoff, Redis, access).
+pub fn gateway_settings(sim: &SimDiscord, link_token: &str) -> relay::gateway::Settings {
+    relay::gateway::Settings::for_discord_at(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        relay::secret::Secret::new(link_token),
+        relay::secret::Secret::new(sim.bot_token()),
+        sim.api_base(),
+        sim.gateway_url(),
+    )
+}
+
 /// What the driver told its observer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notice {

@@ -3,7 +3,6 @@
 //! frame and hands every frame it receives to a channel.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -13,11 +12,12 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use relay::gateway::{Gateway, Settings};
 use relay::metrics::Metrics;
-use relay::secret::Secret;
 use relay_runtime::ws_io::{self, ConnectError, Incoming, Waker};
 use serde_json::Value;
 
-use crate::discord::{fast_backoff, sim_config, start_sim, SimConfig, SimDiscord, WAIT};
+use crate::discord::{
+    fast_backoff, gateway_settings, sim_config, start_sim, SimConfig, SimDiscord, WAIT,
+};
 
 /// The link token of every rig.
 pub const LINK_TOKEN: &str = "rig-link-token";
@@ -42,13 +42,7 @@ impl GatewayRig {
     /// adjust the gateway's settings.
     pub fn start_with(sim: SimConfig, adjust: impl FnOnce(&mut Settings)) -> GatewayRig {
         let sim = start_sim(sim);
-        let mut settings = Settings::for_discord_at(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            Secret::new(LINK_TOKEN),
-            Secret::new(sim.bot_token()),
-            sim.api_base(),
-            sim.gateway_url(),
-        );
+        let mut settings = gateway_settings(&sim, LINK_TOKEN);
         settings.backoff = fast_backoff();
         adjust(&mut settings);
         let metrics = Arc::new(Metrics::new());

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use relay::config::AccessMode;
 use relay::edge::Edge;
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
-use relay::secret::Secret;
 use relay_runtime::sim_discord::{SimConfig, SimDiscord};
 
+use crate::discord::gateway_settings;
 use crate::harness::{agent, settings, Response, LINK_TOKEN};
 use crate::sse_client::SseClient;
 
@@ -38,13 +38,7 @@ impl HistoryRig {
     pub fn start_with(access: AccessMode, sim: SimConfig) -> HistoryRig {
         let sim = SimDiscord::start(sim).expect("sim starts");
         let metrics = Arc::new(Metrics::new());
-        let gateway_settings = Settings::for_discord_at(
-            "127.0.0.1:0".parse().expect("loopback"),
-            Secret::new(LINK_TOKEN),
-            Secret::new(sim.bot_token()),
-            sim.api_base(),
-            sim.gateway_url(),
-        );
+        let gateway_settings = gateway_settings(&sim, LINK_TOKEN);
         let gateway = Gateway::start(gateway_settings, metrics.clone()).expect("gateway starts");
         assert!(gateway.wait_discord_connected(WAIT));
         let mut s = settings(&gateway.link_url());

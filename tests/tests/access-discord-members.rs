@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use relay::config::AccessMode;
 use relay::edge::Edge;
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
-use relay::secret::Secret;
 use relay_protocol::sse::SseEvent;
 use relay_runtime::sim_discord::{ids, perms, Overwrite, SimConfig, SimDiscord};
+use relay_tests::discord::gateway_settings;
 use relay_tests::gateway_rig::TestEdge;
 use relay_tests::harness::{post, settings, LINK_TOKEN};
 use relay_tests::sse_client::SseClient;
@@ -39,13 +39,7 @@ impl Rig {
         let _ = relay::logging::init(relay::logging::LogFormat::Text, "info");
         let sim = SimDiscord::start(SimConfig::default()).expect("sim starts");
         let metrics = std::sync::Arc::new(Metrics::new());
-        let mut gateway_settings = Settings::for_discord_at(
-            "127.0.0.1:0".parse().unwrap(),
-            Secret::new(LINK_TOKEN),
-            Secret::new(sim.bot_token()),
-            sim.api_base(),
-            sim.gateway_url(),
-        );
+        let mut gateway_settings = gateway_settings(&sim, LINK_TOKEN);
         gateway_settings.members_intent = members_intent;
         if let Some(age) = member_max_age {
             gateway_settings.member_max_age = age;

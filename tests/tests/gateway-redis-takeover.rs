@@ -5,15 +5,16 @@
 //! re-sent to the new gateway runs once. A real redis-server, a simulated
 //! Discord, real gateways on loopback.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relay::gateway::{Gateway, RedisSettings, Settings, REDIS_TIMEOUT};
+use relay::gateway::{Gateway, RedisSettings, REDIS_TIMEOUT};
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_runtime::ws_io::ConnectError;
-use relay_tests::discord::{command_json, fast_backoff, ids, sim_config, start_sim, SimDiscord};
+use relay_tests::discord::{
+    command_json, fast_backoff, gateway_settings, ids, sim_config, start_sim, SimDiscord,
+};
 use relay_tests::gateway_rig::{TestEdge, LINK_TOKEN};
 use relay_tests::redis_server::RedisServer;
 use serde_json::json;
@@ -23,13 +24,7 @@ const LEASE: Duration = Duration::from_millis(1500);
 const TAKEOVER: Duration = Duration::from_millis(1500 + 5000);
 
 fn gateway(sim: &SimDiscord, redis: &RedisServer) -> (Gateway, Arc<Metrics>) {
-    let mut settings = Settings::for_discord_at(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        Secret::new(LINK_TOKEN),
-        Secret::new(sim.bot_token()),
-        sim.api_base(),
-        sim.gateway_url(),
-    );
+    let mut settings = gateway_settings(sim, LINK_TOKEN);
     settings.backoff = fast_backoff();
     settings.redis = Some(RedisSettings {
         url: Secret::new(redis.url()),

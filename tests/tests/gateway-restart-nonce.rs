@@ -3,26 +3,18 @@
 //! `sendMessage` the request carries the requestId as the message `nonce` with
 //! `enforce_nonce`, so Discord (here the simulated one) makes the message once.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
-use relay::secret::Secret;
-use relay_tests::discord::{command_json, fast_backoff, ids, REIDENTIFY_WAIT};
+use relay_tests::discord::{command_json, fast_backoff, gateway_settings, ids, REIDENTIFY_WAIT};
 use relay_tests::gateway_rig::{GatewayRig, TestEdge, LINK_TOKEN};
 use serde_json::json;
 
 /// A second gateway process on the same (simulated) Discord: nothing of the
 /// first one's memory, as after a restart.
 fn restarted(rig: &GatewayRig) -> Gateway {
-    let mut settings = Settings::for_discord_at(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        Secret::new(LINK_TOKEN),
-        Secret::new(rig.sim.bot_token()),
-        rig.sim.api_base(),
-        rig.sim.gateway_url(),
-    );
+    let mut settings = gateway_settings(&rig.sim, LINK_TOKEN);
     settings.backoff = fast_backoff();
     let gateway = Gateway::start(settings, Arc::new(Metrics::new())).expect("restarts");
     assert!(

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relay::config::AccessMode;
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
-use relay::secret::Secret;
 use relay_runtime::sim_discord::ids;
+use relay_tests::discord::gateway_settings;
 use relay_tests::harness::{post, LINK_TOKEN};
 use relay_tests::history_rig::{ids_of, HistoryRig, WAIT};
 use serde_json::{json, Value};
@@ -107,13 +107,7 @@ fn a_relay_post_read_back_from_discord_names_its_sender_and_after_a_restart_the_
     let bind = old.link_addr();
     old.shutdown();
     assert!(rig.edge.wait_link(false, WAIT));
-    let mut settings = Settings::for_discord_at(
-        bind,
-        Secret::new(LINK_TOKEN),
-        Secret::new(rig.sim.bot_token()),
-        rig.sim.api_base(),
-        rig.sim.gateway_url(),
-    );
+    let mut settings = gateway_settings(&rig.sim, LINK_TOKEN);
     settings.bind = bind;
     let gateway = Gateway::start(settings, Arc::new(Metrics::new())).expect("restarts");
     assert!(gateway.wait_discord_connected(WAIT));

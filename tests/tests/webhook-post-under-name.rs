@@ -12,12 +12,13 @@ use std::time::Duration;
 use relay::auth::SessionKeys;
 use relay::config::AccessMode;
 use relay::edge::Edge;
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
 use relay::secret::Secret;
 use relay_protocol::sse::SseEvent;
 use relay_runtime::clock;
 use relay_runtime::sim_discord::{ids, perms, Overwrite, SimConfig, SimDiscord};
+use relay_tests::discord::gateway_settings;
 use relay_tests::harness::{post, settings, LINK_TOKEN, SESSION_SECRET};
 use relay_tests::sse_client::SseClient;
 use serde_json::{json, Value};
@@ -44,17 +45,8 @@ impl Rig {
         let sim = SimDiscord::start(SimConfig::default()).expect("sim starts");
         setup(&sim);
         let metrics = Arc::new(Metrics::new());
-        let gateway = Gateway::start(
-            Settings::for_discord_at(
-                "127.0.0.1:0".parse().unwrap(),
-                Secret::new(LINK_TOKEN),
-                Secret::new(sim.bot_token()),
-                sim.api_base(),
-                sim.gateway_url(),
-            ),
-            metrics.clone(),
-        )
-        .expect("gateway starts");
+        let gateway = Gateway::start(gateway_settings(&sim, LINK_TOKEN), metrics.clone())
+            .expect("gateway starts");
         assert!(gateway.wait_discord_connected(WAIT));
         let mut s = settings(&gateway.link_url());
         let discord = matches!(access, AccessMode::Discord);

@@ -7,28 +7,20 @@
 //! frames are exactly what relay's edge writes (the queue's marking of
 //! re-writes is unit-tested in `protocol/src/queue.rs`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use relay::gateway::{Gateway, Settings};
+use relay::gateway::Gateway;
 use relay::metrics::Metrics;
-use relay::secret::Secret;
 use relay_runtime::clock;
 use relay_runtime::sim_discord::ids;
-use relay_tests::discord::{fast_backoff, REIDENTIFY_WAIT};
+use relay_tests::discord::{fast_backoff, gateway_settings, REIDENTIFY_WAIT};
 use relay_tests::gateway_rig::{GatewayRig, TestEdge, LINK_TOKEN};
 use serde_json::{json, Value};
 
 /// A second gateway process on the same (simulated) Discord: nothing of the
 /// first one's memory, as after a restart.
 fn restarted(rig: &GatewayRig) -> Gateway {
-    let mut settings = Settings::for_discord_at(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        Secret::new(LINK_TOKEN),
-        Secret::new(rig.sim.bot_token()),
-        rig.sim.api_base(),
-        rig.sim.gateway_url(),
-    );
+    let mut settings = gateway_settings(&rig.sim, LINK_TOKEN);
     settings.backoff = fast_backoff();
     let gateway = Gateway::start(settings, Arc::new(Metrics::new())).expect("restarts");
     assert!(gateway.wait_discord_connected(REIDENTIFY_WAIT));
