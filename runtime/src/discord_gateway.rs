@@ -671,7 +671,8 @@ impl Driver {
                     .map(|body| {
                         let is_message_event = body.is_message_event();
                         let mut ev = wrap(body);
-                        // One dispatch, one message event: the revision after it.
+                        // Every event of one dispatch gets the revision after
+                        // all of them: no history answer is read in between.
                         if is_message_event {
                             ev.meta.extra.get_mut().rev = Some(rev);
                         }

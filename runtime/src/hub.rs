@@ -589,14 +589,19 @@ mod tests {
         }
         let sub = hub.subscribe(Filter::default(), Some("7-1"));
         hub.publish(|id| delivery(id, "messageCreate", Some("1")), None);
-        let replayed: Vec<u64> = sub
-            .replay
-            .unwrap()
-            .iter()
-            .map(|d| d.id.unwrap().seq)
-            .collect();
+        let replayed = replayed_seqs(&sub);
         assert_eq!(replayed, vec![2, 3]);
         assert_eq!(sub.live.try_recv().unwrap().id.unwrap().seq, 4);
+    }
+
+    /// The seqs of what a subscription replayed (it must have replayed).
+    fn replayed_seqs(sub: &Subscription) -> Vec<u64> {
+        sub.replay
+            .as_ref()
+            .expect("a replay")
+            .iter()
+            .map(|d| d.id.unwrap().seq)
+            .collect()
     }
 
     fn shared_log_reader(through: u64) -> SharedLog {
@@ -615,12 +620,7 @@ mod tests {
         // A fresh edge (nothing of epoch 9 in its ring); the log holds up to 5.
         let hub = Hub::new(1, 16, 16).with_shared_log(shared_log_reader(5));
         let sub = hub.subscribe(Filter::default(), Some("9-2"));
-        let replayed: Vec<u64> = sub
-            .replay
-            .unwrap()
-            .iter()
-            .map(|d| d.id.unwrap().seq)
-            .collect();
+        let replayed = replayed_seqs(&sub);
         assert_eq!(replayed, [3, 4, 5]);
         for seq in 4..=7 {
             hub.publish_as(
@@ -938,12 +938,7 @@ mod tests {
             Some(scope("u1", &["10"], false)),
             Some("1-0"),
         );
-        let replayed: Vec<u64> = sub
-            .replay
-            .unwrap()
-            .iter()
-            .map(|d| d.id.unwrap().seq)
-            .collect();
+        let replayed = replayed_seqs(&sub);
         assert_eq!(replayed, vec![1, 3]);
     }
 
